@@ -1,0 +1,264 @@
+"""Bar loaders: CSV, Parquet, Lean minute zips and the eqker CSV layout.
+
+Every loader returns the same frame: a tz-aware ``DatetimeIndex`` named ``timestamp``
+in America/New_York labelling each bar by its **start**, float columns ``open high
+low close volume``, regular hours only (09:30 <= start < 16:00), sorted, unique.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gammaride.errors import BarsFileError
+
+ET = "America/New_York"
+COLUMNS = ["open", "high", "low", "close", "volume"]
+_RTH_START_MIN = 9 * 60 + 30
+_RTH_END_MIN = 16 * 60
+_LEAN_NAME = re.compile(r"(\d{8})_(?:[a-z0-9]+_minute_)?trade", re.IGNORECASE)
+
+
+def load_bars(paths: str | Path | Iterable[str | Path], label: str | None = None) -> pd.DataFrame:
+    """Load one or more bars files into one normalized frame.
+
+    ``label`` forces the bar labelling of CSV/Parquet files ('start' or 'end');
+    by default a CSV whose time column is named ``datetime`` is the eqker layout
+    (bar-end labels), anything else is bar-start.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    frames = []
+    sources = []
+    for p in paths:
+        frame = _load_one(Path(p), label)
+        frames.append(frame)
+        sources.append(np.full(len(frame), str(p), dtype=object))
+    if not frames:
+        raise BarsFileError("(no files)", "no bars files were given", "pass at least one file")
+    bars = pd.concat(frames) if len(frames) > 1 else frames[0]
+    if len(frames) > 1:
+        src = np.concatenate(sources)
+        order = np.argsort(bars.index.asi8, kind="stable")
+        bars, src = bars.iloc[order], src[order]
+        dup = bars.index.duplicated()
+        if dup.any():
+            i = int(np.argmax(dup))
+            raise BarsFileError(
+                src[i],
+                f"bar {bars.index[i]} also appears in {src[i - 1]}",
+                "pass each session once (remove the overlapping file)",
+            )
+    return bars
+
+
+def _load_one(path: Path, label: str | None) -> pd.DataFrame:
+    if not path.exists():
+        raise BarsFileError(path, "file does not exist", "check the path")
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        return _load_lean_zip(path)
+    if suffix in {".parquet", ".pq"}:
+        try:
+            raw = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many types
+            raise BarsFileError(path, f"cannot read Parquet ({exc})", "write it with DataFrame.to_parquet") from None
+        if "timestamp" not in raw.columns and raw.index.name == "timestamp":
+            raw = raw.reset_index()
+        return _normalize(raw, path, time_col="timestamp", label=label or "start", first_row=1)
+    if suffix in {".csv", ".txt", ""}:
+        try:
+            raw = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise BarsFileError(path, "file is empty", "export bars with a header row timestamp,open,high,low,close,volume") from None
+        except Exception as exc:
+            raise BarsFileError(path, f"cannot parse CSV ({exc})", "write a comma-separated file with a header row") from None
+        raw.columns = [str(c).strip().lower() for c in raw.columns]
+        if "datetime" in raw.columns and "timestamp" not in raw.columns:
+            return _normalize(raw, path, time_col="datetime", label=label or "end", first_row=2)
+        return _normalize(raw, path, time_col="timestamp", label=label or "start", first_row=2)
+    raise BarsFileError(
+        path, f"unknown file type '{suffix}'", "use .csv, .parquet or a Lean minute _trade.zip"
+    )
+
+
+def _load_lean_zip(path: Path) -> pd.DataFrame:
+    match = _LEAN_NAME.search(path.name)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.lower().endswith(".csv")]
+            if not names:
+                raise BarsFileError(path, "zip holds no CSV", "pass a Lean minute _trade.zip")
+            inner = names[0]
+            match = match or _LEAN_NAME.search(inner)
+            payload = zf.read(inner)
+    except zipfile.BadZipFile:
+        raise BarsFileError(path, "not a valid zip file", "re-download the Lean minute zip") from None
+    if not match:
+        raise BarsFileError(
+            path, "cannot tell the session date", "keep Lean's file name YYYYMMDD_trade.zip"
+        )
+    day = pd.Timestamp(match.group(1))
+    try:
+        raw = pd.read_csv(io.BytesIO(payload), header=None, names=["ms", *COLUMNS])
+    except Exception as exc:
+        raise BarsFileError(path, f"cannot parse {inner} ({exc})", "pass an unmodified Lean minute zip") from None
+    ms = pd.to_numeric(raw["ms"], errors="coerce")
+    if ms.isna().any():
+        row = int(ms.isna().to_numpy().argmax()) + 1
+        raise BarsFileError(path, f"'{raw['ms'].iloc[row - 1]}' is not milliseconds since midnight", "pass an unmodified Lean minute zip", row)
+    naive = day + pd.to_timedelta(ms.to_numpy(dtype=np.int64), unit="ms")
+    frame = raw[COLUMNS].copy()
+    for col in ("open", "high", "low", "close"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce") / 10000.0
+    frame.insert(0, "timestamp", naive)
+    return _normalize(frame, path, time_col="timestamp", label="start", first_row=1, tz_naive=True)
+
+
+def _normalize(
+    raw: pd.DataFrame,
+    path: Path,
+    time_col: str,
+    label: str,
+    first_row: int,
+    tz_naive: bool = False,
+) -> pd.DataFrame:
+    """Validate, convert to ET bar-start labels, keep regular hours, sort."""
+    if label not in {"start", "end"}:
+        raise BarsFileError(path, f"label '{label}' is not 'start' or 'end'", "use start or end")
+    missing = [c for c in [time_col, *COLUMNS] if c not in raw.columns]
+    if missing:
+        raise BarsFileError(
+            path,
+            f"missing column(s) {', '.join(missing)} (found {', '.join(map(str, raw.columns))})",
+            "provide the header timestamp,open,high,low,close,volume",
+        )
+    if raw.empty:
+        raise BarsFileError(path, "file has no rows", "export at least one bar")
+    rows = np.arange(first_row, first_row + len(raw))
+    ts = _parse_times(raw[time_col], path, rows)
+    if label == "end":
+        ts = ts - pd.Timedelta(minutes=1)
+
+    values = {}
+    for col in COLUMNS:
+        num = pd.to_numeric(raw[col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(num)
+        if bad.any():
+            i = int(np.argmax(bad))
+            what = "volume" if col == "volume" else "price"
+            raise BarsFileError(
+                path,
+                f"{col} is missing or not a number ({raw[col].iloc[i]!r}) at {ts[i]}",
+                f"drop or repair that bar; every {what} must be a finite number",
+                int(rows[i]),
+            )
+        values[col] = num
+    checks = [
+        (values["high"] < values["low"], "high {h} is below low {l}", "swap or correct high/low"),
+        (
+            np.minimum.reduce([values["open"], values["high"], values["low"], values["close"]]) <= 0,
+            "a price is zero or negative",
+            "prices must be positive",
+        ),
+        (values["volume"] < 0, "volume {v} is negative", "volume must be >= 0"),
+    ]
+    for mask, message, fix in checks:
+        if mask.any():
+            i = int(np.argmax(mask))
+            text = message.format(h=values["high"][i], l=values["low"][i], v=values["volume"][i])
+            raise BarsFileError(path, f"{text} at {ts[i]}", fix, int(rows[i]))
+
+    frame = pd.DataFrame(values, index=pd.DatetimeIndex(ts, name="timestamp"))
+    order = np.argsort(frame.index.asi8, kind="stable")
+    if (np.diff(order) != 1).any():
+        frame, rows = frame.iloc[order], rows[order]
+    dup = frame.index.duplicated()
+    if dup.any():
+        i = int(np.argmax(dup))
+        raise BarsFileError(
+            path,
+            f"duplicate timestamp {frame.index[i]} (also at row {rows[i - 1]})",
+            "keep one bar per minute",
+            int(rows[i]),
+        )
+    return regular_hours(frame)
+
+
+def _parse_times(column: pd.Series, path: Path, rows: np.ndarray) -> pd.DatetimeIndex:
+    if pd.api.types.is_datetime64_any_dtype(column):
+        ts = pd.DatetimeIndex(column)
+    else:
+        parsed = pd.to_datetime(column, errors="coerce", utc=False, format="mixed")
+        if parsed.isna().any():
+            i = int(parsed.isna().to_numpy().argmax())
+            raise BarsFileError(
+                path,
+                f"timestamp {column.iloc[i]!r} cannot be read",
+                "write ISO timestamps such as 2024-03-01 09:31:00 (naive means America/New_York)",
+                int(rows[i]),
+            )
+        if parsed.dtype == object:  # mixed offsets: normalise through UTC
+            parsed = pd.to_datetime(column, utc=True)
+        ts = pd.DatetimeIndex(parsed)
+    if ts.tz is None:
+        try:
+            ts = ts.tz_localize(ET, ambiguous="raise", nonexistent="raise")
+        except Exception as exc:
+            raise BarsFileError(path, f"a naive timestamp is not a valid New York time ({exc})", "write timestamps with a UTC offset") from None
+    else:
+        ts = ts.tz_convert(ET)
+    return ts.as_unit("ns")
+
+
+def regular_hours(bars: pd.DataFrame) -> pd.DataFrame:
+    """Keep bars starting in [09:30, 16:00) ET; pre/post-market never enter a lookback."""
+    idx = bars.index
+    minute = idx.hour * 60 + idx.minute
+    keep = (minute >= _RTH_START_MIN) & (minute < _RTH_END_MIN)
+    return bars[np.asarray(keep)]
+
+
+def sample_paths() -> list[Path]:
+    """The bundled Lean SPY sessions (Apache-2.0, see sim/sample/NOTICE)."""
+    folder = Path(__file__).with_name("sample")
+    return sorted(folder.glob("*_trade.zip"))
+
+
+def sample_bars() -> pd.DataFrame:
+    """Seven real SPY sessions of 1-minute bars, 390 regular-hours bars each."""
+    return load_bars(sample_paths())
+
+
+def load_daily(path: str | Path | None = None) -> pd.Series:
+    """Daily closes (DatetimeIndex of session dates) for the realized-volatility IV proxy.
+
+    With no path: the bundled Lean SPY daily history (1998-2021). Accepts the Lean
+    daily zip layout or a CSV with ``date``/``datetime`` and ``close`` columns.
+    """
+    path = Path(path) if path is not None else Path(__file__).with_name("sample") / "spy_daily.zip"
+    if not path.exists():
+        raise BarsFileError(path, "daily file does not exist", "check the path")
+    if path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(path) as zf:
+            raw = pd.read_csv(io.BytesIO(zf.read(zf.namelist()[0])), header=None,
+                              names=["date", "open", "high", "low", "close", "volume"])
+        dates = pd.to_datetime(raw["date"].str.slice(0, 8), format="%Y%m%d")
+        closes = raw["close"].to_numpy(dtype=float) / 10000.0
+    else:
+        raw = pd.read_csv(path)
+        raw.columns = [str(c).strip().lower() for c in raw.columns]
+        col = "date" if "date" in raw.columns else "datetime"
+        if col not in raw.columns or "close" not in raw.columns:
+            raise BarsFileError(path, "daily file needs date and close columns", "export date,close")
+        dates = pd.to_datetime(raw[col]).dt.normalize()
+        closes = raw["close"].to_numpy(dtype=float)
+    series = pd.Series(closes, index=pd.DatetimeIndex(dates, name="date"), name="close")
+    series = series[np.isfinite(series.to_numpy()) & (series.to_numpy() > 0)]
+    return series[~series.index.duplicated(keep="last")].sort_index()

@@ -1,0 +1,297 @@
+"""Fast replay: the scanner's rules over a whole history in one vectorized pass.
+
+Signals, setup and exits are the same functions the live scanner calls. Only the
+bookkeeping that is sequential by nature (one position at a time, trades per day,
+the daily loss limit, equity for sizing) loops, and it loops over signals, not bars.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from gammaride.config import Settings
+from gammaride.scanner import ivrank
+from gammaride.scanner.exits import EXIT_HARD_STOP, EXIT_TIME, evaluate_exits, excursions
+from gammaride.scanner.session import expiry_and_hard_stop, session_close_minutes
+from gammaride.scanner.setup import (
+    ExitPolicy,
+    direction_sign,
+    exit_levels,
+    iv_multiplier,
+    position_size,
+)
+from gammaride.scanner.signals import compute_signals
+
+MINUTE_NS = 60_000_000_000
+SKIP_POSITION_OPEN = "position open"
+SKIP_END_OF_DATA = "end of data before the exit"
+
+
+@dataclass(frozen=True)
+class IVChoice:
+    """How replay gets the IV percentile: a constant, the realized-vol proxy, or gate off."""
+
+    mode: str = "proxy"  # proxy | constant | off
+    value: float | None = None
+    daily: pd.Series | None = None  # daily closes for the proxy
+
+    def __post_init__(self) -> None:
+        if self.mode not in {"proxy", "constant", "off"}:
+            raise ValueError(f"IV mode {self.mode!r} is not proxy, constant or off")
+        if self.mode == "constant" and (
+            self.value is None or not np.isfinite(self.value) or not 0 <= self.value <= 1
+        ):
+            raise ValueError(
+                f"--iv-percentile {self.value!r} is not in [0, 1]; pass e.g. --iv-percentile 0.45"
+            )
+
+    def for_bars(self, bars: pd.DataFrame, symbol: str) -> tuple[np.ndarray | None, np.ndarray]:
+        """(IV percentile per bar or None when the gate is off, source per bar)."""
+        n = len(bars)
+        if self.mode == "off":
+            return None, np.full(n, ivrank.SOURCE_OFF, dtype=object)
+        if self.mode == "constant":
+            return np.full(n, float(self.value)), np.full(n, ivrank.SOURCE_CONSTANT, dtype=object)
+        daily = self.daily
+        if daily is None:
+            from gammaride.sim.data import load_daily
+
+            daily = load_daily() if symbol.upper() == "SPY" else pd.Series(dtype=float)
+        # Sessions in the minute bars but not in the daily file extend it with their closes.
+        dates = bars.index.tz_localize(None).normalize()
+        own = pd.Series(bars["close"].to_numpy(), index=dates).groupby(level=0).last()
+        closes = pd.concat([daily, own[~own.index.isin(daily.index)]]).sort_index()
+        uniq, inverse = np.unique(dates.asi8, return_inverse=True)
+        per_session = ivrank.proxy_for_sessions(pd.DatetimeIndex(uniq), closes)
+        values = per_session[inverse]
+        source = np.where(np.isfinite(values), ivrank.SOURCE_PROXY, ivrank.SOURCE_NONE).astype(object)
+        return values, source
+
+
+@dataclass
+class ReplayResult:
+    scans: pd.DataFrame
+    trades: pd.DataFrame
+    paths: pd.DataFrame
+    policy: ExitPolicy
+
+    def summary(self) -> dict:
+        t = self.trades
+        n = len(t)
+        return {
+            "bars": len(self.scans),
+            "in_window": int(self.scans["in_window"].sum()),
+            "signals": int(self.scans["signal"].sum()),
+            "trades": n,
+            "wins": int((t["pnl_usd"] > 0).sum()) if n else 0,
+            "win_rate": float((t["pnl_usd"] > 0).mean()) if n else None,
+            "pnl_usd": float(t["pnl_usd"].sum()) if n else 0.0,
+            "avg_r": float(t["r_multiple"].mean()) if n else None,
+            "exit_reasons": t["exit_reason"].value_counts().to_dict() if n else {},
+        }
+
+
+def replay(
+    bars: pd.DataFrame,
+    settings: Settings,
+    policy: ExitPolicy | None = None,
+    iv: IVChoice | None = None,
+    first_trade_id: int = 1,
+) -> ReplayResult:
+    """Every bar's decision, the trades they lead to and each trade's 20-minute path. Pure."""
+    policy = policy or ExitPolicy.phase1(settings)
+    iv = iv or IVChoice()
+    symbol = settings.symbol
+    iv_pct, iv_source = iv.for_bars(bars, symbol)
+    sig = compute_signals(bars, settings, iv_pct)
+    n = len(bars)
+
+    start_ns = bars.index.asi8
+    opens = bars["open"].to_numpy(dtype=float)
+    highs = bars["high"].to_numpy(dtype=float)
+    lows = bars["low"].to_numpy(dtype=float)
+    closes = bars["close"].to_numpy(dtype=float)
+    hold = settings.max_hold_minutes
+
+    cand = np.flatnonzero(sig["signal"].to_numpy())
+    dec_ns = start_ns[cand] + MINUTE_NS
+    midnight = bars.index[cand].normalize().asi8 if len(cand) else np.array([], dtype=np.int64)
+    dec_min = (dec_ns - midnight) // MINUTE_NS
+    close_min = session_close_minutes(pd.DatetimeIndex(bars.index[cand].tz_localize(None).normalize()))
+    same_day, stop_min = expiry_and_hard_stop(settings, symbol, dec_min, close_min)
+    stop_ns = midnight + stop_min * MINUTE_NS
+    hold_ns = dec_ns + hold * MINUTE_NS
+    limit_ns = np.minimum(hold_ns, stop_ns)
+    end_reason = np.where(hold_ns <= stop_ns, EXIT_TIME, EXIT_HARD_STOP).astype(object)
+
+    # Bars after each decision: positions i+1 .. i+hold, evaluable while they end by the limit.
+    pos = cand[:, None] + np.arange(1, hold + 1)[None, :]
+    inside = pos < n
+    pos_c = np.minimum(pos, max(n - 1, 0))
+    bar_start = start_ns[pos_c]
+    valid = inside & (bar_start >= dec_ns[:, None]) & (bar_start + MINUTE_NS <= limit_ns[:, None])
+    n_valid = valid.sum(axis=1)
+    # Data ending before the position's clock runs out cannot be evaluated honestly.
+    last_end = start_ns[-1] + MINUTE_NS if n else 0
+    truncated = (n_valid == 0) | ((limit_ns > last_end) & (n_valid < hold))
+
+    atr = sig["atr"].to_numpy()[cand]
+    entry = closes[cand]
+    direction = sig["direction"].to_numpy()[cand]
+    sign = direction_sign(direction)
+    tp_mult, sl_mult, bucket = policy.lookup(atr)
+    tp, sl = exit_levels(direction, entry, atr, tp_mult, sl_mult)
+    ex = evaluate_exits(
+        sign, tp, sl, opens[pos_c], highs[pos_c], lows[pos_c], closes[pos_c], n_valid, end_reason
+    )
+    exit_ns = start_ns[pos_c[np.arange(len(cand)), np.maximum(ex.bar, 0)]] + MINUTE_NS
+    ivp = sig["iv_percentile"].to_numpy()[cand]
+    iv_mult = iv_multiplier(ivp, settings)
+
+    accepted, skip = _book(settings, cand, dec_ns, midnight, exit_ns, truncated, sign, entry,
+                           ex.price, atr, iv_mult)
+    skip_reason = sig["skip_reason"].to_numpy().copy()
+    trade_ids = np.full(n, None, dtype=object)
+    k = np.flatnonzero(accepted["taken"])
+    skip_reason[cand] = skip
+    ids = np.arange(first_trade_id, first_trade_id + len(k))
+    trade_ids[cand[k]] = ids
+
+    tz = bars.index.tz
+    contracts = accepted["contracts"][k]
+    move = sign[k] * (ex.price[k] - entry[k])
+    mfe, mae = excursions(sign[k], entry[k], atr[k], highs[pos_c[k]], lows[pos_c[k]], ex.bar[k] + 1)
+    trades = pd.DataFrame(
+        {
+            "trade_id": ids,
+            "symbol": symbol,
+            "instrument": "options",
+            "contract_symbol": None,
+            "direction": direction[k],
+            "status": "closed",
+            "entry_time": pd.DatetimeIndex(dec_ns[k], tz="UTC").tz_convert(tz),
+            "entry_price": entry[k],
+            "exit_time": pd.DatetimeIndex(exit_ns[k], tz="UTC").tz_convert(tz),
+            "exit_price": ex.price[k],
+            "exit_reason": ex.reason[k],
+            "hard_stop_time": pd.DatetimeIndex(stop_ns[k], tz="UTC").tz_convert(tz),
+            "atr": atr[k],
+            "tp": tp[k],
+            "sl": sl[k],
+            "tp_mult": tp_mult[k],
+            "sl_mult": sl_mult[k],
+            "phase": policy.phase,
+            "atr_bucket": bucket[k],
+            "iv_percentile": ivp[k],
+            "contracts": contracts,
+            "pnl_usd": move * 100.0 * contracts * settings.replay_delta,
+            "r_multiple": move / (sl_mult[k] * atr[k]),
+            "mfe_atr": mfe,
+            "mae_atr": mae,
+            "client_order_id": None,
+        }
+    )
+    trades["same_day_expiry"] = same_day[k]
+
+    # The underlying's path for the whole max-hold span after entry, even past the exit.
+    in_path = inside[k] & (bar_start[k] >= dec_ns[k, None]) & (bar_start[k] < hold_ns[k, None])
+    rows, cols = np.nonzero(in_path)
+    p = pos_c[k][rows, cols]
+    paths = pd.DataFrame(
+        {
+            "trade_id": ids[rows],
+            "minute": cols + 1,
+            "bar_time": bars.index[p],
+            "open": opens[p],
+            "high": highs[p],
+            "low": lows[p],
+            "close": closes[p],
+        }
+    )
+
+    scans = sig.reset_index(drop=True).drop(columns=["iv_ok"])
+    scans.insert(0, "scan_no", np.arange(1, n + 1))
+    scans["symbol"] = symbol
+    scans["scanned_at"] = None
+    scans["iv"] = np.nan
+    scans["iv_source"] = iv_source
+    scans["skip_reason"] = skip_reason
+    scans["trade_id"] = trade_ids
+    return ReplayResult(scans=scans, trades=trades, paths=paths, policy=policy)
+
+
+def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, sign, entry, exit_price, atr, iv_mult):
+    """Walk the signals in time order: positions, trades per day, loss limit, sizing."""
+    m = len(cand)
+    taken = np.zeros(m, dtype=bool)
+    contracts = np.zeros(m, dtype=np.int64)
+    skip = np.full(m, None, dtype=object)
+    open_exits: list[tuple[int, float]] = []  # (exit time, pnl) of open positions
+    equity = settings.starting_equity
+    day = None
+    day_start = equity
+    day_pnl = 0.0
+    day_trades = 0
+    limit_hit = False
+    per_contract = 100.0 * settings.replay_delta
+    for j in range(m):
+        t = dec_ns[j]
+        if midnight[j] != day:
+            # realize everything (positions never cross sessions), then reset the day
+            while open_exits:
+                _, pnl = heapq.heappop(open_exits)
+                equity += pnl
+            day, day_start, day_pnl, day_trades, limit_hit = midnight[j], equity, 0.0, 0, False
+        while open_exits and open_exits[0][0] <= t:  # flat at a bar's end may enter again
+            _, pnl = heapq.heappop(open_exits)
+            equity += pnl
+            day_pnl += pnl
+        if not limit_hit and day_pnl <= -settings.daily_loss_limit * day_start:
+            limit_hit = True
+        if truncated[j]:
+            skip[j] = SKIP_END_OF_DATA
+        elif len(open_exits) >= settings.max_open_positions:
+            skip[j] = SKIP_POSITION_OPEN
+        elif day_trades >= settings.max_trades_per_day:
+            skip[j] = f"max trades per day ({settings.max_trades_per_day}) reached"
+        elif limit_hit:
+            skip[j] = f"daily loss limit hit ({settings.daily_loss_limit:.0%} of start-of-day equity)"
+        else:
+            taken[j] = True
+            contracts[j] = int(position_size(equity, atr[j], iv_mult[j], settings))
+            pnl = sign[j] * (exit_price[j] - entry[j]) * per_contract * contracts[j]
+            heapq.heappush(open_exits, (int(exit_ns[j]), float(pnl)))
+            day_trades += 1
+    return {"taken": taken, "contracts": contracts}, skip
+
+
+def run_replay(
+    journal,
+    bars: pd.DataFrame,
+    settings: Settings,
+    policy: ExitPolicy | None = None,
+    iv: IVChoice | None = None,
+    source: str | None = None,
+) -> tuple[int, ReplayResult]:
+    """Replay and journal the run atomically: all of it, or (on any error) none of it."""
+    policy = policy or ExitPolicy.phase1(settings)
+    iv = iv or IVChoice()
+    with journal.transaction():
+        first = journal.next_trade_id()
+        result = replay(bars, settings, policy, iv, first_trade_id=first)
+        run_id = journal.start_run(
+            "replay", settings.symbol, instrument="options", source=source, phase=policy.phase,
+            exit_policy=policy.describe(), iv_source=iv.mode if iv.mode != "constant" else f"constant {iv.value}",
+            settings=settings.as_dict(),
+        )
+        result.scans["run_id"] = run_id
+        result.trades["run_id"] = run_id
+        journal.write_scans(result.scans)
+        journal.write_trades(result.trades)
+        journal.write_paths(result.paths)
+        journal.finish_run(run_id, "completed", result.summary())
+    return run_id, result
