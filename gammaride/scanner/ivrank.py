@@ -16,6 +16,7 @@ SOURCE_PROXY = "rv_proxy"
 SOURCE_HISTORY = "iv_history"
 SOURCE_OFF = "off"
 SOURCE_NONE = "none"
+MAX_GAP_DAYS = 5  # longest calendar gap between sessions (a long weekend plus a closure)
 
 
 def realized_vol_percentile(
@@ -34,9 +35,11 @@ def realized_vol_percentile(
     rank = rv.rolling(lookback, min_periods=window).apply(
         lambda x: np.mean(x[~np.isnan(x)] <= x[-1]) if np.isfinite(x[-1]) else np.nan, raw=True
     )
-    # value computed on day d's close applies to the next session
+    # value computed on day d's close applies to the next session, unless the history has a
+    # gap (a proxy from weeks ago is not what the scanner would know that morning)
     shifted = rank.shift(1)
-    return shifted.dropna()
+    gap = pd.Series(rank.index, index=rank.index).diff() > pd.Timedelta(days=MAX_GAP_DAYS)
+    return shifted[~gap.to_numpy()].dropna()
 
 
 def proxy_for_sessions(

@@ -1,0 +1,5 @@
+import sys
+
+from gammaride.cli import main
+
+sys.exit(main())

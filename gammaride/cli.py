@@ -1,0 +1,71 @@
+"""The ``gammaride`` command. Thin: each subcommand lives in ``gammaride.commands.<name>``
+with ``add_arguments(parser)`` and ``run(args) -> int``; this module only dispatches and
+turns domain errors into one-line messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from gammaride import __version__
+from gammaride.errors import GammarideError
+
+# (command, module, one-line help). Order is the order of ``gammaride --help``.
+COMMANDS = [
+    ("scan", "gammaride.commands.scan", "run the live scanner (paper by default)"),
+    ("replay", "gammaride.commands.replay", "replay bars files through the rules into the journal"),
+    ("calibrate", "gammaride.commands.calibrate", "fit Phase 2 exits from the journal"),
+    ("report", "gammaride.commands.report", "write the HTML win-rate report"),
+    ("demo", "gammaride.commands.demo", "offline scan + replay + calibrate + report, no keys"),
+    ("check", "gammaride.commands.check", "the pre-run checklist"),
+    ("serve", "gammaride.commands.serve", "run the offline Alpaca-compatible server"),
+    ("journal", "gammaride.commands.journal", "summarize what the journal holds"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gammaride",
+        description="0DTE dealer-gamma scanner for Alpaca: scan, journal, calibrate, report.",
+        epilog="Example: gammaride demo",
+    )
+    parser.add_argument("--version", action="version", version=f"gammaride {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # command not part of this build
+        doc = (module.__doc__ or help_text).strip()
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except GammarideError as exc:
+        print(f"gammaride {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"gammaride {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
