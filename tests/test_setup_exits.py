@@ -50,8 +50,8 @@ def _path(rows):
 
 
 def _exit(sign, tp, sl, rows, n_valid=None, end="time"):
-    o, h, l, c = _path(rows)
-    r = evaluate_exits(np.array([sign]), np.array([tp]), np.array([sl]), o, h, l, c,
+    o, h, lo, c = _path(rows)
+    r = evaluate_exits(np.array([sign]), np.array([tp]), np.array([sl]), o, h, lo, c,
                        np.array([n_valid or len(rows)]), end)
     return int(r.bar[0]), float(r.price[0]), r.reason[0]
 
@@ -90,16 +90,16 @@ def test_bars_past_the_limit_are_ignored():
 
 
 def test_live_check_without_a_hit_is_not_an_exit():
-    o, h, l, c = _path([(100, 100.5, 99.5, 100)])
-    r = evaluate_exits(np.array([1]), np.array([102]), np.array([99]), o, h, l, c, np.array([1]), final=False)
+    o, h, lo, c = _path([(100, 100.5, 99.5, 100)])
+    r = evaluate_exits(np.array([1]), np.array([102]), np.array([99]), o, h, lo, c, np.array([1]), final=False)
     assert r.bar[0] == -1 and r.reason[0] is None
 
 
 def test_excursions_in_atr_units():
-    o, h, l, c = _path([(100, 101, 99.5, 100), (100, 102, 99, 101)])
-    mfe, mae = excursions(np.array([1]), np.array([100.0]), np.array([0.5]), h, l, np.array([1]))
+    o, h, lo, c = _path([(100, 101, 99.5, 100), (100, 102, 99, 101)])
+    mfe, mae = excursions(np.array([1]), np.array([100.0]), np.array([0.5]), h, lo, np.array([1]))
     assert (mfe[0], mae[0]) == (2.0, 1.0)
-    mfe, mae = excursions(np.array([-1]), np.array([100.0]), np.array([0.5]), h, l, np.array([2]))
+    mfe, mae = excursions(np.array([-1]), np.array([100.0]), np.array([0.5]), h, lo, np.array([2]))
     assert (mfe[0], mae[0]) == (2.0, 4.0)
 
 

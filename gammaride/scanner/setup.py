@@ -59,7 +59,7 @@ class ExitPolicy:
         if self.phase == 1:
             return f"Phase 1 exits: TP {self.tp_mults[0]:g} ATR, SL {self.sl_mults[0]:g} ATR"
         parts = ", ".join(
-            f"{lab} {tp:g}/{sl:g}" for lab, tp, sl in zip(self.labels, self.tp_mults, self.sl_mults)
+            f"{lab} {tp:g}/{sl:g}" for lab, tp, sl in zip(self.labels, self.tp_mults, self.sl_mults, strict=True)
         )
         fitted = f", fitted {self.fitted_at}" if self.fitted_at else ""
         n = f" from {self.n_trades} trades" if self.n_trades else ""

@@ -99,16 +99,26 @@ def compute_signals(
     skip = np.full(n, None, dtype=object)
     rest = ~signal
     warmup_reason = f"{SKIP_WARMUP} (needs {settings.warmup_bars} bars of history)"
-    gates = [  # (failed mask, fixed reason or a function of the row)
+    # Reasons that quote a number are built once per distinct (truncated) value, not per row.
+    vol_tenths = np.floor(vol_ratio * 10)
+    iv_hundredths = np.floor(iv * 100)
+    gates = [  # (failed mask, fixed reason, or (key per row, reason of a key))
         (~in_window, SKIP_OUTSIDE_WINDOW),
         (~warm, warmup_reason),
-        (~vol_spike, lambda i: _volume_reason(vol_ratio[i], threshold)),
-        (~iv_ok, lambda i: _iv_reason(iv[i], settings.iv_threshold)),
-        (rest, lambda i: f"no direction ({k}-bar change {price_change[i]:+.2f})"),
+        (~vol_spike, (vol_tenths, lambda key: _volume_reason(key / 10, threshold))),
+        (~iv_ok, (iv_hundredths, lambda key: _iv_reason(key / 100, settings.iv_threshold))),
+        (rest, (price_change, lambda key: f"no direction ({k}-bar change {key:+.2f})")),
     ]
     for failed, reason in gates:
         hit = np.flatnonzero(rest & failed)
-        skip[hit] = reason if isinstance(reason, str) else [reason(i) for i in hit]
+        if not len(hit):
+            continue
+        if isinstance(reason, str):
+            skip[hit] = reason
+        else:
+            keys, text_of = reason
+            uniq, inverse = np.unique(keys[hit], return_inverse=True)
+            skip[hit] = np.array([text_of(u) for u in uniq], dtype=object)[inverse.ravel()]
         rest[hit] = False
 
     return pd.DataFrame(
@@ -137,10 +147,10 @@ def _volume_reason(ratio: float, threshold: float) -> str:
     if not np.isfinite(ratio):
         return "no volume in the lookback"
     # Truncate, never round up: 1.96x must not print as "2.0x < 2.0x".
-    return f"volume {np.floor(ratio * 10) / 10:.1f}x < {threshold:.1f}x"
+    return f"volume {np.floor(ratio * 10 + 1e-9) / 10:.1f}x < {threshold:.1f}x"
 
 
 def _iv_reason(iv: float, threshold: float) -> str:
     if not np.isfinite(iv):
         return "no IV data (pass --iv-percentile X or --iv-gate off)"
-    return f"IV percentile {np.floor(iv * 100) / 100:.2f} < {threshold:.2f}"
+    return f"IV percentile {np.floor(iv * 100 + 1e-9) / 100:.2f} < {threshold:.2f}"

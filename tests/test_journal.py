@@ -1,0 +1,102 @@
+import duckdb
+import pandas as pd
+import pytest
+
+from gammaride.errors import JournalError, JournalVersionError
+from gammaride.journal import Journal
+from gammaride.journal.schema import SCHEMA_VERSION
+
+STABLE_SCAN_COLUMNS = [
+    "run_id", "decision_time", "symbol", "in_window", "window", "volume", "avg_volume",
+    "vol_ratio", "vol_spike", "price", "price_change", "direction", "atr", "iv_percentile",
+    "iv_source", "signal", "skip_reason",
+]
+STABLE_TRADE_COLUMNS = [
+    "trade_id", "run_id", "symbol", "direction", "entry_time", "entry_price", "exit_time",
+    "exit_price", "exit_reason", "atr", "tp", "sl", "tp_mult", "sl_mult", "phase", "atr_bucket",
+    "iv_percentile", "contracts", "pnl_usd", "r_multiple", "mfe_atr", "mae_atr",
+]
+
+
+def _columns(j, table):
+    return j.query(f"SELECT column_name FROM information_schema.columns WHERE table_name = '{table}'").column_name.tolist()
+
+
+def test_documented_columns_exist(tmp_path):
+    with Journal(tmp_path / "j.duckdb") as j:
+        assert set(STABLE_SCAN_COLUMNS) <= set(_columns(j, "scans"))
+        assert set(STABLE_TRADE_COLUMNS) <= set(_columns(j, "trades"))
+        for table in ("runs", "orders", "fills", "trade_paths", "iv_observations", "errors"):
+            assert _columns(j, table)
+
+
+def test_migrations_are_recorded_with_the_time_they_ran(tmp_path):
+    with Journal(tmp_path / "j.duckdb") as j:
+        rows = j.query("SELECT * FROM schema_migrations")
+        assert rows.name.tolist() == ["m001_initial"] and rows.applied_at.notna().all()
+        assert j.schema_version == SCHEMA_VERSION
+
+
+def test_reopening_does_not_migrate_again(tmp_path):
+    Journal(tmp_path / "j.duckdb").close()
+    with Journal(tmp_path / "j.duckdb") as j:
+        assert j.query("SELECT count(*) AS n FROM schema_migrations").n[0] == SCHEMA_VERSION
+
+
+def test_a_journal_from_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "j.duckdb"
+    Journal(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO schema_migrations VALUES ('m999_future', now())")
+    con.close()
+    with pytest.raises(JournalVersionError, match="newer than this gammaride's version 1; upgrade gammaride"):
+        Journal(path)
+
+
+def test_a_foreign_duckdb_file_is_refused(tmp_path):
+    path = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE prices (x INT)")
+    con.close()
+    with pytest.raises(JournalError, match="not a gammaride journal"):
+        Journal(path)
+
+
+def test_transaction_rolls_back_everything(tmp_path):
+    with Journal(tmp_path / "j.duckdb") as j:
+        with pytest.raises(ValueError):
+            with j.transaction():
+                run = j.start_run("paper", "SPY")
+                j.write_error(run, "scan", RuntimeError("boom"))
+                raise ValueError("abort")
+        assert j.query("SELECT count(*) AS n FROM runs").n[0] == 0
+        assert j.query("SELECT count(*) AS n FROM errors").n[0] == 0
+
+
+def test_times_come_back_in_new_york(tmp_path):
+    with Journal(tmp_path / "j.duckdb") as j:
+        run = j.start_run("paper", "SPY")
+        t = pd.Timestamp("2024-03-01 14:37", tz="UTC")
+        j.write_scan({"run_id": run, "scan_no": 1, "decision_time": t, "symbol": "SPY", "signal": False,
+                      "skip_reason": "outside window"})
+        got = j.query("SELECT decision_time FROM scans").decision_time[0]
+        assert got == t and str(got.tz) == "America/New_York" and got.hour == 9
+
+
+def test_unknown_run_mode_is_refused(tmp_path):
+    with Journal(tmp_path / "j.duckdb") as j, pytest.raises(ValueError, match="'backtest' is not replay"):
+        j.start_run("backtest", "SPY")
+
+
+def test_read_only_open_of_a_missing_journal_says_what_to_do(tmp_path):
+    with pytest.raises(JournalError, match="does not exist; run 'gammaride replay'"):
+        Journal(tmp_path / "missing.duckdb", read_only=True)
+
+
+def test_iv_history_keeps_the_last_snapshot_of_each_session(tmp_path):
+    with Journal(tmp_path / "j.duckdb") as j:
+        for ts, iv in [("2024-03-01 09:40", 0.20), ("2024-03-01 15:00", 0.22), ("2024-03-04 10:00", 0.30)]:
+            j.record_iv(pd.Timestamp(ts, tz="America/New_York"), "SPY", iv, "snapshot")
+        j.record_iv(pd.Timestamp("2024-03-05 10:00", tz="America/New_York"), "SPY", 0.9, "rv_proxy")
+        hist = j.iv_history("SPY")
+        assert hist.tolist() == [0.22, 0.30]
