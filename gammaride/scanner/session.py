@@ -53,25 +53,30 @@ def session_close_minutes(dates: pd.DatetimeIndex) -> np.ndarray:
     return out
 
 
-def next_session(date: pd.Timestamp) -> pd.Timestamp:
-    """The trading session after ``date`` (a naive date)."""
-    date = pd.Timestamp(date).tz_localize(None).normalize() if pd.Timestamp(date).tz else pd.Timestamp(date).normalize()
-    cal = _calendar_for(pd.DatetimeIndex([date]))
-    try:
-        return pd.Timestamp(cal.date_to_session(date, direction="next") if not cal.is_session(date) else cal.next_session(date))
-    except Exception:  # outside the calendar's span: next weekday
-        nxt = date + pd.offsets.BDay(1)
-        return pd.Timestamp(nxt).normalize()
+def _naive_day(date) -> pd.Timestamp:
+    ts = pd.Timestamp(date)
+    return (ts.tz_localize(None) if ts.tz is not None else ts).normalize()
 
 
-def is_session(date: pd.Timestamp) -> bool:
-    date = pd.Timestamp(date)
-    date = (date.tz_localize(None) if date.tz else date).normalize()
-    cal = _calendar_for(pd.DatetimeIndex([date]))
+def next_session(date) -> pd.Timestamp:
+    """The first trading session after ``date``."""
+    day = _naive_day(date)
+    cal = _calendar_for(pd.DatetimeIndex([day]))
     try:
-        return bool(cal.is_session(date))
+        if cal.is_session(day):
+            return pd.Timestamp(cal.next_session(day))
+        return pd.Timestamp(cal.date_to_session(day, direction="next"))
+    except Exception:  # outside the calendar's span: the next weekday
+        return (day + pd.offsets.BDay(1)).normalize()
+
+
+def is_session(date) -> bool:
+    day = _naive_day(date)
+    cal = _calendar_for(pd.DatetimeIndex([day]))
+    try:
+        return bool(cal.is_session(day))
     except Exception:
-        return date.weekday() < 5
+        return day.weekday() < 5
 
 
 def window_bounds(settings: Settings, close_min: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -108,24 +113,31 @@ def cutoff_minutes(settings: Settings, symbol: str, close_min: np.ndarray) -> np
     return base - (REGULAR_CLOSE_MIN - np.asarray(close_min))
 
 
-def expiry_and_hard_stop(
+def same_day_allowed(
     settings: Settings, symbol: str, decision_min: np.ndarray, close_min: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Whether an entry at each decision uses today's expiry, and its hard stop (minutes of day).
-
-    Today's expiry is used when its cut-off leaves at least max hold + buffer; after about
-    15:05 that fails and the next session's expiry is chosen. The hard stop is the earlier
-    of 15:55 (and the close minus its buffer) and, for a same-day contract, its cut-off
-    minus the buffer: a 0DTE SPY position is flat by 15:25.
-    """
-    decision_min = np.asarray(decision_min)
-    close_min = np.asarray(close_min)
+) -> np.ndarray:
+    """Today's expiry is tradable while its cut-off leaves at least max hold + the buffer;
+    after about 15:05 on a normal day that fails and the next session's expiry is used."""
     cutoff = cutoff_minutes(settings, symbol, close_min)
-    same_day = cutoff - decision_min >= settings.max_hold_minutes + settings.cutoff_buffer_minutes
+    return cutoff - np.asarray(decision_min) >= settings.max_hold_minutes + settings.cutoff_buffer_minutes
+
+
+def hard_stop_minutes(
+    settings: Settings, symbol: str, close_min: np.ndarray, same_day: np.ndarray
+) -> np.ndarray:
+    """The earlier of 15:55 (and the close minus its buffer) and, for a contract expiring
+    today, its cut-off minus the buffer: a 0DTE SPY position is flat by 15:25."""
+    close_min = np.asarray(close_min)
     session_stop = np.minimum(
         minute_of_day(settings.clock("hard_stop")), close_min - settings.close_buffer_minutes
     )
-    hard_stop = np.where(
-        same_day, np.minimum(session_stop, cutoff - settings.cutoff_buffer_minutes), session_stop
-    )
-    return same_day, hard_stop
+    cutoff_stop = cutoff_minutes(settings, symbol, close_min) - settings.cutoff_buffer_minutes
+    return np.where(same_day, np.minimum(session_stop, cutoff_stop), session_stop)
+
+
+def expiry_and_hard_stop(
+    settings: Settings, symbol: str, decision_min: np.ndarray, close_min: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whether an entry at each decision uses today's expiry, and its hard stop (minutes of day)."""
+    same_day = same_day_allowed(settings, symbol, decision_min, close_min)
+    return same_day, hard_stop_minutes(settings, symbol, close_min, same_day)
