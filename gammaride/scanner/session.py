@@ -6,6 +6,7 @@ exchange calendar is static data, not a clock: it is loaded once and cached.
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -26,7 +27,10 @@ def minute_of_day(t) -> int:
 def _calendar(start_year: int):
     import exchange_calendars as xc
 
-    return xc.get_calendar("XNYS", start=f"{start_year}-01-01")
+    with warnings.catch_warnings():
+        # exchange_calendars uses Series.values, which pandas 3.1 deprecates for tz data
+        warnings.simplefilter("ignore")
+        return xc.get_calendar("XNYS", start=f"{start_year}-01-01")
 
 
 def _calendar_for(dates: pd.DatetimeIndex):
