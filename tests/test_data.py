@@ -5,8 +5,10 @@ import pandas as pd
 import pytest
 
 from gammaride.cli import main
+from gammaride.config import Settings
 from gammaride.errors import BarsFileError
 from gammaride.journal import Journal
+from gammaride.scanner.signals import compute_signals
 from gammaride.sim.data import load_bars, sample_paths
 
 from .conftest import shared_file
@@ -71,6 +73,10 @@ def test_eqker_newest_first_end_labels_match_a_normalized_copy(tmp_path):
     normalized = tmp_path / "spy_start.csv"
     bars.reset_index().assign(timestamp=lambda d: d.timestamp.dt.tz_localize(None)).to_csv(normalized, index=False)
     pd.testing.assert_frame_equal(load_bars(normalized), bars, check_freq=False)
+    settings = Settings.load(env={})
+    pd.testing.assert_frame_equal(
+        compute_signals(load_bars(normalized), settings, 0.5), compute_signals(bars, settings, 0.5)
+    )
 
 
 BAD_CASES = [
