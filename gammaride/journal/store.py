@@ -57,14 +57,16 @@ class Journal:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
-        except duckdb.IOException as exc:
-            raise JournalError(
-                f"cannot open journal {self.path} ({exc}). If a scanner is running on it, "
-                "wait for it to finish or copy the file and open the copy"
-            ) from None
         except duckdb.Error as exc:
+            text = str(exc)
+            if "lock" in text.lower() or "different configuration" in text:
+                raise JournalError(
+                    f"cannot open journal {self.path} ({text}). Another process or notebook "
+                    "cell has it open (a running scanner?): wait for it, pass that open Journal, "
+                    "or copy the file and open the copy"
+                ) from None
             raise JournalError(
-                f"{self.path} is not a gammaride journal ({exc}); pass another --journal PATH"
+                f"cannot open {self.path} as a journal ({text}); pass another --journal PATH"
             ) from None
         self.con.execute(f"SET TimeZone='{ET}'")
         self._depth = 0
@@ -182,6 +184,10 @@ class Journal:
             return
         missing = [c for c in columns if c not in frame.columns]
         data = frame.assign(**{c: None for c in missing})[columns]
+        # pandas 3 infers a 'str' dtype that older DuckDB releases cannot scan; object can.
+        text = [c for c in columns if pd.api.types.is_string_dtype(data[c].dtype) and data[c].dtype != object]
+        if text:
+            data = data.astype({c: object for c in text})
         name = f"_incoming_{table}"
         self.con.register(name, data)
         try:

@@ -125,22 +125,28 @@ def compute_signals(
         {
             "decision_time": decision_time,
             "in_window": in_window,
-            "window": window,
+            "window": _objects(window, idx),
             "volume": volume,
             "avg_volume": avg_volume,
             "vol_ratio": vol_ratio,
             "vol_spike": vol_spike,
             "price": close,
             "price_change": price_change,
-            "direction": direction,
+            "direction": _objects(direction, idx),
             "atr": atr,
             "iv_percentile": iv,
             "iv_ok": iv_ok,
             "signal": signal,
-            "skip_reason": skip,
+            "skip_reason": _objects(skip, idx),
         },
         index=idx,
     )
+
+
+def _objects(values: np.ndarray, index: pd.Index) -> pd.Series:
+    """Text columns stay plain objects (None for missing): pandas 3 would otherwise infer
+    its 'str' dtype, a slow conversion that older DuckDB releases cannot scan."""
+    return pd.Series(values, index=index, dtype=object)
 
 
 def _volume_reason(ratio: float, threshold: float) -> str:

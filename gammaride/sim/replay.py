@@ -215,12 +215,12 @@ def replay(
 
     scans = sig.reset_index(drop=True).drop(columns=["iv_ok"])
     scans.insert(0, "scan_no", np.arange(1, n + 1))
-    scans["symbol"] = symbol
+    scans["symbol"] = pd.Series(np.full(n, symbol, dtype=object), dtype=object)
     scans["scanned_at"] = None
     scans["iv"] = np.nan
-    scans["iv_source"] = iv_source
-    scans["skip_reason"] = skip_reason
-    scans["trade_id"] = trade_ids
+    scans["iv_source"] = pd.Series(iv_source, dtype=object)
+    scans["skip_reason"] = pd.Series(skip_reason, dtype=object)
+    scans["trade_id"] = pd.Series(trade_ids, dtype=object)
     return ReplayResult(scans=scans, trades=trades, paths=paths, policy=policy)
 
 

@@ -1,0 +1,71 @@
+"""Write the HTML win-rate report: headline with intervals, equity curve, breakdowns by
+ATR bucket, window, direction, IV band and weekday, exit reasons, the gate funnel with
+the top skip reasons, the calibration panel, the latest trades and errors. One
+self-contained file: no remote assets, opens offline, readable on a phone.
+
+Example: gammaride report --journal j.duckdb --out report.html --since 2026-01-05 --source paper
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import webbrowser
+from typing import Any
+
+from gammaride.commands._common import add_journal_argument, journal_path, load_settings
+from gammaride.errors import JournalError
+from gammaride.reports import ReportFilters, headline_text, write_report
+from gammaride.reports.data import SOURCES, parse_since
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_journal_argument(parser)
+    parser.add_argument("--out", default="report.html", metavar="PATH",
+                        help="HTML file to write (default: report.html)")
+    parser.add_argument("--since", default=None, metavar="DATE",
+                        help="first session to include, YYYY-MM-DD (default: everything)")
+    parser.add_argument("--source", default="all", choices=SOURCES,
+                        help="which runs to include (default: all)")
+    parser.add_argument("--calibration", default=None, metavar="PATH",
+                        help="calibration file (default: calibration.json next to the journal)")
+    parser.add_argument("--open", action="store_true", help="open the report in a browser")
+    parser.add_argument("--json", action="store_true",
+                        help="print the path and the headline numbers as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = journal_path(args)
+    if not path.exists():
+        raise JournalError(
+            f"journal {path} does not exist; run 'gammaride demo' or 'gammaride replay' first, "
+            "or pass --journal PATH"
+        )
+    filters = ReportFilters(
+        since=parse_since(args.since) if args.since else None,
+        source=args.source,
+        calibration=args.calibration,
+        settings=load_settings(args),  # IV bands and Phase 1 multipliers as configured
+    )
+    out, data = write_report(path, args.out, filters)
+    if args.json:
+        print(json.dumps(_plain({"path": str(out), "period": data["period"],
+                                 "headline": data["headline"],
+                                 "funnel": {s["key"]: s["n"] for s in data["funnel"]["stages"]}}),
+                         indent=2))
+    else:
+        print(f"wrote {out}")
+        print(headline_text(data))
+    if args.open:
+        webbrowser.open(out.resolve().as_uri())
+    return 0
+
+
+def _plain(value: Any) -> Any:
+    """NaN and infinity as null: JSON has neither."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

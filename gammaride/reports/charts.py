@@ -1,0 +1,201 @@
+"""The report's charts as small inline SVG strings (matplotlib, Agg, no pyplot).
+
+No pyplot, so rendering a report never touches a notebook's global figure state.
+Text stays text (``svg.fonttype: none``), metadata is stripped, long series are
+thinned to their per-bin extremes and dense scatters become a density image, so the
+SVG stays small whatever the number of trades.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gammaride.reports import stats
+
+MAX_LINE_POINTS = 1200
+MAX_SCATTER_POINTS = 1500
+WIN_COLOR = "#1a7f37"
+LOSS_COLOR = "#cf222e"
+LINE_COLOR = "#0969da"
+DD_COLOR = "#cf222e"
+_RC = {
+    "svg.fonttype": "none",
+    "font.size": 10,
+    "font.family": "sans-serif",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+}
+
+
+def _figure(width: float, height: float, nrows: int = 1, sharex: bool = False):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(nrows, 1, sharex=sharex) if nrows > 1 else [fig.subplots()]
+    return fig, axes
+
+
+def _svg(fig: Any, name: str, title: str) -> str:
+    """The figure as an ``<svg>`` element sized by its container, with an accessible title."""
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    buf = io.StringIO()
+    # A fixed salt makes the hashed ids, and so the SVG, the same for the same data.
+    with rc_context({"svg.hashsalt": name}):
+        FigureCanvasSVG(fig).print_svg(buf, metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+    text = re.sub(r"\n\s*", "\n", text)
+    # matplotlib numbers its element ids per figure (figure_1, axes_1, ...): prefix them so
+    # the charts of one page never share an id, and keep references pointing at their own.
+    text = re.sub(r'\bid="([^"]+)"', rf'id="{name}-\1"', text)
+    text = re.sub(r"url\(#([^)]+)\)", rf"url(#{name}-\1)", text)
+    text = re.sub(r'href="#([^"]+)"', rf'href="#{name}-\1"', text)
+    # matplotlib's SVG carries a "*{...}" rule; inline, it would reach the whole page.
+    text = text.replace('<style type="text/css">*{', f'<style type="text/css">#chart-{name} *{{')
+    # Width from CSS, height from the viewBox's aspect ratio.
+    text = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", text, count=1)
+    title = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace(
+        "<svg", f'<svg class="chart" role="img" aria-label="{title}" id="chart-{name}"', 1
+    ).replace(">", f"><title>{title}</title>", 1)
+
+
+def _rounded(values: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(values, dtype=float), 4)
+
+
+def thin(y: Sequence[float] | np.ndarray, max_points: int = MAX_LINE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) with at most about ``max_points`` points that keep each bin's min and max,
+    so a thinned equity curve still shows every peak and every trough. x is 1-based."""
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    x = np.arange(1, n + 1, dtype=float)
+    if n <= max_points:
+        return x, y
+    bins = max_points // 2
+    edges = np.linspace(0, n, bins + 1).astype(int)
+    keep = {0, n - 1}
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        if b > a:
+            seg = y[a:b]
+            keep.add(a + int(seg.argmin()))
+            keep.add(a + int(seg.argmax()))
+    idx = np.array(sorted(keep))
+    return x[idx], y[idx]
+
+
+def equity_chart(equity: dict[str, list[float]]) -> str | None:
+    """Cumulative P&L in $ and in R, each with its drawdown from the running peak shaded."""
+    n = len(equity["usd"])
+    if n == 0:
+        return None
+    from matplotlib import rc_context
+    from matplotlib.ticker import FuncFormatter
+
+    with rc_context(_RC):
+        fig, (ax_usd, ax_r) = _figure(6.0, 4.6, nrows=2, sharex=True)
+        for ax, key, unit in ((ax_usd, "usd", "$"), (ax_r, "r", "R")):
+            y = np.asarray(equity[key], dtype=float)
+            peak = y + np.asarray(equity[f"dd_{key}"], dtype=float)
+            x, yt = thin(y)
+            pt = peak[(x - 1).astype(int)]  # the peak at the same kept trades as the curve
+            ax.fill_between(np.r_[0, x], np.r_[0, pt], np.r_[0, yt], color=DD_COLOR, alpha=0.18,
+                            linewidth=0, label="drawdown from peak")
+            ax.plot(np.r_[0, x], np.r_[0, yt], color=LINE_COLOR, linewidth=1.4,
+                    label="cumulative P&L")
+            ax.axhline(0, color="#57606a", linewidth=0.8)
+            ax.set_ylabel(f"cumulative P&L ({unit})")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+        ax_usd.legend(loc="upper left", frameon=False, fontsize=9)
+        ax_r.set_xlabel("trade number (in order of exit)")
+        ax_r.xaxis.get_major_locator().set_params(integer=True)
+        ax_r.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+        return _svg(fig, "equity", "Equity curve in dollars and R with drawdown")
+
+
+def r_histogram(r_values: Sequence[float]) -> str | None:
+    """R-multiples in 0.25 R bins, losses red and wins green, with the mean marked."""
+    r = np.asarray(r_values, dtype=float)
+    r = r[np.isfinite(r)]
+    if len(r) == 0:
+        return None
+    from matplotlib import rc_context
+
+    edges, counts = stats.histogram(r, 0.25)
+    with rc_context(_RC):
+        fig, (ax,) = _figure(6.0, 3.0)
+        colors = [WIN_COLOR if lo >= 0 else LOSS_COLOR for lo in edges[:-1]]
+        ax.bar(_rounded(edges[:-1]), counts, width=0.25, align="edge", color=colors,
+               edgecolor="white", linewidth=0.5)
+        mean = float(r.mean())
+        ax.axvline(mean, color="#24292f", linestyle="--", linewidth=1,
+                   label=f"mean {mean:+.2f} R")
+        ax.axvline(0, color="#57606a", linewidth=0.8)
+        ax.set_xlabel("R-multiple (P&L in units of the entry-to-SL distance)")
+        ax.set_ylabel("trades")
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        ax.legend(loc="upper right", frameon=False, fontsize=8)
+        return _svg(fig, "rhist", "Histogram of R-multiples")
+
+
+def excursion_chart(exc: dict[str, Any]) -> str | None:
+    """Maximum favourable against maximum adverse excursion, in ATRs, with TP and SL lines.
+
+    A trade above a TP line reached its target at some point; right of an SL line it
+    touched its stop. Beyond ``MAX_SCATTER_POINTS`` trades the dots become a density image.
+    """
+    mfe = np.asarray(exc["mfe"], dtype=float)
+    mae = np.asarray(exc["mae"], dtype=float)
+    ok = np.isfinite(mfe) & np.isfinite(mae)
+    if not ok.any():
+        return None
+    win = np.asarray(exc["win"], dtype=bool)[ok]
+    mfe, mae = mfe[ok], mae[ok]
+    from matplotlib import rc_context
+
+    with rc_context(_RC):
+        fig, (ax,) = _figure(5.4, 4.4)
+        levels = exc.get("levels", [])
+        # Limits from the bulk of the trades and the exit lines; outliers are pinned to
+        # the edge (hollow markers) rather than stretching the axes or vanishing.
+        x_top = 1.1 * max(float(np.quantile(mae, 0.98)), *(lv["sl"] * 1.4 for lv in levels), 0.5)
+        y_top = 1.1 * max(float(np.quantile(mfe, 0.98)), *(lv["tp"] * 1.25 for lv in levels), 0.5)
+        out = (mae > x_top) | (mfe > y_top)
+        mae, mfe = np.minimum(mae, x_top), np.minimum(mfe, y_top)
+        if len(mfe) <= MAX_SCATTER_POINTS:
+            for sel, color, marker, label in ((win, WIN_COLOR, "o", "win"),
+                                              (~win, LOSS_COLOR, "s", "loss")):
+                ax.scatter(_rounded(mae[sel & ~out]), _rounded(mfe[sel & ~out]), s=12, color=color,
+                           alpha=0.75, linewidths=0, marker=marker, label=label)
+                if (sel & out).any():
+                    ax.scatter(_rounded(mae[sel & out]), _rounded(mfe[sel & out]), s=16,
+                               facecolors="none", edgecolors=color, marker=marker, clip_on=False,
+                               label=f"{label}, off scale")
+        else:
+            counts, _, _ = np.histogram2d(mae, mfe, bins=48, range=[[0, x_top], [0, y_top]])
+            img = ax.imshow(np.log1p(counts.T), origin="lower", extent=(0, x_top, 0, y_top),
+                            cmap="Blues", aspect="auto", interpolation="nearest")
+            img.set_rasterized(True)
+            ax.plot([], [], "s", color="#4a90d9", label=f"trade density ({len(mfe):,} trades)")
+        for i, lv in enumerate(levels):
+            ax.axhline(lv["tp"], color=WIN_COLOR, linestyle="--", linewidth=1,
+                       label=f"TP {lv['tp']:g} ATR" if i < 4 else None)
+            ax.axvline(lv["sl"], color=LOSS_COLOR, linestyle="--", linewidth=1,
+                       label=f"SL {lv['sl']:g} ATR" if i < 4 else None)
+        ax.set_xlim(0, x_top)
+        ax.set_ylim(0, y_top)
+        ax.set_xlabel("max adverse excursion (ATRs against)")
+        ax.set_ylabel("max favourable excursion (ATRs)")
+        ax.legend(loc="upper right", frameon=True, framealpha=0.85, fontsize=8)
+        return _svg(fig, "mfemae", "Maximum favourable against maximum adverse excursion")

@@ -1,0 +1,148 @@
+"""Render the report data into one self-contained HTML page, write it, or show it inline.
+
+Jinja2 with autoescape always on (the template's ``.j2`` name would otherwise switch it
+off): journal text such as a symbol or a skip reason can never become markup. The only
+unescaped content is the SVG the charts module builds from numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from gammaride.journal import Journal
+from gammaride.reports import charts
+from gammaride.reports.data import ReportFilters, build_report_data
+
+TEMPLATE = "report.html.j2"
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and not math.isfinite(x))
+
+
+def _pct(x: Any, digits: int = 1) -> str:
+    return "–" if _missing(x) else f"{x * 100:.{digits}f}%"
+
+
+def _usd(x: Any, digits: int = 2) -> str:
+    if _missing(x):
+        return "–"
+    return f"{'-' if x < 0 else ''}${abs(x):,.{digits}f}"
+
+
+def _signed_usd(x: Any) -> str:
+    if _missing(x):
+        return "–"
+    return ("+" if x > 0 else "") + _usd(x)
+
+
+def _r(x: Any, digits: int = 2) -> str:
+    return "–" if _missing(x) else f"{x:+.{digits}f} R"
+
+
+def _num(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞"
+    if isinstance(x, float) and math.isnan(x):
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def _count(x: Any) -> str:
+    return "–" if _missing(x) else f"{int(x):,}"
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    source = resources.files("gammaride.reports").joinpath("templates", TEMPLATE).read_text(encoding="utf-8")
+    env = jinja2.Environment(
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        loader=jinja2.DictLoader({TEMPLATE: source}),
+    )
+    env.filters.update(
+        pct=_pct, usd=_usd, signed_usd=_signed_usd, r=_r, num=_num, count=_count, missing=_missing
+    )
+    return env
+
+
+def render_report(data: dict[str, Any], fragment: bool = False, generated: datetime | None = None) -> str:
+    """The report page for ``build_report_data``'s dict. ``fragment``: a ``<div>`` for
+    notebook output instead of a whole document."""
+    svg = {
+        "equity": charts.equity_chart(data["equity"]),
+        "rhist": charts.r_histogram(data["r_values"]),
+        "excursions": charts.excursion_chart(data["excursions"]),
+    }
+    generated = generated or datetime.now(timezone.utc)
+    return _environment().get_template(TEMPLATE).render(
+        d=data,
+        h=data["headline"],
+        charts={k: Markup(v) if v else None for k, v in svg.items()},
+        fragment=fragment,
+        generated=generated.strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+def headline_text(data: dict[str, Any]) -> str:
+    """One line for a terminal: trades, win rate with its interval, expectancy, P&L."""
+    h = data["headline"]
+    if h["n"] == 0:
+        scans = data["funnel"]["stages"][0]["n"]
+        return f"no closed trades yet; {scans:,} scans journaled"
+    return (
+        f"{h['n']:,} trades, win rate {_pct(h['win_rate'])} "
+        f"(95% CI {_pct(h['win_lo'])}-{_pct(h['win_hi'])}), expectancy {_r(h['exp_r'])} / "
+        f"{_signed_usd(h['exp_usd'])} per trade, profit factor {_num(h['profit_factor'])}, "
+        f"P&L {_signed_usd(h['total_usd'])}"
+    )
+
+
+def write_report(
+    journal: Journal | str | os.PathLike,
+    out: str | os.PathLike = "report.html",
+    filters: ReportFilters | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Build, render and write the report; returns (the path written, the report data).
+
+    The file is written whole or not at all (a temporary file renamed over it), so a
+    browser tab reloading it never sees half a page.
+    """
+    data = build_report_data(journal, filters)
+    html = render_report(data)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out, data
+
+
+def show(journal: Journal | str | os.PathLike, filters: ReportFilters | None = None) -> Any:
+    """The report for a notebook cell (Colab, Jupyter): an ``IPython.display.HTML``
+    object, or the HTML string where IPython is not installed."""
+    html = render_report(build_report_data(journal, filters), fragment=True)
+    try:
+        from IPython.display import HTML
+    except ImportError:
+        return html
+    return HTML(html)

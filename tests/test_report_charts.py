@@ -1,0 +1,68 @@
+import re
+
+import numpy as np
+
+from gammaride.reports import charts, stats
+
+
+def test_thin_keeps_ends_and_every_extreme():
+    rng = np.random.default_rng(1)
+    y = np.cumsum(rng.normal(size=20_000))
+    x, yt = charts.thin(y, max_points=400)
+    assert len(x) <= 402
+    assert x[0] == 1 and x[-1] == len(y)
+    assert yt.max() == y.max() and yt.min() == y.min()
+    np.testing.assert_array_equal(yt, y[(x - 1).astype(int)])
+    short = np.array([1.0, -2.0, 3.0])
+    x, yt = charts.thin(short)
+    assert x.tolist() == [1, 2, 3] and yt.tolist() == short.tolist()
+
+
+def _root(svg: str) -> str:
+    return svg[: svg.index(">") + 1]
+
+
+def test_charts_are_small_labelled_inline_svg():
+    rng = np.random.default_rng(2)
+    n = 10_000
+    r = np.where(rng.random(n) < 0.45, 2.0, -1.0)
+    equity, dd = stats.drawdown(r * 40)
+    eq_r, dd_r = stats.drawdown(r)
+    svg = charts.equity_chart({"usd": equity.tolist(), "dd_usd": dd.tolist(), "r": eq_r.tolist(),
+                               "dd_r": dd_r.tolist()})
+    root = _root(svg)
+    assert root.startswith("<svg") and "viewBox" in root and " width=" not in root
+    assert "<title>Equity curve in dollars and R with drawdown</title>" in svg
+    assert "cumulative P&amp;L ($)" in svg and "cumulative P&amp;L (R)" in svg
+    assert "<metadata" not in svg and "<?xml" not in svg
+    assert len(svg) < 200_000  # thinned: 10,000 trades draw about 1,200 points per line
+
+    hist = charts.r_histogram(r.tolist())
+    assert "R-multiple" in hist and "trades" in hist and len(hist) < 60_000
+
+
+def test_excursion_chart_switches_to_density_for_many_trades():
+    rng = np.random.default_rng(3)
+
+    def exc(n):
+        return {"mfe": rng.uniform(0, 3, n).tolist(), "mae": rng.uniform(0, 1.5, n).tolist(),
+                "win": (rng.random(n) < 0.5).tolist(), "levels": [{"tp": 2.0, "sl": 1.0}]}
+
+    few = charts.excursion_chart(exc(200))
+    many = charts.excursion_chart(exc(5_000))
+    assert "<image" not in few and "<image" in many
+    assert "TP 2 ATR" in few and "SL 1 ATR" in many
+    assert "(ATRs" in few
+    assert len(many) < 120_000
+    hist = charts.r_histogram([1.0, -1.0, 2.0])
+    page = few + hist
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)) > 20  # the charts of one page must not share element ids
+    refs = re.findall(r'(?:url\(#|href="#)([^)"]+)', page)
+    assert refs and set(refs) <= set(ids)  # clip paths and markers still resolve
+
+
+def test_no_trades_means_no_chart():
+    assert charts.equity_chart({"usd": [], "dd_usd": [], "r": [], "dd_r": []}) is None
+    assert charts.r_histogram([]) is None
+    assert charts.excursion_chart({"mfe": [np.nan], "mae": [np.nan], "win": [False], "levels": []}) is None
