@@ -1,7 +1,13 @@
-"""A tour with no keys and no network: replay the bundled real SPY sessions into a
-fresh demo journal and show what it holds.
+"""The whole product in under a minute, with no keys and no network.
 
-Everything goes to a folder (default ./gammaride-demo) that the demo empties first.
+1. A short scanner session against the built-in offline Alpaca (real SPY bars of
+   2013-10-07, simulated clock), printing the real scan lines and trading its signal.
+2. A replay of the seven bundled real SPY sessions through the same rules.
+3. Calibration of Phase 2 exits from that journal (the sample is below the 50 trades
+   calibration needs: the demo lowers the bar, and says so).
+4. The HTML win-rate report, written to disk.
+
+Everything goes to one folder (default ./gammaride-demo), emptied first.
 
 Example: gammaride demo --out gammaride-demo
 """
@@ -14,13 +20,20 @@ import time
 from pathlib import Path
 
 from gammaride.config import Settings
+from gammaride.errors import CalibrationError
 from gammaride.journal import Journal
 from gammaride.sim.data import sample_bars
 from gammaride.sim.replay import IVChoice, run_replay
 
+SCAN_START = "2013-10-07 09:57"  # ten minutes before a real volume spike
+DEMO_SCANS = 20
+DEMO_MIN_TRADES = 20
+BANNER = "!" * 78
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="gammaride-demo", metavar="DIR", help="demo folder")
+    parser.add_argument("--scans", type=int, default=DEMO_SCANS, help="offline scans to run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,16 +44,73 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True)
     journal_path = out / "journal.duckdb"
     settings = Settings.load(env={})
-    print(f"gammaride demo: offline, no keys; writing to {out}/")
-    print("\n== Replay: the rules over the 7 bundled real SPY sessions ==")
-    bars = sample_bars()
+    print(f"gammaride demo: no keys, no network. Everything is written to {out}/\n")
     with Journal(journal_path) as journal:
-        run_id, result = run_replay(journal, bars, settings, iv=IVChoice(), source="bundled sample")
-        s = result.summary()
-        print(f"  {s['bars']:,} scans, {s['in_window']:,} in window, {s['signals']} signals, {s['trades']} trades")
-        if s["trades"]:
-            print(f"  win rate {s['win_rate']:.1%}, average {s['avg_r']:+.2f} R")
-        summary = journal.summary()
-    print(f"\nJournal: {journal_path} ({summary['scans']:,} scans, {summary['trades']} trades)")
-    print(f"Done in {time.perf_counter() - started:.1f} s. Next: gammaride journal --journal {journal_path}")
+        _offline_scan(journal, settings, args.scans)
+        _replay(journal, settings)
+        _calibrate(journal, settings, out)
+        report = _report(journal, out)
+    print(f"\nDone in {time.perf_counter() - started:.0f} s.")
+    print(f"  journal  {journal_path}   (gammaride journal --journal {journal_path})")
+    print(f"  report   {report}")
+    print("Next: set ALPACA_API_KEY / ALPACA_SECRET_KEY (paper account) and run "
+          "'gammaride check', then 'gammaride scan'.")
     return 0
+
+
+def _heading(text: str) -> None:
+    print(f"== {text} ==")
+
+
+def _offline_scan(journal: Journal, settings: Settings, scans: int) -> None:
+    from gammaride.scanner.blocks import connect
+
+    _heading(f"1. Scanner: {scans} scans against the offline Alpaca, SPY on {SCAN_START[:10]}")
+    with connect(offline=True, speed=0, start=SCAN_START, settings=settings) as conn:
+        for note in conn.notes:
+            print(note)
+        conn.scanner(journal, source="demo: offline server").run(scans)
+    print()
+
+
+def _replay(journal: Journal, settings: Settings) -> None:
+    _heading("2. Replay: the same rules over 7 real SPY sessions (2013 and 2023)")
+    bars = sample_bars()
+    _, result = run_replay(journal, bars, settings, iv=IVChoice(), source="bundled sample")
+    s = result.summary()
+    print(f"{s['bars']:,} scans, {s['in_window']:,} in a hedging window, {s['signals']} signals, "
+          f"{s['trades']} trades")
+    if s["trades"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["exit_reasons"].items()))
+        print(f"win rate {s['win_rate']:.1%}, average {s['avg_r']:+.2f} R; exits: {reasons}\n")
+
+
+def _calibrate(journal: Journal, settings: Settings, out: Path) -> None:
+    from gammaride.calibration import calibrate
+    from gammaride.commands.calibrate import format_result
+
+    _heading("3. Calibration of Phase 2 exits")
+    n = len(journal.trades(closed_only=True))
+    print(BANNER)
+    print(f"The demo journal holds {n} closed trades; calibration needs 50. The demo lowers")
+    print(f"the bar to {DEMO_MIN_TRADES} to show the method. Do not trade on a calibration this small.")
+    print(BANNER)
+    try:
+        result = calibrate(journal, settings, min_trades=DEMO_MIN_TRADES, out=out / "calibration.json")
+    except CalibrationError as exc:
+        print(f"calibration declined: {exc}\n")
+        return
+    print(format_result(result, journal.path))
+    print()
+
+
+def _report(journal: Journal, out: Path) -> Path:
+    from gammaride.reports import ReportFilters, headline_text, write_report
+
+    _heading("4. Report")
+    path, data = write_report(
+        journal, out / "report.html", ReportFilters(calibration=out / "calibration.json")
+    )
+    print(headline_text(data))
+    print(f"wrote {path.resolve()}  (open it in a browser)")
+    return path
