@@ -1,0 +1,83 @@
+"""Run the offline Alpaca-compatible server in the foreground until Ctrl-C.
+
+It replays 1-minute bars (the bundled SPY sample unless --bars) on a simulated clock,
+prices a daily-expiration option chain with Black-Scholes, fills orders and keeps an
+account, all on loopback: point alpaca-py's clients at the printed URL with
+url_override and use the printed (fake, offline) keys. Faults such as rate limits
+can be injected with --faults "429=0.05,500=0.02,orders:drop=0.01".
+
+Example: gammaride serve --port 8765 --speed 60 --start "2013-10-07 09:30"
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from gammaride.errors import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    parser.add_argument("--speed", type=float, default=60.0,
+                        help="market seconds per real second (0 = clock moves only via POST /_sim/clock)")
+    parser.add_argument("--start", default="2013-10-07 09:30", help="market time (ET) the clock starts at")
+    parser.add_argument("--bars", nargs="+", metavar="FILE", help="bars files (CSV, Parquet, Lean zip); default: the bundled sample")
+    parser.add_argument("--symbol", default="SPY", help="symbol the bars belong to")
+    parser.add_argument("--iv", default="0.20", metavar="IV|FILE",
+                        help="implied volatility of the option chain (0.20 = 20%%), or a CSV with "
+                             "columns timestamp,iv (ET times) for an IV series")
+    parser.add_argument("--faults", default=None, metavar="SPEC",
+                        help='fault rates, e.g. "429=0.05,500=0.05,timeout=0.02,orders:drop=0.01,slow_seconds=5"')
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault generator and ids")
+    parser.add_argument("--equity", type=float, default=100_000.0, help="starting cash of the account")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gammaride.sim.server import OfflineAlpaca
+
+    bars = None
+    if args.bars:
+        from gammaride.sim.data import load_bars
+
+        bars = load_bars(args.bars)
+    iv = _read_iv(args.iv)
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is not a TCP port; give 0..65535")
+    try:
+        srv = OfflineAlpaca(
+            bars=bars, start=args.start, speed=args.speed, iv=iv, faults=args.faults,
+            seed=args.seed, port=args.port, equity=args.equity, symbol=args.symbol, host=args.host,
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None
+    print(f"offline Alpaca server at {srv.url}", flush=True)
+    print(f"  APCA-API-KEY-ID:     {srv.key_id}", flush=True)
+    print(f"  APCA-API-SECRET-KEY: {srv.secret_key}", flush=True)
+    print(f"  market time {srv.now():%Y-%m-%d %H:%M:%S %Z}, speed {args.speed:g}x, "
+          f"{len(srv.tape)} bars of {srv.tape.symbol}; Ctrl-C stops", flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+    return 0
+
+
+def _read_iv(value: str) -> float | pd.Series:
+    """A constant IV, or an IV series from a CSV file with timestamp,iv columns."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    path = Path(value)
+    if not path.exists():
+        raise ConfigError(f"--iv {value!r} is neither a number nor an existing file; give e.g. 0.2 or iv.csv")
+    try:
+        raw = pd.read_csv(path)
+        times = pd.DatetimeIndex(pd.to_datetime(raw["timestamp"]))
+        return pd.Series(raw["iv"].to_numpy(dtype=float), index=times)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read an IV series ({exc}); write columns timestamp,iv") from None

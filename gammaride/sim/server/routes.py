@@ -1,0 +1,425 @@
+"""Endpoints of the offline Alpaca server: one function per route, answering from the
+simulated market and broker with JSON shaped like Alpaca's documented responses."""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import datetime
+import math
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from gammaride.errors import ConfigError
+from gammaride.sim.server.market import rfc3339, to_et
+from gammaride.sim.server.options import contract_id, parse_occ
+from gammaride.sim.server.orders import ApiError, decimal_str
+
+if TYPE_CHECKING:
+    from gammaride.sim.server.app import OfflineAlpaca
+
+_MAX_BARS_PAGE = 10_000
+
+
+def _token(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode()
+
+
+def _untoken(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except Exception:
+        raise ApiError(422, "invalid page_token", 40010001) from None
+
+
+def _limit(query: dict, default: int, maximum: int) -> int:
+    raw = query.get("limit")
+    if raw in (None, ""):
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ApiError(422, f"invalid limit: {raw}", 40010001) from None
+    if not 1 <= n <= maximum:
+        raise ApiError(422, f"invalid limit: must be between 1 and {maximum}", 40010001)
+    return n
+
+
+def _time_param(query: dict, key: str) -> int | None:
+    raw = query.get(key)
+    if raw in (None, ""):
+        return None
+    try:
+        t = pd.Timestamp(raw)
+    except (ValueError, TypeError):
+        raise ApiError(422, f"invalid {key}: {raw}", 40010001) from None
+    return int((t if t.tz is not None else t.tz_localize("UTC")).value)
+
+
+def _bool(query: dict, key: str) -> bool:
+    return str(query.get(key, "")).lower() in ("true", "1", "yes")
+
+
+def _float_param(query: dict, key: str) -> float | None:
+    raw = query.get(key)
+    if raw in (None, ""):
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ApiError(422, f"invalid {key}: {raw}", 40010001) from None
+
+
+def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, Callable]]:
+    broker, tape, book, sched = app.broker, app.tape, app.book, app.schedule
+
+    def account(p, q, b, now):
+        return 200, broker.account_json(now)
+
+    def clock(p, q, b, now):
+        nxt_open, nxt_close = sched.next_open_close(now)
+        return 200, {
+            "timestamp": to_et(now).isoformat(),
+            "is_open": sched.is_open(now),
+            "next_open": to_et(nxt_open).isoformat(),
+            "next_close": to_et(nxt_close).isoformat(),
+        }
+
+    def calendar(p, q, b, now):
+        today = to_et(now).normalize().tz_localize(None)
+        start = q.get("start") or (today - pd.Timedelta(days=366)).strftime("%Y-%m-%d")
+        end = q.get("end") or (today + pd.Timedelta(days=366)).strftime("%Y-%m-%d")
+        start, end = start[:10], end[:10]
+        lo, hi = bisect.bisect_left(sched.dates, start), bisect.bisect_right(sched.dates, end)
+        rows = []
+        for i in range(int(lo), int(hi)):
+            o, c = to_et(int(sched.opens[i])), to_et(int(sched.closes[i]))
+            # T+1 settlement since 2024-05-28, T+2 before.
+            lag = 1 if sched.dates[i] >= "2024-05-28" else 2
+            settle = sched.dates[min(i + lag, len(sched.dates) - 1)]
+            rows.append({
+                "date": sched.dates[i], "open": o.strftime("%H:%M"), "close": c.strftime("%H:%M"),
+                "session_open": "0400", "session_close": "2000", "settlement_date": settle,
+            })
+        return 200, rows
+
+    def positions(p, q, b, now):
+        return 200, [broker.position_json(pos, now) for pos in broker.positions.values()]
+
+    def position(p, q, b, now):
+        pos = broker.positions.get(p["symbol"].upper())
+        if pos is None:
+            raise ApiError(404, "position does not exist", 40410000)
+        return 200, broker.position_json(pos, now)
+
+    def close_position(p, q, b, now):
+        qty = _float_param(q, "qty")
+        pct = _float_param(q, "percentage")
+        if pct is not None:
+            pos = broker.positions.get(p["symbol"].upper())
+            if pos is not None:
+                qty = max(1.0, float(int(abs(pos.qty) * pct / 100.0)))
+        return 200, broker.close_position(p["symbol"], qty, now).to_json(nested=True)
+
+    def close_all(p, q, b, now):
+        if _bool(q, "cancel_orders"):
+            broker.cancel_all(now)
+        out = []
+        for sym in list(broker.positions):
+            order = broker.close_position(sym, None, now)
+            out.append({"symbol": sym, "status": 200, "body": order.to_json()})
+        return 207, out
+
+    def submit(p, q, b, now):
+        return 200, broker.submit(b, now).to_json(nested=True)
+
+    def list_orders(p, q, b, now):
+        status = q.get("status", "open")
+        if status not in ("open", "closed", "all"):
+            raise ApiError(422, f"invalid status: {status}", 40010001)
+        nested = _bool(q, "nested")
+        limit = _limit(q, 50, 500)
+        after, until = _time_param(q, "after"), _time_param(q, "until")
+        symbols = {s.strip().upper() for s in q.get("symbols", "").split(",") if s.strip()}
+        side = q.get("side")
+        rows = []
+        for seq, o in enumerate(broker.orders.values()):
+            if nested and o.parent is not None:
+                continue
+            if status == "open" and not o.is_open or status == "closed" and o.is_open:
+                continue
+            if symbols and o.symbol not in symbols or side and o.side != side:
+                continue
+            if after is not None and o.created_ns <= after or until is not None and o.created_ns >= until:
+                continue
+            rows.append((o.created_ns, seq, o))
+        rows.sort(key=lambda r: (r[0], r[1]), reverse=q.get("direction", "desc") != "asc")
+        return 200, [o.to_json(nested=nested) for _, _, o in rows[:limit]]
+
+    def get_order(p, q, b, now):
+        order = broker.orders.get(p["id"])
+        if order is None:
+            raise ApiError(404, "order not found", 40410000)
+        return 200, order.to_json(nested=_bool(q, "nested"))
+
+    def by_client_id(p, q, b, now):
+        order = broker.by_client_id.get(q.get("client_order_id", ""))
+        if order is None:
+            raise ApiError(404, "order not found", 40410000)
+        return 200, order.to_json(nested=True)
+
+    def cancel_order(p, q, b, now):
+        broker.cancel(p["id"], now)
+        return 204, None
+
+    def cancel_all_orders(p, q, b, now):
+        return 207, [{"id": o.id, "status": 200, "body": o.to_json()} for o in broker.cancel_all(now)]
+
+    contract_rows: dict[str, dict] = {}
+
+    def _contract_json(c, now):
+        row = contract_rows.get(c.symbol)
+        if row is None:  # listing data never changes for a symbol: build it once
+            row = contract_rows[c.symbol] = _contract_row(c)
+        return row
+
+    def _contract_row(c):
+        exp = datetime.date.fromisoformat(c.expiration)
+        name = f"{c.root} {exp.strftime('%b %d %Y')} {decimal_str(c.strike)} {c.type.title()}"
+        return {
+            "id": contract_id(c.symbol), "symbol": c.symbol, "name": name, "status": "active",
+            "tradable": True, "expiration_date": c.expiration, "root_symbol": c.root,
+            "underlying_symbol": c.root, "underlying_asset_id": contract_id(c.root),
+            "type": c.type, "style": "american", "strike_price": decimal_str(c.strike),
+            "multiplier": "100", "size": "100", "open_interest": None,
+            "open_interest_date": None, "close_price": None, "close_price_date": None,
+            "ppind": False,
+        }
+
+    def _filtered_chain(q, now):
+        unders = {s.strip().upper() for s in q.get("underlying_symbols", q.get("underlying", "")).split(",") if s.strip()}
+        if unders and book.underlying not in unders:
+            return []
+        if q.get("root_symbol") and q["root_symbol"].upper() != book.underlying:
+            return []
+        exp_eq, exp_gte, exp_lte = q.get("expiration_date"), q.get("expiration_date_gte"), q.get("expiration_date_lte")
+        typ = q.get("type")
+        k_gte, k_lte = _float_param(q, "strike_price_gte"), _float_param(q, "strike_price_lte")
+        out = []
+        for c in book.chain(now, tape.price_at(now)):
+            if exp_eq and c.expiration != exp_eq[:10] or exp_gte and c.expiration < exp_gte[:10]:
+                continue
+            if exp_lte and c.expiration > exp_lte[:10] or typ and c.type != typ:
+                continue
+            if k_gte is not None and c.strike < k_gte - 1e-9 or k_lte is not None and c.strike > k_lte + 1e-9:
+                continue
+            out.append(c)
+        out.sort(key=lambda c: c.symbol)
+        return out
+
+    def _page(items, q, default, maximum):
+        limit = _limit(q, default, maximum)
+        token = q.get("page_token")
+        if token:
+            after = _untoken(token)
+            items = [c for c in items if c.symbol > after]
+        page = items[:limit]
+        nxt = _token(page[-1].symbol) if len(items) > limit else None
+        return page, nxt
+
+    def contracts(p, q, b, now):
+        if q.get("status") not in (None, "", "active"):
+            return 200, {"option_contracts": [], "next_page_token": None}
+        if q.get("style") not in (None, "", "american"):
+            return 200, {"option_contracts": [], "next_page_token": None}
+        page, nxt = _page(_filtered_chain(q, now), q, 100, 10_000)
+        return 200, {"option_contracts": [_contract_json(c, now) for c in page], "next_page_token": nxt}
+
+    def contract(p, q, b, now):
+        c = parse_occ(p["symbol"])
+        if c is None or not book.is_known(c, now):
+            raise ApiError(404, "option contract not found", 40410000)
+        return 200, _contract_json(c, now)
+
+    def _option_quote_json(px, ts):
+        return {"ap": px["ask"], "as": 10, "ax": "C", "bp": px["bid"], "bs": 10, "bx": "C", "c": "A", "t": ts}
+
+    def _option_trade_json(px, ts):
+        return {"c": "I", "p": round(px["mid"], 2), "s": 1, "t": ts, "x": "C"}
+
+    def _snapshot(c, now, spot, ts):
+        px = book.price(c, now, spot)
+        return {
+            "latestQuote": _option_quote_json(px, ts),
+            "latestTrade": _option_trade_json(px, ts),
+            "impliedVolatility": round(px["iv"], 6),
+            "greeks": {k: round(px[k], 6) for k in ("delta", "gamma", "rho", "theta", "vega")},
+        }
+
+    def snapshots(p, q, b, now):
+        if p["underlying"].upper() != book.underlying:
+            return 200, {"snapshots": {}, "next_page_token": None}
+        page, nxt = _page(_filtered_chain(q, now), q, 100, 1000)
+        spot, ts = tape.price_at(now), rfc3339(now)
+        return 200, {"snapshots": {c.symbol: _snapshot(c, now, spot, ts) for c in page}, "next_page_token": nxt}
+
+    def _listed(q, now):
+        """Contracts named in ``symbols`` that this market lists (unknown ones are left out)."""
+        out = []
+        for sym in (x.strip().upper() for x in q.get("symbols", "").split(",") if x.strip()):
+            c = parse_occ(sym)
+            if c is not None and c.root == book.underlying and book.expiry_ns(c) is not None:
+                out.append(c)
+        if not out and not q.get("symbols"):
+            raise ApiError(422, "symbols is required", 40010001)
+        return out
+
+    def option_snapshots(p, q, b, now):
+        spot, ts = tape.price_at(now), rfc3339(now)
+        return 200, {"snapshots": {c.symbol: _snapshot(c, now, spot, ts) for c in _listed(q, now)},
+                     "next_page_token": None}
+
+    def option_quotes(p, q, b, now):
+        spot, ts = tape.price_at(now), rfc3339(now)
+        return 200, {"quotes": {c.symbol: _option_quote_json(book.price(c, now, spot), ts) for c in _listed(q, now)}}
+
+    def option_trades(p, q, b, now):
+        spot, ts = tape.price_at(now), rfc3339(now)
+        return 200, {"trades": {c.symbol: _option_trade_json(book.price(c, now, spot), ts) for c in _listed(q, now)}}
+
+    def stock_quotes(p, q, b, now):
+        symbols = [s.strip().upper() for s in q.get("symbols", "").split(",") if s.strip()]
+        if not symbols:
+            raise ApiError(422, "symbols is required", 40010001)
+        px = tape.price_at(now)
+        # A one-cent market around the last trade: the replayed data has no quotes.
+        bid = math.floor(px * 100 + 1e-9) / 100
+        quote = {"ap": round(bid + 0.01, 2), "as": 1, "ax": "V", "bp": round(bid, 2), "bs": 1, "bx": "V",
+                 "c": ["R"], "t": rfc3339(now), "z": "B"}
+        return 200, {"quotes": {s: quote for s in symbols if s == tape.symbol}}
+
+    def asset(p, q, b, now):
+        if p["symbol"].upper() != tape.symbol:
+            raise ApiError(404, "asset not found", 40410000)
+        return 200, {
+            "id": contract_id(tape.symbol), "class": "us_equity", "exchange": "ARCA",
+            "symbol": tape.symbol, "name": f"{tape.symbol} (offline replay)", "status": "active",
+            "tradable": True, "marginable": True, "shortable": True, "easy_to_borrow": True,
+            "fractionable": True, "maintenance_margin_requirement": 30,
+            "attributes": ["has_options"],
+        }
+
+    def _bars_for(symbol, q, now):
+        try:
+            arr = tape.timeframe(q.get("timeframe", ""))
+        except ValueError as exc:
+            raise ApiError(422, str(exc), 42210000) from None
+        if symbol.upper() != tape.symbol:
+            return [], None
+        visible = arr.complete_count(now)
+        start = _time_param(q, "start")
+        if start is None:  # Alpaca's default: the beginning of the current day
+            start = int(to_et(now).normalize().value)
+        end = _time_param(q, "end")
+        lo = int(np.searchsorted(arr.start, start))
+        hi = visible if end is None else min(visible, int(np.searchsorted(arr.start, end, side="right")))
+        limit = _limit(q, 1000, _MAX_BARS_PAGE)
+        desc = q.get("sort", "asc") == "desc"
+        token = q.get("page_token")
+        if token:
+            cursor = int(_untoken(token))
+            if desc:
+                hi = min(hi, int(np.searchsorted(arr.start, cursor, side="right")))
+            else:
+                lo = max(lo, int(np.searchsorted(arr.start, cursor)))
+        idx = range(hi - 1, lo - 1, -1) if desc else range(lo, hi)
+        page = idx[:limit]
+        nxt = _token(str(int(arr.start[idx[limit]]))) if len(idx) > limit else None
+        return [arr.bar_json(j) for j in page], nxt
+
+    def bars_multi(p, q, b, now):
+        symbols = [s.strip().upper() for s in q.get("symbols", "").split(",") if s.strip()]
+        if not symbols:
+            raise ApiError(422, "symbols is required", 40010001)
+        if len(symbols) > 1 and q.get("page_token"):
+            raise ApiError(422, "the offline server pages one symbol at a time", 40010001)
+        out, nxt = {}, None
+        for s in symbols:
+            bars, nxt_s = _bars_for(s, q, now)
+            if bars:
+                out[s] = bars
+            nxt = nxt or nxt_s
+        return 200, {"bars": out, "next_page_token": nxt}
+
+    def bars_single(p, q, b, now):
+        bars, nxt = _bars_for(p["symbol"], q, now)
+        return 200, {"bars": bars, "symbol": p["symbol"].upper(), "next_page_token": nxt}
+
+    def _latest_trade(now):
+        j = int(np.searchsorted(tape.start, now, side="right")) - 1
+        t = now if j >= 0 and now < tape.end[j] else (int(tape.end[j]) - 1000 if j >= 0 else now)
+        return {"t": rfc3339(t), "x": "V", "p": round(tape.price_at(now), 4), "s": 100,
+                "c": ["@"], "i": int(t // 1_000_000), "z": "B"}
+
+    def trades_multi(p, q, b, now):
+        symbols = [s.strip().upper() for s in q.get("symbols", "").split(",") if s.strip()]
+        if not symbols:
+            raise ApiError(422, "symbols is required", 40010001)
+        return 200, {"trades": {s: _latest_trade(now) for s in symbols if s == tape.symbol}}
+
+    def trade_single(p, q, b, now):
+        if p["symbol"].upper() != tape.symbol:
+            raise ApiError(404, f"no trade found for {p['symbol']}", 40410000)
+        return 200, {"symbol": tape.symbol, "trade": _latest_trade(now)}
+
+    def sim_clock_get(p, q, b, now):
+        return 200, {"now": to_et(now).isoformat(), "speed": app.clock.speed}
+
+    def sim_clock_post(p, q, b, now):
+        if not isinstance(b, dict) or not ({"advance_seconds", "to"} & set(b)):
+            raise ApiError(422, 'send {"advance_seconds": n} or {"to": "ISO time"}', 40010001)
+        try:
+            if "to" in b:
+                new = app.clock.advance_to(b["to"])
+            else:
+                new = app.clock.advance(float(b["advance_seconds"]))
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ApiError(422, str(exc), 40010001) from None
+        broker.sync(new)
+        return 200, {"now": to_et(new).isoformat(), "speed": app.clock.speed}
+
+    sym = r"(?P<symbol>[A-Za-z0-9.]+)"
+    table = [
+        ("GET", r"/v2/account", "account", account),
+        ("GET", r"/v2/clock", "clock", clock),
+        ("GET", r"/v2/calendar", "calendar", calendar),
+        ("GET", r"/v2/positions", "positions", positions),
+        ("DELETE", r"/v2/positions", "positions", close_all),
+        ("GET", rf"/v2/positions/{sym}", "positions", position),
+        ("DELETE", rf"/v2/positions/{sym}", "positions", close_position),
+        ("POST", r"/v2/orders", "orders", submit),
+        ("GET", r"/v2/orders", "orders", list_orders),
+        ("DELETE", r"/v2/orders", "orders", cancel_all_orders),
+        ("GET", r"/v2/orders:by_client_order_id", "orders", by_client_id),
+        ("GET", r"/v2/orders/(?P<id>[^/]+)", "orders", get_order),
+        ("DELETE", r"/v2/orders/(?P<id>[^/]+)", "orders", cancel_order),
+        ("GET", r"/v2/options/contracts", "contracts", contracts),
+        ("GET", rf"/v2/options/contracts/{sym}", "contracts", contract),
+        ("GET", r"/v2/stocks/bars", "bars", bars_multi),
+        ("GET", rf"/v2/stocks/{sym}/bars", "bars", bars_single),
+        ("GET", r"/v2/stocks/trades/latest", "trades", trades_multi),
+        ("GET", rf"/v2/stocks/{sym}/trades/latest", "trades", trade_single),
+        ("GET", r"/v2/stocks/quotes/latest", "trades", stock_quotes),
+        ("GET", rf"/v2/assets/{sym}", "account", asset),
+        ("GET", r"/v1beta1/options/snapshots/(?P<underlying>[A-Za-z0-9.]+)", "snapshots", snapshots),
+        ("GET", r"/v1beta1/options/snapshots", "snapshots", option_snapshots),
+        ("GET", r"/v1beta1/options/quotes/latest", "snapshots", option_quotes),
+        ("GET", r"/v1beta1/options/trades/latest", "snapshots", option_trades),
+        ("GET", r"/_sim/clock", None, sim_clock_get),
+        ("POST", r"/_sim/clock", None, sim_clock_post),
+    ]
+    return [(m, re.compile(pat), ep, fn) for m, pat, ep, fn in table]
