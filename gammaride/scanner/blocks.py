@@ -1,0 +1,258 @@
+"""The notebook's building blocks (seed Part K): ``connect``, ``check_conditions``,
+``calculate_setup`` and ``submit_order``, each returning the plain mapping DESIGN.md
+promises, so a Colab cell can print or inspect it.
+
+    conn = connect()                      # keys from env/Colab secrets; none: offline server
+    cond = check_conditions(conn)
+    setup = calculate_setup(conn, cond)
+    order = submit_order(conn, cond, setup, dry_run=True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gammaride.config import Settings
+from gammaride.errors import BrokerError, ConfigError
+from gammaride.journal import Journal
+from gammaride.scanner.broker import AlpacaBroker, OrderSpec
+from gammaride.scanner.clock import Clock, ScaledClock, SteppedClock, WallClock
+from gammaride.scanner.contracts import choose_contract, marketable_limit
+from gammaride.scanner.keys import Keys, find_keys
+from gammaride.scanner.loop import Scanner
+from gammaride.scanner.positions import client_order_id, submit_idempotent, wait_for_fill
+from gammaride.scanner.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
+
+OFFLINE_START = "2013-10-07 09:30"
+
+
+@dataclass
+class Connection:
+    """A broker, the clock to sleep against, and (offline) the server this process runs."""
+
+    broker: AlpacaBroker
+    clock: Clock
+    mode: str  # offline | paper | live
+    settings: Settings
+    server: Any = None
+    journal: Journal | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def scanner(self, journal: Journal, **kwargs: Any) -> Scanner:
+        if self.mode == "offline":
+            kwargs.setdefault("daily_fallback", _bundled_daily)
+        return Scanner(self.broker, journal, self.settings, self.clock, mode=self.mode, **kwargs)
+
+
+def _bundled_daily(symbol: str) -> pd.Series:
+    from gammaride.sim.data import load_daily
+
+    return load_daily() if symbol.upper() == "SPY" else pd.Series(dtype=float)
+
+
+def connect(
+    keys: Keys | None = None,
+    *,
+    settings: Settings | None = None,
+    offline: bool = False,
+    live: bool = False,
+    url: str | None = None,
+    speed: float = 60.0,
+    start: str | None = None,
+    bars: pd.DataFrame | None = None,
+    faults: str | None = None,
+    timeout: float = 10.0,
+    env: dict[str, str] | None = None,
+) -> Connection:
+    """A broker to scan against.
+
+    - ``offline`` or no keys anywhere: starts the offline Alpaca server in this process
+      (bundled real SPY bars, simulated clock at ``speed``; 0 = stepped clock).
+    - ``url`` with keys: an offline server run elsewhere (``gammaride serve``).
+    - keys: Alpaca, paper unless ``live``.
+    """
+    settings = settings or Settings.load()
+    if keys is None and not offline:
+        keys = find_keys(env)
+    if offline or keys is None:
+        from gammaride.sim.server import OfflineAlpaca
+
+        if live:
+            raise ConfigError("--live cannot run against the offline server; drop --offline or --live")
+        srv = OfflineAlpaca(bars=bars, start=start or OFFLINE_START, speed=speed, faults=faults,
+                            symbol=settings.symbol, settings=settings).start()
+        broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key, "offline server"), url=srv.url,
+                              feed=settings.feed, timeout=min(timeout, 2.0), retry_wait=0.05)
+        clock: Clock = SteppedClock(srv.advance_to) if speed == 0 else ScaledClock(speed)
+        note = ("OFFLINE: no Alpaca keys found, running against the built-in offline server"
+                if not offline else "OFFLINE: running against the built-in offline server")
+        return Connection(broker, clock, "offline", settings, server=srv,
+                          notes=[f"{note} ({srv.url}, market time {srv.now():%Y-%m-%d %H:%M} ET, "
+                                 f"{'stepped clock' if speed == 0 else f'{speed:g}x speed'}); no real orders"])
+    if url:
+        broker = AlpacaBroker(keys, url=url, feed=settings.feed, timeout=min(timeout, 2.0), retry_wait=0.05)
+        clock = _remote_stepped(url, keys) if speed == 0 else ScaledClock(speed)
+        return Connection(broker, clock, "offline", settings,
+                          notes=[f"OFFLINE: running against the server at {url}; no real orders"])
+    broker = AlpacaBroker(keys, paper=not live, feed=settings.feed, timeout=timeout)
+    return Connection(broker, WallClock(), "live" if live else "paper", settings)
+
+
+def _remote_stepped(url: str, keys: Keys) -> SteppedClock:
+    """Advance an out-of-process offline server's clock with ``POST /_sim/clock``."""
+
+    def advance_to(ts: pd.Timestamp) -> None:
+        req = urllib.request.Request(
+            f"{url}/_sim/clock", data=json.dumps({"to": pd.Timestamp(ts).isoformat()}).encode(),
+            headers={"Content-Type": "application/json", "APCA-API-KEY-ID": keys.key_id,
+                     "APCA-API-SECRET-KEY": keys.secret}, method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:  # loopback only
+            resp.read()
+
+    return SteppedClock(advance_to)
+
+
+def check_conditions(
+    conn: Connection, journal: Journal | None = None, iv_percentile: float | None = None
+) -> dict[str, Any]:
+    """The entry gates now: ``in_window``, ``vol_spike``, ``direction``, ``bars`` (last 20),
+    ``avg_volume``, ``current_volume``, ``iv_percentile`` (0-1), plus ``signal``,
+    ``skip_reason``, ``atr``, ``price``, ``decision_time``, ``iv_source``."""
+    from gammaride.scanner.signals import compute_signals
+
+    journal = journal or conn.journal or Journal(":memory:")
+    sc = conn.scanner(journal, iv_percentile=iv_percentile, out=lambda s: None)
+    mc = conn.broker.clock()
+    conn.clock.sync(mc.timestamp)
+    now = mc.timestamp
+    bars = sc.fetch_bars(now)
+    if bars.empty:
+        return {"in_window": False, "vol_spike": False, "direction": None, "bars": bars,
+                "avg_volume": float("nan"), "current_volume": float("nan"),
+                "iv_percentile": float("nan"), "signal": False, "skip_reason": "no data",
+                "market_open": mc.is_open, "now": now}
+    price = float(bars["close"].iloc[-1])
+    info: dict = {}
+    chain = sc.chain(now, price, info)
+    iv, ivp, source = sc.iv_now(now, price, chain)
+    last = compute_signals(bars.iloc[-400:], conn.settings, ivp).iloc[-1]
+    age = (now - (bars.index[-1] + pd.Timedelta(minutes=1))).total_seconds() / 60
+    stale = age > conn.settings.stale_after_minutes
+    return {
+        "in_window": bool(last["in_window"]),
+        "vol_spike": bool(last["vol_spike"]),
+        "direction": last["direction"],
+        "bars": bars.iloc[-20:],
+        "avg_volume": float(last["avg_volume"]),
+        "current_volume": float(last["volume"]),
+        "iv_percentile": float(ivp) if ivp is not None else float("nan"),
+        "iv": float(iv),
+        "iv_source": source,
+        "atr": float(last["atr"]),
+        "price": price,
+        "decision_time": bars.index[-1] + pd.Timedelta(minutes=1),
+        "signal": bool(last["signal"]) and mc.is_open and not stale,
+        "skip_reason": ("market closed" if not mc.is_open else
+                        f"stale data ({age:.1f} min old)" if stale else last["skip_reason"]),
+        "market_open": mc.is_open,
+        "now": now,
+        "chain": chain,
+    }
+
+
+def calculate_setup(
+    conn: Connection, conditions: dict[str, Any], policy: ExitPolicy | None = None,
+    equity: float | None = None,
+) -> dict[str, Any]:
+    """``entry``, ``tp``, ``sl``, ``atr``, ``contracts`` (int >= 1), ``iv_multiplier``
+    (0.8/1.0/1.5), ``phase``, ``tp_mult``, ``sl_mult`` for the conditions' direction."""
+    s = conn.settings
+    policy = policy or ExitPolicy.phase1(s)
+    direction = conditions.get("direction") or "call"
+    atr, entry = float(conditions["atr"]), float(conditions["price"])
+    tp_mult, sl_mult, label = (np.asarray(v, dtype=object).reshape(-1)[0] for v in policy.lookup(atr))
+    tp, sl = exit_levels(direction, entry, atr, tp_mult, sl_mult)
+    if equity is None:
+        try:
+            equity = conn.broker.account().equity
+        except BrokerError:
+            equity = s.starting_equity
+    mult = float(iv_multiplier(conditions.get("iv_percentile", float("nan")), s))
+    contracts = int(position_size(equity, atr, mult, s))
+    return {
+        "entry": entry, "tp": float(tp), "sl": float(sl), "atr": atr, "contracts": max(1, contracts),
+        "iv_multiplier": mult, "phase": policy.phase, "tp_mult": float(tp_mult), "sl_mult": float(sl_mult),
+        "atr_bucket": str(label), "direction": direction,
+    }
+
+
+_sim_counter = 0
+
+
+def submit_order(
+    conn: Connection, conditions: dict[str, Any], setup: dict[str, Any], dry_run: bool = True
+) -> dict[str, Any]:
+    """Buy the chosen contract with a marketable DAY limit order (idempotent client id).
+
+    Returns ``status`` ('paper'|'live'|'error'), ``order_id`` (broker id, or
+    ``PAPER_SIM_###`` when nothing was sent), ``timestamp``, ``contracts``, and
+    ``contract``/``message``. ``dry_run`` (the default) sends nothing.
+    """
+    global _sim_counter
+    now = datetime.now(timezone.utc)
+    status = "live" if conn.mode == "live" else "paper"
+    chain = conditions.get("chain")
+    direction = setup.get("direction") or conditions.get("direction")
+    if direction not in ("call", "put"):
+        return {"status": "error", "order_id": None, "timestamp": now, "contracts": 0,
+                "message": "no direction: there is no signal to trade"}
+    choice, why = (choose_contract(chain, direction, setup["entry"], conditions["decision_time"], conn.settings)
+                   if chain is not None else (None, "no option chain"))
+    if choice is None:
+        return {"status": "error", "order_id": None, "timestamp": now, "contracts": 0, "message": why}
+    if dry_run:
+        _sim_counter += 1
+        return {"status": "paper", "order_id": f"PAPER_SIM_{_sim_counter:03d}", "timestamp": now,
+                "contracts": int(setup["contracts"]), "contract": choice.symbol,
+                "message": f"dry run: would buy {setup['contracts']} {choice.symbol} at ${choice.ask:.2f}"}
+    cid = client_order_id(conn.settings.symbol, conditions["decision_time"], direction)
+    spec = OrderSpec(choice.symbol, int(setup["contracts"]), "buy", "limit",
+                     limit_price=marketable_limit("buy", choice.bid, choice.ask), client_order_id=cid)
+    try:
+        order = submit_idempotent(conn.broker, spec)
+        order = wait_for_fill(conn.broker, order, conn.clock, conn.settings.entry_timeout_seconds)
+    except BrokerError as exc:
+        return {"status": "error", "order_id": None, "timestamp": now, "contracts": 0, "message": str(exc)}
+    return {"status": status, "order_id": order.id, "timestamp": order.submitted_at or now,
+            "contracts": int(order.filled_qty or 0), "contract": choice.symbol, "order_status": order.status,
+            "message": f"{order.status}: {order.filled_qty:g} of {order.qty:g} {choice.symbol}"}
+
+
+def live_confirmed(interactive: bool, env: dict[str, str] | None = None, ask=input) -> bool:
+    """Live trading needs an explicit yes: typed, or GAMMARIDE_LIVE_CONFIRM=yes when no one
+    is at the keyboard."""
+    env = os.environ if env is None else env
+    if interactive:
+        answer = ask("Trade REAL money on the live account? Type 'yes' to continue: ")
+        return answer.strip().lower() == "yes"
+    return env.get("GAMMARIDE_LIVE_CONFIRM", "").strip().lower() == "yes"

@@ -1,0 +1,483 @@
+"""The broker boundary: the ``Broker`` protocol and ``AlpacaBroker`` over alpaca-py.
+
+This is the only module that imports alpaca-py. Every reply becomes one of the small
+frozen dataclasses below, with the SDK's string money turned into floats and every
+time into a tz-aware America/New_York ``Timestamp``. Every failure (HTTP error,
+timeout, dropped connection, malformed reply) becomes a :class:`BrokerError` whose
+``status``/``kind`` say what happened; a secret never appears in its message.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from gammaride.errors import BrokerError
+from gammaride.scanner.contracts import CHAIN_COLUMNS, parse_occ
+from gammaride.scanner.keys import Keys, redact
+
+ET = "America/New_York"
+BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
+
+
+# --- our own types -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Account:
+    equity: float
+    last_equity: float  # equity at the previous close: the day's starting equity
+    cash: float
+    buying_power: float
+    options_buying_power: float
+    options_level: int | None
+    status: str
+    currency: str = "USD"
+
+
+@dataclass(frozen=True)
+class MarketClock:
+    timestamp: pd.Timestamp
+    is_open: bool
+    next_open: pd.Timestamp
+    next_close: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class SessionDay:
+    date: pd.Timestamp  # naive session date
+    open: pd.Timestamp
+    close: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class LatestTrade:
+    price: float
+    time: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class OrderSpec:
+    """What to send. ``type`` market | limit | stop; ``order_class`` simple | bracket."""
+
+    symbol: str
+    qty: float
+    side: str  # buy | sell
+    type: str = "limit"
+    limit_price: float | None = None
+    stop_price: float | None = None
+    client_order_id: str | None = None
+    order_class: str = "simple"
+    take_profit: float | None = None  # bracket only
+    stop_loss: float | None = None  # bracket only
+    time_in_force: str = "day"
+
+
+@dataclass(frozen=True)
+class OrderInfo:
+    id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: float
+    filled_qty: float
+    filled_avg_price: float  # NaN until filled
+    status: str
+    type: str
+    order_class: str
+    limit_price: float
+    stop_price: float
+    submitted_at: pd.Timestamp | None
+    filled_at: pd.Timestamp | None
+    legs: tuple[OrderInfo, ...] = field(default_factory=tuple)
+
+    @property
+    def is_filled(self) -> bool:
+        return self.status == "filled"
+
+    @property
+    def is_done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+
+DONE_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "done_for_day", "replaced"})
+
+
+@dataclass(frozen=True)
+class PositionInfo:
+    symbol: str
+    qty: float  # signed: negative for a short
+    avg_entry_price: float
+    current_price: float
+    asset_class: str
+
+
+class Broker(Protocol):
+    """What the scanner needs from a broker. Times are tz-aware; money is float."""
+
+    paper: bool
+
+    def account(self) -> Account: ...
+    def clock(self) -> MarketClock: ...
+    def calendar(self, start: date, end: date) -> list[SessionDay]: ...
+    def bars(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame: ...
+    def daily_closes(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series: ...
+    def latest_trade(self, symbol: str) -> LatestTrade: ...
+    def option_chain(
+        self, symbol: str, expiration_gte: date, expiration_lte: date,
+        strike_gte: float | None = None, strike_lte: float | None = None,
+    ) -> pd.DataFrame: ...
+    def submit_order(self, spec: OrderSpec) -> OrderInfo: ...
+    def get_order(self, order_id: str) -> OrderInfo: ...
+    def order_by_client_id(self, client_order_id: str) -> OrderInfo | None: ...
+    def cancel_order(self, order_id: str) -> None: ...
+    def orders(self, status: str = "all", after: pd.Timestamp | None = None) -> list[OrderInfo]: ...
+    def positions(self) -> list[PositionInfo]: ...
+
+
+# --- conversions ---------------------------------------------------------------------
+def money(value: Any) -> float:
+    """The SDK's string money (or None) as a float; NaN when absent."""
+    if value is None or value == "":
+        return math.nan
+    return float(value)
+
+
+def et(value: Any) -> pd.Timestamp | None:
+    if value is None or value == "":
+        return None
+    ts = pd.Timestamp(value)
+    return (ts.tz_localize("UTC") if ts.tz is None else ts).tz_convert(ET)
+
+
+def _enum(value: Any) -> str:
+    return str(getattr(value, "value", value) or "")
+
+
+def _order(o: Any) -> OrderInfo:
+    return OrderInfo(
+        id=str(o.id),
+        client_order_id=str(o.client_order_id or ""),
+        symbol=str(o.symbol or ""),
+        side=_enum(o.side),
+        qty=money(o.qty),
+        filled_qty=money(o.filled_qty) if o.filled_qty is not None else 0.0,
+        filled_avg_price=money(o.filled_avg_price),
+        status=_enum(o.status),
+        type=_enum(getattr(o, "order_type", None) or o.type),
+        order_class=_enum(o.order_class) or "simple",
+        limit_price=money(o.limit_price),
+        stop_price=money(o.stop_price),
+        submitted_at=et(o.submitted_at),
+        filled_at=et(o.filled_at),
+        legs=tuple(_order(leg) for leg in (o.legs or ())),
+    )
+
+
+def bars_frame(raw: list[dict]) -> pd.DataFrame:
+    """Raw Alpaca bars (``t`` = bar start, UTC) to the project's bars frame: ET bar-start
+    index, float OHLCV, regular hours only, sorted, unique."""
+    if not raw:
+        idx = pd.DatetimeIndex([], tz=ET, name="timestamp").as_unit("ns")
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in BAR_COLUMNS}, index=idx)
+    idx = pd.DatetimeIndex(pd.to_datetime([r["t"] for r in raw], utc=True)).tz_convert(ET).as_unit("ns")
+    frame = pd.DataFrame(
+        {
+            "open": [float(r["o"]) for r in raw],
+            "high": [float(r["h"]) for r in raw],
+            "low": [float(r["l"]) for r in raw],
+            "close": [float(r["c"]) for r in raw],
+            "volume": [float(r["v"]) for r in raw],
+        },
+        index=idx.rename("timestamp"),
+    )
+    minute = idx.hour * 60 + idx.minute
+    frame = frame[np.asarray((minute >= 570) & (minute < 960))]
+    frame = frame[~frame.index.duplicated(keep="last")]
+    return frame.sort_index()
+
+
+def chain_frame(raw: dict[str, dict]) -> pd.DataFrame:
+    """Raw option-chain snapshots keyed by OCC symbol to a chain frame (contracts.py)."""
+    rows = []
+    for sym, snap in (raw or {}).items():
+        try:
+            _, exp, kind, strike = parse_occ(sym)
+        except ValueError:
+            continue
+        q = snap.get("latestQuote") or {}
+        g = snap.get("greeks") or {}
+        rows.append(
+            (sym, exp, kind, strike, money(q.get("bp")), money(q.get("ap")),
+             money(snap.get("impliedVolatility")), money(g.get("delta")))
+        )
+    frame = pd.DataFrame(rows, columns=CHAIN_COLUMNS)
+    frame["expiration"] = pd.to_datetime(frame["expiration"])
+    for c in ("strike", "bid", "ask", "iv", "delta"):
+        frame[c] = frame[c].astype(float)
+    return frame.sort_values(["expiration", "type", "strike"]).reset_index(drop=True)
+
+
+# --- alpaca-py -----------------------------------------------------------------------
+class AlpacaBroker:
+    """alpaca-py's trading, stock-data and option-data clients behind the ``Broker`` protocol.
+
+    ``url`` overrides all three base URLs (the offline server). ``timeout`` bounds every
+    request (requests has none by default: a hung socket would freeze a scan).
+    ``retry_wait`` is alpaca-py's pause between its own 429/504 retries (3 s default).
+    """
+
+    def __init__(
+        self,
+        keys: Keys,
+        paper: bool = True,
+        url: str | None = None,
+        feed: str = "iex",
+        timeout: float = 10.0,
+        retry_wait: float | None = None,
+        retries: int | None = None,
+        read_attempts: int = 3,
+    ):
+        from alpaca.data.historical.option import OptionHistoricalDataClient
+        from alpaca.data.historical.stock import StockHistoricalDataClient
+        from alpaca.trading.client import TradingClient
+
+        self.paper = paper
+        self.url = url
+        self.feed = feed
+        self.read_attempts = max(1, int(read_attempts))
+        self.key_id_masked = keys.masked
+        self._secret = keys.secret  # only to scrub it from error text
+        self.trading = TradingClient(keys.key_id, keys.secret, paper=paper, url_override=url)
+        self.stocks = StockHistoricalDataClient(keys.key_id, keys.secret, url_override=url, raw_data=True)
+        self.options = OptionHistoricalDataClient(keys.key_id, keys.secret, url_override=url, raw_data=True)
+        for client in (self.trading, self.stocks, self.options):
+            client._session.request = functools.partial(client._session.request, timeout=timeout)
+            if retry_wait is not None:
+                client._retry_wait = retry_wait
+            if retries is not None:
+                client._retry = retries
+
+    def __repr__(self) -> str:
+        return f"AlpacaBroker(key {self.key_id_masked}, {'paper' if self.paper else 'LIVE'}, url={self.url or 'alpaca'})"
+
+    # every call goes through here: one place turns SDK/network failures into BrokerError
+    def _call(self, what: str, fn, *args, **kwargs):
+        """Run ``fn``; reads (everything but order submission) are retried on transient
+        failures (5xx, 429, timeout, dropped connection, malformed reply): repeating a read
+        changes nothing at the broker, and one lost packet should not cost a scan."""
+        attempts = 1 if what.startswith("submit") else self.read_attempts
+        for i in range(attempts):
+            try:
+                return self._once(what, fn, *args, **kwargs)
+            except BrokerError as exc:
+                status = getattr(exc, "status", None)
+                transient = exc.kind != "http" or status is None or status >= 500 or status == 429
+                if not transient or i == attempts - 1:
+                    raise
+
+    def _once(self, what: str, fn, *args, **kwargs):
+        import requests
+        from alpaca.common.exceptions import APIError
+        from pydantic import ValidationError
+
+        try:
+            return fn(*args, **kwargs)
+        except APIError as exc:
+            status = exc.status_code
+            try:
+                text = exc.message
+            except Exception:
+                text = str(exc)[:300]
+            raise self._error(what, f"HTTP {status}: {text}", status, "http") from None
+        except requests.Timeout:
+            raise self._error(what, "timed out", None, "timeout") from None
+        except requests.JSONDecodeError:
+            raise self._error(what, "malformed reply (not JSON)", None, "malformed") from None
+        except requests.RequestException as exc:
+            raise self._error(what, f"network error ({type(exc).__name__})", None, "network") from None
+        except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self._error(what, f"malformed reply ({type(exc).__name__})", None, "malformed") from None
+
+    def _error(self, what: str, text: str, status: int | None, kind: str) -> BrokerError:
+        err = BrokerError(redact(f"{what} failed: {text}", self._secret))
+        err.status = status  # type: ignore[attr-defined]
+        err.kind = kind  # type: ignore[attr-defined]
+        return err
+
+    # account and market --------------------------------------------------------
+    def account(self) -> Account:
+        def get() -> Account:
+            a = self.trading.get_account()
+            return Account(
+                equity=money(a.equity),
+                last_equity=money(a.last_equity),
+                cash=money(a.cash),
+                buying_power=money(a.buying_power),
+                options_buying_power=money(a.options_buying_power if a.options_buying_power is not None else a.buying_power),
+                options_level=a.options_trading_level,
+                status=_enum(a.status),
+                currency=str(a.currency or "USD"),
+            )
+
+        return self._call("account", get)
+
+    def clock(self) -> MarketClock:
+        def get() -> MarketClock:
+            c = self.trading.get_clock()
+            return MarketClock(et(c.timestamp), bool(c.is_open), et(c.next_open), et(c.next_close))
+
+        return self._call("clock", get)
+
+    def calendar(self, start: date, end: date) -> list[SessionDay]:
+        from alpaca.trading.requests import GetCalendarRequest
+
+        def get() -> list[SessionDay]:
+            days = self.trading.get_calendar(GetCalendarRequest(start=start, end=end))
+            out = []
+            for d in days:
+                day = pd.Timestamp(d.date)
+                # the SDK builds naive datetimes from the exchange's local HH:MM
+                out.append(SessionDay(day, _local(d.open), _local(d.close)))
+            return out
+
+        return self._call("calendar", get)
+
+    def bars(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        from alpaca.data.enums import DataFeed
+        from alpaca.data.requests import StockBarsRequest
+        from alpaca.data.timeframe import TimeFrame
+
+        req = StockBarsRequest(
+            symbol_or_symbols=symbol, timeframe=TimeFrame.Minute,
+            start=pd.Timestamp(start).tz_convert("UTC").to_pydatetime(),
+            end=pd.Timestamp(end).tz_convert("UTC").to_pydatetime(), feed=DataFeed(self.feed),
+        )
+        return self._call("bars", lambda: bars_frame(self.stocks.get_stock_bars(req).get(symbol, [])))
+
+    def daily_closes(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+        from alpaca.data.enums import DataFeed
+        from alpaca.data.requests import StockBarsRequest
+        from alpaca.data.timeframe import TimeFrame
+
+        req = StockBarsRequest(
+            symbol_or_symbols=symbol, timeframe=TimeFrame.Day,
+            start=pd.Timestamp(start).tz_convert("UTC").to_pydatetime(),
+            end=pd.Timestamp(end).tz_convert("UTC").to_pydatetime(), feed=DataFeed(self.feed),
+        )
+
+        def get() -> pd.Series:
+            raw = self.stocks.get_stock_bars(req).get(symbol, [])
+            days = pd.to_datetime([r["t"] for r in raw], utc=True).tz_convert(ET).tz_localize(None).normalize()
+            return pd.Series([float(r["c"]) for r in raw], index=pd.DatetimeIndex(days), dtype=float)
+
+        return self._call("daily bars", get)
+
+    def latest_trade(self, symbol: str) -> LatestTrade:
+        from alpaca.data.enums import DataFeed
+        from alpaca.data.requests import StockLatestTradeRequest
+
+        req = StockLatestTradeRequest(symbol_or_symbols=symbol, feed=DataFeed(self.feed))
+
+        def get() -> LatestTrade:
+            raw = self.stocks.get_stock_latest_trade(req)[symbol]
+            return LatestTrade(float(raw["p"]), et(raw["t"]))
+
+        return self._call("latest trade", get)
+
+    def option_chain(
+        self, symbol: str, expiration_gte: date, expiration_lte: date,
+        strike_gte: float | None = None, strike_lte: float | None = None,
+    ) -> pd.DataFrame:
+        from alpaca.data.enums import OptionsFeed
+        from alpaca.data.requests import OptionChainRequest
+
+        req = OptionChainRequest(
+            underlying_symbol=symbol, feed=OptionsFeed.INDICATIVE,
+            expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
+            strike_price_gte=strike_gte, strike_price_lte=strike_lte,
+        )
+        return self._call("option chain", lambda: chain_frame(self.options.get_option_chain(req)))
+
+    # orders and positions --------------------------------------------------------
+    def submit_order(self, spec: OrderSpec) -> OrderInfo:
+        return self._call(f"submit {spec.side} {spec.symbol}", lambda: _order(self.trading.submit_order(_request(spec))))
+
+    def get_order(self, order_id: str) -> OrderInfo:
+        from alpaca.trading.requests import GetOrderByIdRequest
+
+        # nested: a bracket's legs come with it (they must be seen, and cancelled, by id)
+        req = GetOrderByIdRequest(nested=True)
+        return self._call("order status", lambda: _order(self.trading.get_order_by_id(order_id, req)))
+
+    def order_by_client_id(self, client_order_id: str) -> OrderInfo | None:
+        try:
+            return self._call("order lookup", lambda: _order(self.trading.get_order_by_client_id(client_order_id)))
+        except BrokerError as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise
+
+    def cancel_order(self, order_id: str) -> None:
+        self._call("cancel order", self.trading.cancel_order_by_id, order_id)
+
+    def orders(self, status: str = "all", after: pd.Timestamp | None = None) -> list[OrderInfo]:
+        from alpaca.trading.enums import QueryOrderStatus
+        from alpaca.trading.requests import GetOrdersRequest
+
+        req = GetOrdersRequest(
+            status=QueryOrderStatus(status), limit=500, nested=True,
+            after=pd.Timestamp(after).tz_convert("UTC").to_pydatetime() if after is not None else None,
+        )
+        return self._call("list orders", lambda: [_order(o) for o in self.trading.get_orders(req)])
+
+    def positions(self) -> list[PositionInfo]:
+        def get() -> list[PositionInfo]:
+            out = []
+            for p in self.trading.get_all_positions():
+                qty = money(p.qty)
+                if _enum(p.side) == "short" and qty > 0:
+                    qty = -qty
+                out.append(PositionInfo(str(p.symbol), qty, money(p.avg_entry_price),
+                                        money(p.current_price), _enum(p.asset_class)))
+            return out
+
+        return self._call("positions", get)
+
+
+def _local(value: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize(ET) if ts.tz is None else ts.tz_convert(ET)
+
+
+def _request(spec: OrderSpec):
+    from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
+    from alpaca.trading.requests import (
+        LimitOrderRequest,
+        MarketOrderRequest,
+        StopLossRequest,
+        StopOrderRequest,
+        TakeProfitRequest,
+    )
+
+    common = dict(
+        symbol=spec.symbol, qty=spec.qty, side=OrderSide(spec.side),
+        time_in_force=TimeInForce(spec.time_in_force), client_order_id=spec.client_order_id,
+    )
+    if spec.order_class == "bracket":
+        common.update(
+            order_class=OrderClass.BRACKET,
+            take_profit=TakeProfitRequest(limit_price=round(spec.take_profit, 2)),
+            stop_loss=StopLossRequest(stop_price=round(spec.stop_loss, 2)),
+        )
+    if spec.type == "market":
+        return MarketOrderRequest(**common)
+    if spec.type == "limit":
+        return LimitOrderRequest(limit_price=round(spec.limit_price, 2), **common)
+    if spec.type == "stop":
+        return StopOrderRequest(stop_price=round(spec.stop_price, 2), **common)
+    raise ValueError(f"order type {spec.type!r} is not market, limit or stop")

@@ -1,0 +1,208 @@
+"""Which option to trade: call or put, expiration, strike. Pure functions over a chain frame.
+
+A chain frame has one row per contract: ``symbol`` (OCC), ``expiration`` (naive date),
+``type`` ('call'|'put'), ``strike``, ``bid``, ``ask``, ``iv``, ``delta`` (NaN when the
+snapshot has none). :func:`parse_occ` turns OCC symbols into the first four.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from gammaride.config import Settings
+from gammaride.scanner.session import (
+    cutoff_minutes,
+    minute_of_day,
+    session_close_minutes,
+)
+
+CHAIN_COLUMNS = ["symbol", "expiration", "type", "strike", "bid", "ask", "iv", "delta"]
+_OCC = re.compile(r"^(?P<root>[A-Z.]{1,6})(?P<date>\d{6})(?P<cp>[CP])(?P<strike>\d{8})$")
+
+
+@dataclass(frozen=True)
+class ContractChoice:
+    symbol: str
+    expiration: pd.Timestamp
+    type: str
+    strike: float
+    bid: float
+    ask: float
+    iv: float
+    delta: float
+    same_day: bool
+    hard_stop_min: int  # minutes of day, ET, on the decision's session
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2.0
+
+
+@lru_cache(maxsize=64)
+def _close_min(day: pd.Timestamp) -> int:
+    """The session's close (minutes of day), cached: every scan of a day asks the same."""
+    return int(session_close_minutes(pd.DatetimeIndex([day]))[0])
+
+
+def occ_symbol(root: str, expiration: pd.Timestamp, kind: str, strike: float) -> str:
+    """``SPY231008C00432000``: root, yymmdd, C/P, strike times 1000 in eight digits."""
+    exp = pd.Timestamp(expiration)
+    return f"{root.upper()}{exp:%y%m%d}{'C' if kind == 'call' else 'P'}{int(round(strike * 1000)):08d}"
+
+
+def parse_occ(symbol: str) -> tuple[str, pd.Timestamp, str, float]:
+    """(root, expiration, 'call'|'put', strike) of an OCC option symbol."""
+    m = _OCC.match(symbol.strip().upper())
+    if not m:
+        raise ValueError(f"{symbol!r} is not an OCC option symbol like SPY231008C00432000")
+    exp = pd.Timestamp(f"20{m['date'][:2]}-{m['date'][2:4]}-{m['date'][4:]}")
+    return m["root"], exp, "call" if m["cp"] == "C" else "put", int(m["strike"]) / 1000.0
+
+
+def is_option_symbol(symbol: str) -> bool:
+    return bool(_OCC.match(symbol.strip().upper()))
+
+
+def same_day_allowed(settings: Settings, symbol: str, decision_min: int, close_min: int) -> bool:
+    """Today's expiry only while its broker cut-off leaves max hold + the buffer."""
+    cutoff = int(cutoff_minutes(settings, symbol, np.asarray([close_min]))[0])
+    return cutoff - decision_min >= settings.max_hold_minutes + settings.cutoff_buffer_minutes
+
+
+def hard_stop_minute(settings: Settings, symbol: str, close_min: int, same_day: bool) -> int:
+    """The earlier of 15:55 (and the close minus its buffer) and, for a contract expiring
+    today, its broker cut-off minus the buffer: 15:25 for 0DTE SPY on a normal day."""
+    session_stop = min(minute_of_day(settings.clock("hard_stop")), close_min - settings.close_buffer_minutes)
+    if not same_day:
+        return session_stop
+    cutoff = int(cutoff_minutes(settings, symbol, np.asarray([close_min]))[0])
+    return min(session_stop, cutoff - settings.cutoff_buffer_minutes)
+
+
+def choose_expiration(
+    expirations: list[pd.Timestamp] | pd.DatetimeIndex,
+    decision_time: pd.Timestamp,
+    settings: Settings,
+    symbol: str,
+) -> tuple[pd.Timestamp | None, str | None]:
+    """The nearest expiration whose cut-off leaves at least max hold + buffer minutes.
+
+    Returns (expiration or None, reason when none qualifies). After about 15:05 on a
+    normal day a SPY 0DTE no longer qualifies and the next expiration is chosen.
+    """
+    t = pd.Timestamp(decision_time)
+    today = pd.Timestamp(t.date())
+    dmin = t.hour * 60 + t.minute
+    close_min = _close_min(today)
+    exps = sorted({pd.Timestamp(e).normalize() for e in expirations if pd.Timestamp(e).normalize() >= today})
+    if not exps:
+        return None, "no expiration today or later in the chain"
+    for exp in exps:
+        if exp > today or same_day_allowed(settings, symbol, dmin, close_min):
+            return exp, None
+    return None, "today's expiry is past its cut-off and the chain has no later expiration"
+
+
+def choose_contract(
+    chain: pd.DataFrame,
+    direction: str,
+    underlying_price: float,
+    decision_time: pd.Timestamp,
+    settings: Settings,
+    symbol: str | None = None,
+    target_delta: float | None = None,
+) -> tuple[ContractChoice | None, str | None]:
+    """The contract to buy for ``direction`` ('call' or 'put'), or (None, reason).
+
+    Expiration by :func:`choose_expiration`; strike nearest the money (or the delta
+    nearest ``target_delta``) among contracts with a two-sided quote and a spread within
+    ``settings.max_spread_pct`` of the mid.
+    """
+    if direction not in ("call", "put"):
+        raise ValueError(f"direction {direction!r} is not 'call' or 'put'")
+    symbol = (symbol or settings.symbol).upper()
+    if chain is None or chain.empty:
+        return None, "empty option chain"
+    is_kind = (chain["type"] == direction).to_numpy()
+    expiry = chain["expiration"].to_numpy(dtype="datetime64[ns]")
+    exp, why = choose_expiration(pd.DatetimeIndex(np.unique(expiry[is_kind])), decision_time, settings, symbol)
+    if exp is None:
+        return None, why
+    bid = chain["bid"].to_numpy(dtype=float)
+    ask = chain["ask"].to_numpy(dtype=float)
+    mid = (bid + ask) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rows = is_kind & (expiry == np.datetime64(exp.to_datetime64(), "ns"))
+        quoted = rows & (bid > 0) & (ask >= bid) & np.isfinite(bid) & np.isfinite(ask)
+        tight = quoted & ((ask - bid) <= settings.max_spread_pct * mid)
+    if not tight.any():
+        reason = "no two-sided quote" if not quoted.any() else (
+            f"every spread wider than {settings.max_spread_pct:.0%} of mid"
+        )
+        return None, f"no tradable {direction} for {exp:%Y-%m-%d} ({reason})"
+    idx = np.flatnonzero(tight)
+    delta = chain["delta"].to_numpy(dtype=float)[idx]
+    if target_delta is not None and np.isfinite(delta).any():
+        score = np.where(np.isfinite(delta), np.abs(np.abs(delta) - abs(target_delta)), np.inf)
+    else:
+        score = np.abs(chain["strike"].to_numpy(dtype=float)[idx] - underlying_price)
+    # ties: the cheaper (further out of the money) contract
+    best = chain.iloc[int(idx[np.lexsort((ask[idx], score))[0]])]
+    today = pd.Timestamp(pd.Timestamp(decision_time).date())
+    close_min = _close_min(today)
+    same_day = bool(exp == today)
+    return (
+        ContractChoice(
+            symbol=str(best["symbol"]),
+            expiration=exp,
+            type=direction,
+            strike=float(best["strike"]),
+            bid=float(best["bid"]),
+            ask=float(best["ask"]),
+            iv=float(best["iv"]) if pd.notna(best["iv"]) else float("nan"),
+            delta=float(best["delta"]) if pd.notna(best["delta"]) else float("nan"),
+            same_day=same_day,
+            hard_stop_min=hard_stop_minute(settings, symbol, close_min, same_day),
+        ),
+        None,
+    )
+
+
+def atm_iv(chain: pd.DataFrame, underlying_price: float, on_or_after: pd.Timestamp | None = None) -> tuple[float, str | None]:
+    """Today's at-the-money IV: the mean IV of the call and put at the strike nearest the
+    price in the nearest expiration (on or after ``on_or_after``). (NaN, None) without data."""
+    if chain is None or chain.empty:
+        return float("nan"), None
+    c = chain[np.isfinite(chain["iv"].to_numpy(dtype=float)) & (chain["iv"].to_numpy(dtype=float) > 0)]
+    if on_or_after is not None:
+        c = c[c["expiration"].dt.normalize() >= pd.Timestamp(on_or_after).normalize()]
+    if c.empty:
+        return float("nan"), None
+    c = c[c["expiration"] == c["expiration"].min()]
+    dist = (c["strike"] - underlying_price).abs()
+    at = c[dist == dist.min()]
+    return float(at["iv"].mean()), str(at["symbol"].iloc[0])
+
+
+def premium_at(entry_premium: float, delta: float, sign: int, underlying_move: float) -> float:
+    """Delta estimate of the option premium after the underlying moves by ``underlying_move``.
+
+    ``sign`` +1 for a call, -1 for a put; ``delta`` as quoted (negative for puts) or its
+    absolute value. Floored at one cent: a stop at zero would never trigger.
+    """
+    d = abs(delta) if np.isfinite(delta) else 0.5
+    return max(0.01, round(entry_premium + sign * d * underlying_move, 2))
+
+
+def marketable_limit(side: str, bid: float, ask: float, cushion: float = 0.05) -> float:
+    """A limit that crosses the spread by ``cushion`` of it (at least a cent), in pennies."""
+    spread = max(ask - bid, 0.0)
+    pad = max(0.01, round(spread * cushion, 2))
+    if side == "buy":
+        return round(ask + pad, 2)
+    return max(0.01, round(bid - pad, 2))

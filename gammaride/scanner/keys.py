@@ -1,0 +1,127 @@
+"""Alpaca API keys: where they come from, refusing placeholders, never showing the secret.
+
+Keys are looked up in ``ALPACA_API_KEY`` / ``ALPACA_SECRET_KEY``, then the SDK's
+``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY``, then Colab secrets. Empty values and
+placeholders (``PASTE_HERE``, ``your_key`` ...) are refused before any request is sent.
+The secret lives only inside :class:`Keys`; its ``repr`` and ``str`` mask it, and only the
+key id is ever shown, masked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gammaride.errors import CredentialsError
+
+KEY_VARS = (("ALPACA_API_KEY", "ALPACA_SECRET_KEY"), ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY"))
+# Words people leave in a template cell instead of a key.
+_PLACEHOLDER = re.compile(
+    r"(paste|your[_ -]?(api[_ -]?)?(key|secret)|placeholder|change[_ -]?me|<.*>|^x+$|"
+    r"^(insert|replace|todo|none|null|key|secret|test|dummy)$|^\*+$|\.\.\.)",
+    re.IGNORECASE,
+)
+
+
+def mask(key_id: str | None) -> str:
+    """``PKAB...WXYZ``: enough to tell keys apart, not enough to use one."""
+    if not key_id:
+        return "(none)"
+    if len(key_id) <= 8:
+        return key_id[:2] + "***"
+    return f"{key_id[:4]}...{key_id[-4:]}"
+
+
+def check_value(name: str, value: str | None) -> str:
+    """The value stripped, or :class:`CredentialsError` naming the variable and the fix."""
+    text = (value or "").strip()
+    if not text:
+        raise CredentialsError(
+            f"{name} is empty; set it to your Alpaca paper key (Colab: add it under Secrets, "
+            f"or export {name}=...)"
+        )
+    if _PLACEHOLDER.search(text):
+        # Show a masked id so the user sees which value is wrong; never any of a secret.
+        shown = "value hidden" if "SECRET" in name.upper() else mask(text)
+        raise CredentialsError(
+            f"{name} is still a placeholder ({shown}); paste the real key from the Alpaca "
+            "dashboard (Paper Trading > API Keys)"
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class Keys:
+    """An API key pair. The secret never appears in ``repr``/``str``."""
+
+    key_id: str
+    secret: str = field(repr=False)
+    source: str = "environment"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key_id", check_value("API key id", self.key_id))
+        object.__setattr__(self, "secret", check_value("API secret key", self.secret))
+
+    @property
+    def masked(self) -> str:
+        return mask(self.key_id)
+
+    def __str__(self) -> str:
+        return f"Keys({self.masked}, secret hidden, from {self.source})"
+
+    __repr__ = __str__
+
+
+def _colab_secret(name: str) -> str | None:
+    try:  # only inside Colab
+        from google.colab import userdata  # type: ignore[import-not-found]
+    except Exception:
+        return None
+    try:
+        return userdata.get(name)
+    except Exception:  # secret missing or notebook access not granted
+        return None
+
+
+def find_keys(env: Mapping[str, str] | None = None, colab: bool = True) -> Keys | None:
+    """The first key pair set anywhere, checked; ``None`` when no variable is set at all.
+
+    A pair that is set but empty or a placeholder raises :class:`CredentialsError`:
+    silently falling back to offline mode would hide the mistake.
+    """
+    env = os.environ if env is None else env
+    for id_var, secret_var in KEY_VARS:
+        key_id, secret = env.get(id_var), env.get(secret_var)
+        if key_id is not None or secret is not None:
+            return Keys(
+                check_value(id_var, key_id), check_value(secret_var, secret), source=f"${id_var}"
+            )
+    if colab:
+        key_id, secret = _colab_secret("ALPACA_API_KEY"), _colab_secret("ALPACA_SECRET_KEY")
+        if key_id is not None or secret is not None:
+            return Keys(
+                check_value("ALPACA_API_KEY", key_id),
+                check_value("ALPACA_SECRET_KEY", secret),
+                source="Colab secrets",
+            )
+    return None
+
+
+def require_keys(env: Mapping[str, str] | None = None, colab: bool = True) -> Keys:
+    keys = find_keys(env, colab)
+    if keys is None:
+        raise CredentialsError(
+            "no Alpaca keys found; set ALPACA_API_KEY and ALPACA_SECRET_KEY (or Colab secrets "
+            "of those names), or run with --offline"
+        )
+    return keys
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` with every given secret replaced, for messages built from server replies."""
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    return text

@@ -1,0 +1,660 @@
+"""The live scan loop: ``step(now)`` plus sleeping.
+
+``Scanner.run(scans)`` is ``for i in range(scans)``: sleep to the next minute boundary
+plus ``scan_offset_seconds`` of the broker's clock, run one :meth:`Scanner.step`, and
+while a position is open check it every ``monitor_seconds`` until the next scan. A
+step never raises: market closed, no data, stale data and broker errors become the
+scan's skip reason, a journal row and a printed line. Each scan is committed in its own
+transaction, so a killed process loses nothing it already printed. Exits, reconciling
+with the broker and the order bookkeeping live in
+:class:`gammaride.scanner.positions.PositionManager`.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+from gammaride.config import Settings
+from gammaride.errors import BrokerError
+from gammaride.journal import Journal
+from gammaride.scanner import ivrank
+from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
+from gammaride.scanner.clock import Clock, next_scan_time
+from gammaride.scanner.contracts import (
+    ContractChoice,
+    atm_iv,
+    choose_contract,
+    hard_stop_minute,
+    marketable_limit,
+)
+from gammaride.scanner.exits import EXIT_MANUAL
+from gammaride.scanner.positions import (
+    MINUTE,
+    ExitDecision,
+    Position,
+    PositionManager,
+    cancel_and_settle,
+    client_order_id,
+    order_row,
+    short_error,
+    submit_idempotent,
+    wait_for_fill,
+)
+from gammaride.scanner.risk import DayRisk, entry_block
+from gammaride.scanner.session import session_close_minutes
+from gammaride.scanner.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
+from gammaride.scanner.signals import compute_signals
+
+ET = "America/New_York"
+SKIP_CLOSED = "market closed"
+SKIP_NO_DATA = "no data"
+SKIP_STALE = "stale data"
+# Bars kept for a decision: enough that Wilder's ATR has forgotten its seed (1e-6 agreement).
+_WINDOW = 400
+
+
+@dataclass
+class ScanOutcome:
+    scan_no: int
+    now: pd.Timestamp | None
+    row: dict
+    line: str
+    jitter_s: float = float("nan")
+    seconds: float = 0.0  # wall time the scan took
+
+
+@dataclass
+class RunStats:
+    scans: int = 0
+    in_window: int = 0
+    signals: int = 0
+    entries: int = 0
+    exits: dict = field(default_factory=dict)
+    pnl_usd: float = 0.0
+    errors: int = 0
+    adopted: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Scanner(PositionManager):
+    """One run of the scanner against one broker, writing one journal run.
+
+    ``iv_percentile``: a fixed IV percentile (tests, ``--iv-percentile``); None means
+    today's ATM IV against the recorded history, or the realized-volatility proxy.
+    ``dry_run``: decide and journal, send no order (order ids ``PAPER_SIM_###``).
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        journal: Journal,
+        settings: Settings,
+        clock: Clock,
+        *,
+        mode: str = "paper",
+        policy: ExitPolicy | None = None,
+        policy_message: str | None = None,
+        dry_run: bool = False,
+        iv_percentile: float | None = None,
+        backstop: bool = True,
+        flatten_at_end: bool = True,
+        out: Callable[[str], None] | None = None,
+        source: str | None = None,
+        exit_timeout_seconds: float = 10.0,
+        daily_fallback: Callable[[str], pd.Series] | None = None,
+    ):
+        self.broker = broker
+        self.journal = journal
+        self.settings = settings
+        self.clock = clock
+        self.mode = mode
+        self.policy = policy or ExitPolicy.phase1(settings)
+        self.policy_message = policy_message or self.policy.describe()
+        self.dry_run = dry_run
+        self.iv_fixed = iv_percentile
+        self.backstop = backstop and not dry_run and settings.instrument == "options"
+        self.flatten_at_end = flatten_at_end
+        self.out = out or (lambda s: print(s, flush=True))
+        self.source = source
+        self.exit_timeout = exit_timeout_seconds
+        # where daily closes come from when the broker serves none (the offline server)
+        self.daily_fallback = daily_fallback
+        self.symbol = settings.symbol
+        self.run_id: int | None = None
+        self.scan_no = 0
+        self.positions: list[Position] = []
+        self.tracking: list[Position] = []  # closed trades whose 20-minute path is still filling
+        self.stats = RunStats()
+        self.risk: DayRisk | None = None
+        self.outcomes: list[ScanOutcome] = []
+        self._sim_orders = 0
+        self._daily: tuple[object, pd.Series] | None = None
+        self._sessions: dict = {}
+        self._last_bars: pd.DataFrame | None = None
+        self._pending_paths: list[pd.DataFrame] = []
+        self._pending_iv: tuple | None = None
+        self._in_step = False
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> int:
+        s = self.settings
+        self.run_id = self.journal.start_run(
+            self.mode, self.symbol, instrument=s.instrument, source=self.source,
+            phase=self.policy.phase, exit_policy=self.policy.describe(),
+            iv_source="constant" if self.iv_fixed is not None else "auto", settings=s.as_dict(),
+        )
+        self.out(f"gammaride scan · run {self.run_id} · {self.mode}{' · DRY RUN (no orders)' if self.dry_run else ''}"
+                 f" · {self.symbol} {s.instrument} · {getattr(self.broker, 'key_id_masked', '')}".rstrip(" ·"))
+        self.out(self.policy_message)
+        self.reconcile()
+        return self.run_id
+
+    def run(self, scans: int | None = None) -> RunStats:
+        """``for i in range(scans)``: sleep to the scan time, step, watch positions."""
+        scans = self.settings.scans if scans is None else scans
+        if self.run_id is None:
+            self.start()
+        status = "completed"
+        previous = self._trap_ctrl_c()
+        try:
+            now = self._broker_now()
+            for _ in range(scans):
+                target = next_scan_time(now, self.settings.scan_offset_seconds)
+                self.wait_until(target)
+                self._in_step = True
+                outcome = self.step_at(target)
+                self._in_step = False
+                if self._stop_requested:
+                    raise KeyboardInterrupt
+                now = outcome.now if outcome.now is not None else self.clock.now()
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self.out("Interrupted (Ctrl-C).")
+        finally:
+            self._in_step = False
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            self.finish(status)
+        return self.stats
+
+    def _trap_ctrl_c(self):
+        """Ctrl-C during a scan lets the scan finish (its orders and journal rows belong
+        together) and stops right after it; between scans it stops at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._in_step and not self._stop_requested:
+                self._stop_requested = True
+                return
+            raise KeyboardInterrupt
+
+        return signal.signal(signal.SIGINT, handler)
+
+    def finish(self, status: str = "completed") -> None:
+        if self._pending_paths:
+            paths, self._pending_paths = self._pending_paths, []
+            self._safe_journal(lambda: self._tx(self.journal.write_paths, pd.concat(paths, ignore_index=True)),
+                               "write path")
+        if self.flatten_at_end and self.positions:
+            self.out(f"Flattening {len(self.positions)} open position(s) this run manages.")
+            for pos in list(self.positions):
+                try:
+                    self._close(pos, ExitDecision(EXIT_MANUAL, self._price_now(), self.clock.now(), False))
+                except Exception as exc:  # noqa: BLE001 - report it; the backstop still rests
+                    self._error(f"flatten trade {pos.trade_id}", exc)
+        summary = self.stats.as_dict()
+        summary["open_positions"] = [p.contract_symbol for p in self.positions]
+        jit = [o.jitter_s for o in self.outcomes if np.isfinite(o.jitter_s)]
+        if jit:
+            summary["jitter_median_s"] = float(np.median(jit))
+            summary["jitter_max_s"] = float(np.max(np.abs(jit)))
+        self._safe_journal(lambda: self.journal.finish_run(self.run_id, status, summary), "finish run")
+        st = self.stats
+        exits = ", ".join(f"{k} {v}" for k, v in sorted(st.exits.items())) or "none"
+        self.out(
+            f"=== SUMMARY run {self.run_id} ({status}) === scans {st.scans} · in window {st.in_window} · "
+            f"signals {st.signals} · entries {st.entries} · exits: {exits} · P&L ${st.pnl_usd:+,.2f} · "
+            f"errors {st.errors}" + (f" · still open: {', '.join(summary['open_positions'])}" if self.positions else "")
+        )
+
+    # ------------------------------------------------------------------ time
+    def _broker_now(self, attempts: int = 5) -> pd.Timestamp:
+        """The broker's time, retried: without it there is nothing to align scans to."""
+        last: BrokerError | None = None
+        for i in range(attempts):
+            try:
+                mc = self.broker.clock()
+                self.clock.sync(mc.timestamp)
+                return mc.timestamp
+            except BrokerError as exc:
+                last = exc
+                self._error("clock", exc)
+                time.sleep(0.2 * (i + 1))
+        try:
+            return self.clock.now()
+        except RuntimeError:
+            raise BrokerError(
+                f"cannot read the broker clock ({short_error(last)}); check the connection and run again"
+            ) from None
+
+    def wait_until(self, target: pd.Timestamp) -> None:
+        """Sleep to ``target``; while positions are open, check them every monitor_seconds
+        and wake at each position's limit (the bar ending there decides a time exit)."""
+        while True:
+            now = self.clock.now()
+            if now >= target:
+                return
+            if not self.positions:
+                self.clock.sleep_until(target)
+                return
+            wake = now + pd.Timedelta(seconds=self.settings.monitor_seconds)
+            for p in self.positions:
+                edge = p.limit + pd.Timedelta(seconds=1)
+                if now < edge < wake:
+                    wake = edge
+            self.clock.sleep_until(min(wake, target))
+            if self.clock.now() < target:
+                self._in_step = True  # an exit in flight finishes before Ctrl-C stops the run
+                self.monitor()
+                self._in_step = False
+                if self._stop_requested:
+                    raise KeyboardInterrupt
+
+    def step_at(self, target: pd.Timestamp) -> ScanOutcome:
+        t0 = time.perf_counter()
+        mc: MarketClock | None = None
+        try:
+            mc = self.broker.clock()
+            self.clock.sync(mc.timestamp)
+        except BrokerError as exc:
+            self._error("clock", exc, scan_no=self.scan_no + 1)  # the scan about to run
+        now = mc.timestamp if mc is not None else self.clock.now()
+        outcome = self.step(now, mc)
+        outcome.jitter_s = (now - target).total_seconds()
+        outcome.seconds = time.perf_counter() - t0
+        return outcome
+
+    # ------------------------------------------------------------------ one scan
+    def step(self, now: pd.Timestamp, market: MarketClock | None = None) -> ScanOutcome:
+        """One scan at broker time ``now``. Never raises; always journals and prints."""
+        self.scan_no += 1
+        self.stats.scans += 1
+        row: dict = {
+            "run_id": self.run_id, "scan_no": self.scan_no, "symbol": self.symbol,
+            "scanned_at": datetime.now(timezone.utc), "signal": False,
+        }
+        info: dict = {}
+        try:
+            self._scan(now, market, row, info)
+        except Exception as exc:  # noqa: BLE001 - no exception escapes a scan
+            row["skip_reason"] = f"error: {short_error(exc)}"
+            self._error("scan", exc)
+        if row.get("in_window"):
+            self.stats.in_window += 1
+        if row.get("signal"):
+            self.stats.signals += 1
+        self._safe_journal(lambda: self._write_scan(row), "write scan")
+        try:
+            line = self._line(now, row, info)
+            self.out(line)
+            if self.settings.debug:
+                self.out(self._debug_block(row, info))
+            if self.scan_no % 10 == 0:
+                self.out(self._heartbeat(now))
+        except Exception as exc:  # noqa: BLE001 - printing must not end the run either
+            line = f"[SCAN {self.scan_no}] (line unavailable: {short_error(exc)})"
+            self._error("print", exc)
+        outcome = ScanOutcome(self.scan_no, now, row, line)
+        self.outcomes.append(outcome)
+        return outcome
+
+    def _write_scan(self, row: dict) -> None:
+        """The scan row, the IV it observed and new path bars: one commit per scan."""
+        paths, self._pending_paths = self._pending_paths, []
+        iv, self._pending_iv = self._pending_iv, None
+        with self.journal.transaction():
+            self.journal.write_scan(row)
+            if paths:
+                self.journal.write_paths(pd.concat(paths, ignore_index=True))
+            if iv is not None:
+                self.journal.record_iv(iv[0], self.symbol, iv[1], "snapshot", iv[2])
+
+    def _scan(self, now: pd.Timestamp, market: MarketClock | None, row: dict, info: dict) -> None:
+        if market is None:
+            row["skip_reason"] = "error: broker clock unavailable"
+            return
+        if not market.is_open:
+            row["skip_reason"] = f"{SKIP_CLOSED} (opens {market.next_open:%Y-%m-%d %H:%M} ET)"
+            return
+        self._new_day(now)
+        bars = self.fetch_bars(now)
+        if bars.empty:
+            row["skip_reason"] = SKIP_NO_DATA
+            return
+        last_end = bars.index[-1] + MINUTE
+        age = (now - last_end).total_seconds() / 60.0
+        row["decision_time"] = last_end
+        if age > self.settings.stale_after_minutes:
+            row["skip_reason"] = f"{SKIP_STALE} (latest complete bar ended {age:.1f} min ago)"
+            self._manage(bars, now)  # time exits still apply
+            return
+        # exits first: flat at a bar's end, that bar's decision may enter again (as replay)
+        self._manage(bars, now)
+        price = float(bars["close"].iloc[-1])
+        chain = self.chain(now, price, info)
+        iv, ivp, src = self.iv_now(now, price, chain)
+        row.update(iv=iv, iv_source=src)
+        sig = compute_signals(bars.iloc[-_WINDOW:], self.settings, ivp).iloc[-1]
+        info["sig"] = sig
+        info["bars"] = bars
+        for k in ("in_window", "window", "volume", "avg_volume", "vol_ratio", "vol_spike", "price",
+                  "price_change", "direction", "atr", "iv_percentile", "signal", "skip_reason"):
+            row[k] = _plain(sig[k])
+        if not sig["signal"]:
+            return
+        tp_mult, sl_mult, bucket = (np.asarray(v, dtype=object).reshape(-1)[0] for v in self.policy.lookup(sig["atr"]))
+        tp, sl = exit_levels(sig["direction"], sig["price"], sig["atr"], tp_mult, sl_mult)
+        info.update(tp=float(tp), sl=float(sl), tp_mult=float(tp_mult), sl_mult=float(sl_mult), bucket=str(bucket))
+        block = entry_block(self.settings, self.risk, len(self.positions))
+        if block:
+            row["skip_reason"] = block
+            return
+        trade_id, why = self._enter(now, last_end, sig, chain, info)
+        if trade_id is None:
+            row["skip_reason"] = why
+        else:
+            row["trade_id"] = trade_id
+            row["skip_reason"] = None
+            info["submitted"] = True
+
+    # ------------------------------------------------------------------ data
+    def fetch_bars(self, now: pd.Timestamp) -> pd.DataFrame:
+        """Complete regular-hours bars back far enough for >= min_bars of history.
+
+        After the first full fetch only the bars since the last one held are asked for
+        (the last held bar again, in case it was revised): a scan moves a few bars of
+        JSON instead of hundreds. A gap of more than 30 minutes refetches everything.
+        """
+        held = self._last_bars
+        if held is not None and len(held) >= self.settings.min_bars and \
+                now - held.index[-1] <= pd.Timedelta(minutes=30):
+            new = self.broker.bars(self.symbol, held.index[-1], now)
+            new = new[new.index + MINUTE <= now]
+            bars = pd.concat([held[held.index < new.index[0]], new]) if len(new) else held
+            bars = bars.iloc[-(_WINDOW + 100):]
+        else:
+            bars = self.broker.bars(self.symbol, self._history_start(now), now)
+            bars = bars[bars.index + MINUTE <= now]
+        self._last_bars = bars
+        return bars
+
+    def _history_start(self, now: pd.Timestamp) -> pd.Timestamp:
+        """Today's open, or an earlier session's when today has fewer than min_bars + margin."""
+        today = pd.Timestamp(now.date())
+        sessions = self._session_list(today)
+        need = self.settings.min_bars + 10
+        have = 0
+        for day, open_, close in reversed(sessions):
+            if day > today:
+                continue
+            end = min(close, now)
+            have += max(0, int((end - open_).total_seconds() // 60))
+            if have >= need:
+                return open_
+        return now - pd.Timedelta(days=5)
+
+    def _session_list(self, today: pd.Timestamp) -> list:
+        if today not in self._sessions:
+            try:
+                days = self.broker.calendar((today - pd.Timedelta(days=10)).date(), today.date())
+                self._sessions[today] = [(d.date, d.open, d.close) for d in days]
+            except BrokerError as exc:
+                self._error("calendar", exc)
+                return []
+        return self._sessions[today]
+
+    def chain(self, now: pd.Timestamp, price: float, info: dict) -> pd.DataFrame | None:
+        today = now.date()
+        try:
+            # today's and the next session's expiries (5 days spans a long weekend), strikes
+            # within 1.5% of the money: the contracts a 20-minute ride can use
+            chain = self.broker.option_chain(
+                self.symbol, today, (pd.Timestamp(today) + pd.Timedelta(days=5)).date(),
+                strike_gte=math.floor(price * 0.985), strike_lte=math.ceil(price * 1.015),
+            )
+        except BrokerError as exc:
+            info["chain_error"] = str(exc)
+            self._error("option chain", exc)
+            return None
+        return chain
+
+    def iv_now(self, now: pd.Timestamp, price: float, chain: pd.DataFrame | None) -> tuple[float, float | None, str]:
+        """(ATM IV, percentile, source). Records the IV. Fixed override wins for the gate."""
+        iv, contract = atm_iv(chain, price, now.normalize().tz_localize(None)) if chain is not None else (float("nan"), None)
+        if np.isfinite(iv):
+            self._pending_iv = (now, iv, contract)  # committed with this scan's row
+        if self.iv_fixed is not None:
+            return iv, float(self.iv_fixed), ivrank.SOURCE_CONSTANT
+        history = self.journal.iv_history(self.symbol, before=now)
+        if len(history) >= self.settings.iv_history_sessions and np.isfinite(iv):
+            return iv, ivrank.percentile_from_history(iv, history.to_numpy()), ivrank.SOURCE_HISTORY
+        ivp = self._proxy(now, price)
+        return iv, ivp, ivrank.SOURCE_PROXY if np.isfinite(ivp) else ivrank.SOURCE_NONE
+
+
+    def _proxy(self, now: pd.Timestamp, price: float) -> float:
+        today = pd.Timestamp(now.date())
+        if self._daily is None or self._daily[0] != today:
+            try:
+                closes = self.broker.daily_closes(self.symbol, now - pd.Timedelta(days=550), now)
+            except BrokerError as exc:
+                if self.daily_fallback is None:
+                    self._error("daily bars", exc)
+                    return float("nan")
+                closes = self.daily_fallback(self.symbol)
+            self._daily = (today, closes[closes.index < today])
+        closes = self._daily[1]
+        # today's close is a placeholder: the proxy for today uses only earlier closes
+        closes = pd.concat([closes, pd.Series([price], index=pd.DatetimeIndex([today]))])
+        pct = ivrank.realized_vol_percentile(closes)
+        return float(pct.get(today, float("nan")))
+
+
+    # ------------------------------------------------------------------ day and risk
+    def _new_day(self, now: pd.Timestamp) -> None:
+        today = pd.Timestamp(now.date())
+        if self.risk is not None and self.risk.session == today:
+            return
+        start_equity = self.settings.starting_equity
+        try:
+            acct = self.broker.account()
+            start_equity = acct.last_equity if np.isfinite(acct.last_equity) else acct.equity
+        except BrokerError as exc:
+            self._error("account", exc)
+        self.risk = DayRisk(today, start_equity)
+        # trades already made today (earlier runs) count against today's limits
+        done = self.journal.query(
+            "SELECT count(*) AS n, coalesce(sum(pnl_usd), 0) AS pnl FROM trades t JOIN runs r USING (run_id) "
+            "WHERE r.mode = ? AND CAST(t.entry_time AS DATE) = ?", [self.mode, today.date()],
+        )
+        self.risk.trades = int(done["n"].iloc[0])
+        self.risk.realized_pnl = float(done["pnl"].iloc[0])
+
+    # ------------------------------------------------------------------ entries
+    def _enter(self, now, decision_time, sig, chain, info) -> tuple[int | None, str | None]:
+        s = self.settings
+        direction = str(sig["direction"])
+        atr, entry = float(sig["atr"]), float(sig["price"])
+        ivp = float(sig["iv_percentile"])
+        iv_mult = float(iv_multiplier(ivp, s))
+        try:
+            acct = self.broker.account()
+            equity, bp = acct.equity, acct.options_buying_power
+        except BrokerError as exc:
+            return None, f"error: account unavailable ({short_error(exc)})"
+        cid = client_order_id(self.symbol, decision_time, direction)
+        today = pd.Timestamp(decision_time.date())
+        close_min = int(session_close_minutes(pd.DatetimeIndex([today]))[0])
+        if s.instrument == "shares":
+            choice = None
+            stop_min = hard_stop_minute(s, self.symbol, close_min, same_day=False)
+            qty = int(position_size(equity, atr, iv_mult, s)) * 100 * s.replay_delta
+            qty = int(max(1, min(qty, acct.buying_power // max(entry, 0.01))))
+            premium = float("nan")
+        else:
+            if chain is None:
+                return None, f"error: option chain unavailable ({info.get('chain_error', '')})"
+            choice, why = choose_contract(chain, direction, entry, decision_time, s, self.symbol)
+            if choice is None:
+                return None, f"no contract: {why}"
+            stop_min = choice.hard_stop_min
+            qty = int(position_size(equity, atr, iv_mult, s, buying_power=bp, premium=choice.ask))
+            if qty < 1:
+                return None, f"buying power ${bp:,.0f} cannot pay one contract at ${choice.ask:.2f}"
+            premium = choice.ask
+        hold_until = decision_time + s.max_hold_minutes * MINUTE
+        hard_stop = today.tz_localize(ET) + stop_min * MINUTE
+        if hard_stop <= now:
+            return None, "past the hard stop"
+        trade_id = self.journal.next_trade_id()
+        pos = Position(
+            trade_id=trade_id, run_id=self.run_id, symbol=self.symbol, instrument=s.instrument,
+            contract_symbol=choice.symbol if choice else self.symbol, direction=direction, qty=qty,
+            entry_time=decision_time, entry_price=entry, atr=atr, tp=info["tp"], sl=info["sl"],
+            tp_mult=info["tp_mult"], sl_mult=info["sl_mult"], hold_until=hold_until, hard_stop=hard_stop,
+            entry_premium=premium, delta=choice.delta if choice else 1.0, client_order_id=cid,
+            entry_bid=choice.bid if choice else float("nan"),
+        )
+        order, fill_price, filled_qty, why = self._send_entry(pos, choice, now)
+        if filled_qty <= 0:
+            return None, why
+        pos.qty = filled_qty
+        pos.entry_premium = fill_price  # option premium, or the share price in shares mode
+        info["contract"] = pos.contract_symbol
+        info["contracts"] = filled_qty
+        trade = {
+            "trade_id": trade_id, "run_id": self.run_id, "symbol": self.symbol, "instrument": s.instrument,
+            "contract_symbol": pos.contract_symbol, "direction": direction, "status": "open",
+            "entry_time": decision_time, "entry_price": entry, "hard_stop_time": hard_stop, "atr": atr,
+            "tp": pos.tp, "sl": pos.sl, "tp_mult": pos.tp_mult, "sl_mult": pos.sl_mult,
+            "phase": self.policy.phase, "atr_bucket": info["bucket"], "iv_percentile": ivp,
+            "contracts": int(filled_qty),  # contracts, or shares in shares mode
+            "entry_premium": fill_price if s.instrument == "options" else None,
+            "client_order_id": cid,
+        }
+        with self.journal.transaction():
+            self.journal.write_trade(trade)
+            self._journal_order(order, trade_id, "bracket" if s.instrument == "shares" else "entry")
+            self._journal_fill(order, trade_id, fill_price, filled_qty)
+        self.positions.append(pos)
+        self.risk.trades += 1
+        self.stats.entries += 1
+        if self.backstop:
+            self._place_backstop(pos)
+        return trade_id, None
+
+    def _send_entry(self, pos: Position, choice: ContractChoice | None, now) -> tuple[dict, float, float, str | None]:
+        """(order row, fill price, filled qty, reason when nothing filled)."""
+        s = self.settings
+        side = "buy" if (pos.instrument == "options" or pos.direction == "call") else "sell"
+        if self.dry_run:
+            price = choice.ask if choice else pos.entry_price
+            order = self._sim_order(pos, "buy" if choice else side, pos.qty, price, "entry")
+            return order, price, pos.qty, None
+        if pos.instrument == "shares":
+            spec = OrderSpec(pos.symbol, pos.qty, side, "market", client_order_id=pos.client_order_id,
+                             order_class="bracket", take_profit=pos.tp, stop_loss=pos.sl)
+        else:
+            spec = OrderSpec(pos.contract_symbol, pos.qty, "buy", "limit",
+                             limit_price=marketable_limit("buy", choice.bid, choice.ask),
+                             client_order_id=pos.client_order_id)
+        try:
+            sent = submit_idempotent(self.broker, spec)
+        except BrokerError as exc:
+            self._journal_rejected(spec, pos, "entry", exc)
+            return {}, float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
+        filled = wait_for_fill(self.broker, sent, self.clock, s.entry_timeout_seconds)
+        if not filled.is_filled:
+            filled = cancel_and_settle(self.broker, filled)
+        pos.bracket_id = filled.id if pos.instrument == "shares" else None
+        order = order_row(filled, self.run_id, None, "bracket" if pos.instrument == "shares" else "entry")
+        if filled.filled_qty <= 0:
+            with self.journal.transaction():
+                self.journal.write_order(order)
+            return order, float("nan"), 0.0, (
+                f"entry not filled within {s.entry_timeout_seconds:g}s (cancelled)"
+            )
+        return order, float(filled.filled_avg_price), float(filled.filled_qty), None
+
+
+
+
+
+
+
+
+    # ------------------------------------------------------------------ output
+    def _line(self, now: pd.Timestamp, row: dict, info: dict) -> str:
+        head = f"[SCAN {self.scan_no}] {now.tz_convert(ET):%H:%M:%S} - "
+        if row.get("in_window") is None:
+            return head + f"Status: SKIPPED ({row.get('skip_reason')})"
+        ratio = row.get("vol_ratio")
+        vol = f"{math.floor(ratio * 10) / 10:.1f}x" if ratio is not None and np.isfinite(ratio) else "n/a"
+        parts = [f"Time: {'IN' if row['in_window'] else 'OUT'}", f"Volume: {vol}",
+                 f"Direction: {(row.get('direction') or 'none').upper()}"]
+        if row.get("signal") and "tp" in info:
+            parts += [f"ATR: ${row['atr']:.2f}", f"TP: ${info['tp']:.2f}", f"SL: ${info['sl']:.2f}"]
+        if info.get("submitted"):
+            tag = " (dry run)" if self.dry_run else ""
+            return head + " | ".join(parts) + f" | ✓ SUBMITTED{tag}"
+        return head + " | ".join(parts) + f" | Status: SKIPPED ({row.get('skip_reason')})"
+
+    def _debug_block(self, row: dict, info: dict) -> str:
+        sig = info.get("sig")
+        if sig is None:
+            return f"    (no decision: {row.get('skip_reason')})"
+        bars = info["bars"].iloc[-20:]
+        closes = " ".join(f"{c:.2f}" for c in bars["close"].iloc[-5:])
+        ivp = row.get("iv_percentile")
+        return "\n".join([
+            f"    decision bar ends {row['decision_time']:%H:%M} · window {row.get('window') or '-'}",
+            f"    volume {sig['volume']:,.0f} vs avg {sig['avg_volume']:,.0f} (threshold {self.settings.volume_threshold:.1f}x)",
+            f"    price ${sig['price']:.2f} · {self.settings.direction_lookback}-bar change {sig['price_change']:+.2f} · last closes {closes}",
+            f"    ATR(14) ${sig['atr']:.4f} · ATM IV {row.get('iv') if row.get('iv') is None else round(row['iv'], 4)} · "
+            f"IV percentile {ivp if ivp is None else round(ivp, 2)} ({row.get('iv_source')})",
+            f"    gates: window {'✓' if sig['in_window'] else '✗'} volume {'✓' if sig['vol_spike'] else '✗'} "
+            f"IV {'✓' if (sig['iv_percentile'] >= self.settings.iv_threshold) else '✗'} "
+            f"direction {'✓' if isinstance(sig['direction'], str) else '✗'}",
+        ])
+
+    def _heartbeat(self, now: pd.Timestamp) -> str:
+        r = self.risk
+        return (f"[HEARTBEAT] scan {self.scan_no} · {now.tz_convert(ET):%H:%M:%S} ET · open positions "
+                f"{len(self.positions)} · entries this run {self.stats.entries} · trades today "
+                f"{r.trades if r else 0} · P&L today ${r.realized_pnl if r else 0:+,.2f} · errors {self.stats.errors}")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _plain(v):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
+
+

@@ -1,0 +1,128 @@
+"""SIGKILL with a position open: a restarted scanner adopts it and exits it by the rules."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from gammaride.config import Settings
+from gammaride.journal import Journal
+from gammaride.scanner.broker import AlpacaBroker
+from gammaride.scanner.clock import SteppedClock
+from gammaride.scanner.keys import Keys
+from gammaride.scanner.loop import Scanner
+from gammaride.sim.server import OfflineAlpaca
+
+ET = "America/New_York"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_sigkill_with_an_open_position_then_restart_adopts_and_exits(tmp_path):
+    path = tmp_path / "j.duckdb"
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
+        env = {**os.environ, "ALPACA_API_KEY": srv.key_id, "ALPACA_SECRET_KEY": srv.secret_key}
+        cmd = [sys.executable, "-m", "gammaride", "scan", "--url", srv.url, "--speed", "0", "--scans", "30",
+               "--journal", str(path), "--iv-percentile", "0.5"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        deadline = time.time() + 60
+        # the backstop goes out after the trade is committed: kill once it rests at the broker
+        while time.time() < deadline and proc.poll() is None:
+            if any(o.client_order_id.endswith("-bs") for o in list(srv.broker.orders.values())):
+                break
+            time.sleep(0.001)
+        assert proc.poll() is None, proc.stderr.read()
+        os.kill(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        killed_at = srv.now()
+        held = {s: p.qty for s, p in srv.broker.positions.items()}
+        assert list(held) == ["SPY131007C00168000"]
+
+        printed = [int(m) for m in re.findall(r"^\[SCAN (\d+)\]", out, flags=re.M)]
+        journal = Journal(path)
+        first = journal.query("SELECT scan_no FROM scans WHERE run_id = 1 ORDER BY scan_no")
+        assert printed and set(printed) <= set(first["scan_no"])  # nothing printed was lost
+        assert journal.query("SELECT status FROM runs WHERE run_id = 1")["status"].iloc[0] == "running"
+
+        lines: list[str] = []
+        broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
+        sc = Scanner(broker, journal, Settings.load(env={}), SteppedClock(srv.advance_to), mode="offline",
+                     iv_percentile=0.5, out=lines.append)
+        sc.run(8)
+        assert any(ln.startswith("Adopted open position SPY131007C00168000") for ln in lines), lines
+        assert sc.stats.adopted == 1
+        trade = journal.query("SELECT * FROM trades")
+        assert len(trade) == 1
+        t = trade.iloc[0]
+        assert t["run_id"] == 1 and t["status"] == "closed"
+        assert t["entry_time"] == pd.Timestamp("2013-10-07 10:08", tz=ET)
+        assert t["exit_reason"] == "tp"  # replay: the 10:08 call exits TP on the 10:12 bar
+        assert t["exit_time"] > killed_at - pd.Timedelta(minutes=1)
+        assert not srv.broker.positions  # flat
+        bs = [o for o in srv.broker.orders.values() if o.client_order_id.endswith("-bs")]
+        assert [o.status for o in bs] == ["canceled"]
+        paths = journal.trade_paths([int(t["trade_id"])])
+        assert list(paths["minute"]) == list(range(1, len(paths) + 1)) and len(paths) >= 5
+        journal.close()
+
+
+@pytest.mark.parametrize("how", ["backstop", "manual"])
+def test_a_trade_closed_at_the_broker_while_no_scanner_ran_is_booked_on_restart(tmp_path, how):
+    path = tmp_path / "j.duckdb"
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
+        broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
+        journal = Journal(path)
+        settings = Settings.load(env={})
+        sc = Scanner(broker, journal, settings, SteppedClock(srv.advance_to), mode="offline",
+                     iv_percentile=0.5, out=lambda s: None, flatten_at_end=False)
+        sc.run(3)  # enters at 10:08; the run ends with the position open and its backstop resting
+        assert len(srv.broker.positions) == 1
+        bs = [o for o in srv.broker.orders.values() if o.client_order_id.endswith("-bs")][0]
+        if how == "manual":
+            broker.cancel_order(bs.id)
+            srv.broker.close_position(next(iter(srv.broker.positions)), None, srv.clock.now_ns())
+        srv.advance_to("2013-10-07 15:50")  # by then the resting stop has triggered
+        assert not srv.broker.positions
+        lines: list[str] = []
+        Scanner(broker, journal, settings, SteppedClock(srv.advance_to), mode="offline",
+                iv_percentile=0.5, out=lines.append).start()
+        t = journal.query("SELECT * FROM trades").iloc[0]
+        assert t["status"] == "closed"
+        if how == "manual":
+            assert t["exit_reason"] == "manual" and any("closed outside gammaride" in ln for ln in lines)
+        else:
+            assert t["exit_reason"] == "sl" and t["exit_premium"] == pytest.approx(bs.filled_avg_price)
+            assert t["pnl_usd"] < 0 and any("closed by its backstop stop" in ln for ln in lines)
+        journal.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery is POSIX")
+def test_ctrl_c_prints_a_summary_and_flattens_what_the_run_opened(tmp_path):
+    path = tmp_path / "j.duckdb"
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
+        env = {**os.environ, "ALPACA_API_KEY": srv.key_id, "ALPACA_SECRET_KEY": srv.secret_key}
+        cmd = [sys.executable, "-m", "gammaride", "scan", "--url", srv.url, "--speed", "0", "--scans", "30",
+               "--journal", str(path), "--iv-percentile", "0.5"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            if any(o.client_order_id.endswith("-bs") for o in list(srv.broker.orders.values())):
+                break
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "Interrupted (Ctrl-C)." in out and "Flattening 1 open position(s)" in out
+        assert re.search(r"^=== SUMMARY run 1 \(interrupted\) === .*entries 1 .*exits: manual 1", out, re.M)
+        assert not srv.broker.positions
+    with Journal(path, read_only=True) as journal:
+        assert journal.query("SELECT status FROM runs")["status"].iloc[0] == "interrupted"
+        t = journal.query("SELECT * FROM trades").iloc[0]
+        assert t["status"] == "closed" and t["exit_reason"] == "manual" and pd.notna(t["exit_premium"])
