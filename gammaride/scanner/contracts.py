@@ -15,11 +15,8 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
-from gammaride.scanner.session import (
-    cutoff_minutes,
-    minute_of_day,
-    session_close_minutes,
-)
+from gammaride.scanner import session
+from gammaride.scanner.session import session_close_minutes
 
 CHAIN_COLUMNS = ["symbol", "expiration", "type", "strike", "bid", "ask", "iv", "delta"]
 _OCC = re.compile(r"^(?P<root>[A-Z.]{1,6})(?P<date>\d{6})(?P<cp>[CP])(?P<strike>\d{8})$")
@@ -69,19 +66,13 @@ def is_option_symbol(symbol: str) -> bool:
 
 
 def same_day_allowed(settings: Settings, symbol: str, decision_min: int, close_min: int) -> bool:
-    """Today's expiry only while its broker cut-off leaves max hold + the buffer."""
-    cutoff = int(cutoff_minutes(settings, symbol, np.asarray([close_min]))[0])
-    return cutoff - decision_min >= settings.max_hold_minutes + settings.cutoff_buffer_minutes
+    """Scalar form of :func:`gammaride.scanner.session.same_day_allowed` (the one rule)."""
+    return bool(session.same_day_allowed(settings, symbol, np.asarray([decision_min]), np.asarray([close_min]))[0])
 
 
 def hard_stop_minute(settings: Settings, symbol: str, close_min: int, same_day: bool) -> int:
-    """The earlier of 15:55 (and the close minus its buffer) and, for a contract expiring
-    today, its broker cut-off minus the buffer: 15:25 for 0DTE SPY on a normal day."""
-    session_stop = min(minute_of_day(settings.clock("hard_stop")), close_min - settings.close_buffer_minutes)
-    if not same_day:
-        return session_stop
-    cutoff = int(cutoff_minutes(settings, symbol, np.asarray([close_min]))[0])
-    return min(session_stop, cutoff - settings.cutoff_buffer_minutes)
+    """Scalar form of :func:`gammaride.scanner.session.hard_stop_minutes` (the one rule)."""
+    return int(session.hard_stop_minutes(settings, symbol, np.asarray([close_min]), np.asarray([same_day]))[0])
 
 
 def choose_expiration(
