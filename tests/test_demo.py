@@ -1,0 +1,64 @@
+"""`gammaride demo`: the offline tour on a fresh checkout, fast, ending in a report a
+browser opens."""
+
+import re
+import time
+
+import pytest
+
+from gammaride.cli import main
+from gammaride.journal import Journal
+
+from .test_report_browser import CHROMIUM, chromium, console_lines
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "gammaride-demo"
+    capture = pytest.MonkeyPatch()
+    lines: list[str] = []
+    capture.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+    started = time.perf_counter()
+    try:
+        code = main(["demo", "--out", str(out)])
+    finally:
+        capture.undo()
+    return code, "\n".join(lines), time.perf_counter() - started, out
+
+
+def test_demo_runs_offline_in_under_a_minute(demo):
+    code, text, seconds, out = demo
+    assert code == 0
+    assert seconds < 60
+    assert "no keys, no network" in text
+
+
+def test_demo_prints_the_real_scan_lines_and_trades_its_signal(demo):
+    _, text, _, _ = demo
+    scans = re.findall(r"^\[SCAN (\d+)\] \d\d:\d\d:\d\d - Time: (IN|OUT) \| Volume: ", text, re.M)
+    assert [int(n) for n, _ in scans] == list(range(1, 21))
+    assert re.search(r"\[SCAN 12\] 10:08:05 - Time: IN \| Volume: 2\.1x \| Direction: CALL .* ✓ SUBMITTED", text)
+
+
+def test_demo_says_loudly_that_it_lowers_the_calibration_bar(demo):
+    _, text, _, out = demo
+    assert "calibration needs 50. The demo lowers" in text
+    assert (out / "calibration.json").exists()
+
+
+def test_demo_journal_holds_the_offline_run_and_the_replay(demo):
+    _, _, _, out = demo
+    with Journal(out / "journal.duckdb", read_only=True) as j:
+        runs = j.query("SELECT mode, count(*) AS n FROM runs GROUP BY mode ORDER BY mode")
+        assert runs.set_index("mode").n.to_dict() == {"offline": 1, "replay": 1}
+        assert j.query("SELECT count(*) AS n FROM scans").n[0] == 20 + 2730
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_demo_report_renders_in_headless_chromium(demo, tmp_path):
+    _, text, _, out = demo
+    report = out / "report.html"
+    assert f"wrote {report.resolve()}" in text
+    result = chromium(report.resolve().as_uri(), tmp_path / "profile", "--dump-dom")
+    assert result.returncode == 0 and console_lines(result.stderr) == []
+    assert 'id="headline"' in result.stdout and 'id="funnel"' in result.stdout
