@@ -70,8 +70,10 @@ def checklist(conn: Connection, settings: Settings, policy_message: str) -> list
         else:
             age = (now - bars.index[-1] - pd.Timedelta(minutes=1)).total_seconds() / 60
             fresh = age <= settings.stale_after_minutes
-            lines.append((fresh, f"data reachable: {len(bars)} bars, latest ended {age:.1f} min ago"
-                                 + ("" if fresh else " (stale)")))
+            last_end = bars.index[-1] + pd.Timedelta(minutes=1)
+            lines.append((fresh, f"data reachable: {len(bars)} bars, latest ended {age:.1f} min ago" if fresh
+                          else f"data reachable but stale: the latest bar ended {last_end:%Y-%m-%d %H:%M} ET"
+                               + (", none of today yet" if last_end.date() < now.date() else "")))
     except GammarideError as exc:
         lines.append((False, f"market data unreachable ({exc})"))
     lines.append((not policy_message.startswith("WARNING"), f"exit phase: {policy_message}"))
