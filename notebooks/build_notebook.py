@@ -118,15 +118,15 @@ print_setup(setup, cond)""",
 ## Block 5 · Submit an order
 Only when Block 3 found a signal, or with `TEST_ORDER = True` on paper: buys the chosen
 contract with a marketable limit order and prints the order id. Alpaca has no bracket
-orders for options, so gammaride watches TP/SL itself, but only for the scanner's own
-trades: this cell therefore sells the contract straight back, proving the order path and
-leaving nothing open. On a live account it only rehearses (`PAPER_SIM_###`).""",
+orders for options, so gammaride is its own OCO: the entry is journaled with its TP, SL
+and hard stop, and the scanner in Block 6 adopts the position and exits it by the rules.
+Run Block 6 right after. On a live account it only rehearses (`PAPER_SIM_###`).""",
         """\
-from gammaride.scanner.colab import send_and_close
+from gammaride.scanner.colab import send_order
 order = None
 if setup is not None and (cond["signal"] or TEST_ORDER):
     # a test order without a signal buys 1 contract; a signal buys the setup's size
-    order = send_and_close(conn, cond, setup if cond["signal"] else {**setup, "contracts": 1})
+    order = send_order(conn, cond, setup if cond["signal"] else {**setup, "contracts": 1}, journal)
 else:
     print("✗ no signal now: nothing submitted (TEST_ORDER = True in Block 1 sends a test order)")""",
     ),

@@ -133,7 +133,8 @@ def test_notebook_runs_offline_top_to_bottom(tmp_path, monkeypatch):
     assert "✓ connected: OFFLINE" in connect_ and "options level 3" in connect_
     assert "✓ SIGNAL" in conditions and "direction CALL" in conditions
     assert re.search(r"✓ CALL: TP \$\d+\.\d\d .* SL \$\d+\.\d\d", calc) and "✓ contracts 10 " in calc
-    assert ORDER_ID.search(order) and "✓ closed again" in order
+    assert ORDER_ID.search(order) and "✓ journaled as trade" in order
+    assert "Adopted open position SPY" in scan  # Block 6 manages Block 5's entry
     numbers = [int(m) for m in re.findall(r"^\[SCAN (\d+)\] ", scan, re.M)]
     assert numbers == list(range(1, 56))  # each of 1..55 exactly once, then it stopped
     assert re.search(r"^✓ 55 of 55 scans · [1-9]\d* entries · P&L \$[+-][\d,]+\.\d\d · errors 0$", scan, re.M)
@@ -150,7 +151,8 @@ def test_notebook_runs_offline_top_to_bottom(tmp_path, monkeypatch):
     assert "✓ time 15:01:05 ET" in rechecked  # the offline market starts over with the connection
     with Journal(work / "gammaride-data" / "journal.duckdb", read_only=True) as j:
         runs = j.query("SELECT run_id, mode, status FROM runs")
-        assert runs[["mode", "status"]].values.tolist() == [["offline", "completed"]]
+        # Block 5's entry is a run of its own; Block 6's scanner is the second
+        assert runs[["mode", "status"]].values.tolist() == [["offline", "completed"]] * 2
         assert j.query("SELECT count(*) AS n FROM scans")["n"].iloc[0] == 55
         trades = j.trades(closed_only=True)
         assert len(trades) == found >= 1 and trades["exit_reason"].notna().all()
@@ -303,27 +305,39 @@ def test_connection_lines_offline(offline):
     assert "✓ market open: 2013-10-10 15:01:05 ET · closes 16:00 ET" in lines
 
 
-def test_order_round_trip_leaves_nothing_open(offline):
+def test_block5_entry_is_journaled_and_the_scanner_exits_it(offline, tmp_path):
     cond = check_conditions(offline, iv_percentile=0.5)
     setup = calculate_setup(offline, cond)
     assert cond["signal"] and setup["contracts"] == 10
     lines: list[str] = []
-    order = colab.send_and_close(offline, cond, {**setup, "contracts": 1}, out=lines.append)
-    assert ORDER_ID.search(lines[0]) and order["contracts"] == 1
-    assert order["close"].is_filled and order["close"].side == "sell" and order["close"].filled_qty == 1
-    assert lines[1].startswith("✓ closed again")
+    with Journal(tmp_path / "j.duckdb") as journal:
+        order = colab.send_order(offline, cond, {**setup, "contracts": 1}, journal, out=lines.append)
+        assert ORDER_ID.search(lines[0]) and order["contracts"] == 1
+        assert lines[1].startswith(f"✓ journaled as trade {order['trade_id']} ")
+        trade = journal.query("SELECT * FROM trades").iloc[0]
+        assert (trade.status, trade.contract_symbol, trade.tp, trade.sl) == (
+            "open", order["contract"], setup["tp"], setup["sl"])
+        said: list[str] = []
+        scanner = offline.scanner(journal, iv_percentile=0.5, out=said.append)
+        scanner.run(25)
+        assert any(s.startswith(f"Adopted open position {order['contract']} x1") for s in said)
+        closed = journal.query(f"SELECT * FROM trades WHERE trade_id = {order['trade_id']}").iloc[0]
+        assert closed.status == "closed" and closed.exit_reason in {"tp", "sl", "time", "hard_stop"}
     assert offline.server.broker.positions == {}
     sent = offline.server.orders_received()
-    assert [o["side"] for o in sent] == ["buy", "sell"]
+    assert sent[0]["side"] == "buy" and sent[0]["client_order_id"] == trade.client_order_id
+    assert sum(o["side"] == "buy" and o["client_order_id"] == trade.client_order_id for o in sent) == 1
 
 
-def test_live_account_only_rehearses(offline):
+def test_live_account_only_rehearses(offline, tmp_path):
     cond = check_conditions(offline, iv_percentile=0.5)
     setup = calculate_setup(offline, cond)
     live = Connection(offline.broker, offline.clock, "live", offline.settings)
     lines: list[str] = []
-    order = colab.send_and_close(live, cond, setup, out=lines.append)
-    assert order["order_id"].startswith("PAPER_SIM_") and "close" not in order
+    with Journal(tmp_path / "j.duckdb") as journal:
+        order = colab.send_order(live, cond, setup, journal, out=lines.append)
+        assert journal.query("SELECT count(*) AS n FROM trades").n[0] == 0
+    assert order["order_id"].startswith("PAPER_SIM_")
     assert offline.server.orders_received() == []
     assert lines[1].startswith("✓ live account: this cell only rehearses")
 

@@ -28,7 +28,7 @@ from gammaride.scanner.clock import Clock, ScaledClock, SteppedClock, WallClock
 from gammaride.scanner.contracts import choose_contract, marketable_limit
 from gammaride.scanner.keys import Keys, find_keys
 from gammaride.scanner.loop import Scanner
-from gammaride.scanner.positions import client_order_id, submit_idempotent, wait_for_fill
+from gammaride.scanner.positions import client_order_id, order_row, submit_idempotent, wait_for_fill
 from gammaride.scanner.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
 
 OFFLINE_START = "2013-10-07 09:30"
@@ -210,13 +210,18 @@ _sim_counter = 0
 
 
 def submit_order(
-    conn: Connection, conditions: dict[str, Any], setup: dict[str, Any], dry_run: bool = True
+    conn: Connection, conditions: dict[str, Any], setup: dict[str, Any], dry_run: bool = True,
+    journal: Journal | None = None,
 ) -> dict[str, Any]:
     """Buy the chosen contract with a marketable DAY limit order (idempotent client id).
 
     Returns ``status`` ('paper'|'live'|'error'), ``order_id`` (broker id, or
     ``PAPER_SIM_###`` when nothing was sent), ``timestamp``, ``contracts``, and
-    ``contract``/``message``. ``dry_run`` (the default) sends nothing.
+    ``contract``/``message``/``trade_id``. ``dry_run`` (the default) sends nothing.
+
+    With a ``journal``, a filled entry is journaled as an open trade with its TP, SL and
+    hard stop, so the next scanner run adopts the position and exits it by the rules
+    (gammaride is the OCO: Alpaca has no brackets for options).
     """
     global _sim_counter
     now = datetime.now(timezone.utc)
@@ -243,9 +248,42 @@ def submit_order(
         order = wait_for_fill(conn.broker, order, conn.clock, conn.settings.entry_timeout_seconds)
     except BrokerError as exc:
         return {"status": "error", "order_id": None, "timestamp": now, "contracts": 0, "message": str(exc)}
+    trade_id = None
+    if journal is not None and order.filled_qty:
+        trade_id = _journal_entry(conn, journal, conditions, setup, choice, order)
     return {"status": status, "order_id": order.id, "timestamp": order.submitted_at or now,
             "contracts": int(order.filled_qty or 0), "contract": choice.symbol, "order_status": order.status,
-            "message": f"{order.status}: {order.filled_qty:g} of {order.qty:g} {choice.symbol}"}
+            "message": f"{order.status}: {order.filled_qty:g} of {order.qty:g} {choice.symbol}",
+            "trade_id": trade_id}
+
+
+def _journal_entry(conn: Connection, journal: Journal, conditions: dict[str, Any], setup: dict[str, Any],
+                   choice: Any, order: Any) -> int:
+    """The filled entry as an open trade (in a run of its own) that a scanner adopts."""
+    s = conn.settings
+    decision = pd.Timestamp(conditions["decision_time"]).tz_convert("America/New_York")
+    hard_stop = decision.normalize() + pd.Timedelta(minutes=int(choice.hard_stop_min))
+    with journal.transaction():
+        run_id = journal.start_run(conn.mode, s.symbol, instrument="options", source="submit_order block",
+                                   phase=setup.get("phase"), settings=s.as_dict())
+        trade_id = journal.next_trade_id()
+        journal.write_trade({
+            "trade_id": trade_id, "run_id": run_id, "symbol": s.symbol, "instrument": "options",
+            "contract_symbol": choice.symbol, "direction": setup["direction"], "status": "open",
+            "entry_time": decision, "entry_price": float(setup["entry"]), "hard_stop_time": hard_stop,
+            "atr": float(setup["atr"]), "tp": float(setup["tp"]), "sl": float(setup["sl"]),
+            "tp_mult": float(setup["tp_mult"]), "sl_mult": float(setup["sl_mult"]),
+            "phase": setup.get("phase"), "atr_bucket": setup.get("atr_bucket"),
+            "iv_percentile": conditions.get("iv_percentile"), "contracts": int(order.filled_qty),
+            "entry_premium": float(order.filled_avg_price), "client_order_id": order.client_order_id,
+        })
+        journal.write_order(order_row(order, run_id, trade_id, "entry"))
+        journal.write_fill({"order_id": order.id, "run_id": run_id, "trade_id": trade_id,
+                            "symbol": order.symbol, "side": order.side, "qty": float(order.filled_qty),
+                            "price": float(order.filled_avg_price),
+                            "filled_at": order.filled_at or conn.clock.now()})
+        journal.finish_run(run_id, "completed", {"entries": 1, "trade_id": trade_id})
+    return trade_id
 
 
 def live_confirmed(interactive: bool, env: dict[str, str] | None = None, ask=input) -> bool:

@@ -29,11 +29,9 @@ from gammaride.config import Settings
 from gammaride.errors import BrokerError, ConfigError, CredentialsError
 from gammaride.journal import Journal
 from gammaride.scanner.blocks import Connection, connect, live_confirmed, submit_order
-from gammaride.scanner.broker import Account, OrderInfo, OrderSpec
+from gammaride.scanner.broker import Account
 from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.contracts import marketable_limit, parse_occ
 from gammaride.scanner.keys import Keys, find_keys
-from gammaride.scanner.positions import cancel_and_settle, submit_idempotent, wait_for_fill
 
 DRIVE_ROOT = Path("/content/drive/MyDrive")
 DRIVE_FOLDER = "gammaride"
@@ -345,62 +343,32 @@ def print_setup(setup: Mapping[str, Any] | None, cond: Mapping[str, Any], out: O
         out("✗ no direction now: the levels are shown for a CALL as an example")
 
 
-def send_and_close(
-    conn: Connection, cond: Mapping[str, Any], setup: Mapping[str, Any], out: Out = _say
+def send_order(
+    conn: Connection, cond: Mapping[str, Any], setup: Mapping[str, Any], journal: Journal,
+    out: Out = _say,
 ) -> dict[str, Any]:
-    """Block 5: buy the chosen contract, print the order id, then sell it straight back.
+    """Block 5: buy the chosen contract and print the order id.
 
-    gammaride is its own OCO (Alpaca has no option brackets) and watches TP/SL only for
-    the scanner's own trades, so a position opened here would have no exits: the round
-    trip proves the order path and leaves nothing open. On a live account nothing is
-    sent (a ``PAPER_SIM_###`` dry run): live entries are the scanner's alone.
+    The filled entry is journaled as an open trade with its TP, SL and hard stop, so the
+    scanner in Block 6 adopts the position and exits it by the rules (Alpaca has no
+    option brackets: gammaride is the OCO). On a live account nothing is sent (a
+    ``PAPER_SIM_###`` dry run): live entries are the scanner's alone.
     """
     live = conn.mode == "live"
-    order = submit_order(conn, dict(cond), dict(setup), dry_run=live)
+    order = submit_order(conn, dict(cond), dict(setup), dry_run=live, journal=None if live else journal)
     if order["status"] == "error" or not order["order_id"]:
         out(f"✗ no order sent: {order.get('message')}")
         return order
     out(f"✓ order id {order['order_id']} · {order['status']} · {order.get('message', '')}")
     if live:
         out("✓ live account: this cell only rehearses (nothing sent); the scanner in Block 6 trades")
-        return order
-    try:
-        order["close"] = _close_again(conn, order["order_id"], out)
-    except BrokerError as exc:
-        out(f"✗ could not close the test position ({exc}); close {order.get('contract')} in the Alpaca dashboard")
-    return order
-
-
-def _close_again(conn: Connection, order_id: str, out: Out) -> OrderInfo | None:
-    broker = conn.broker
-    entry = broker.get_order(order_id)
-    if not entry.is_done:
-        entry = cancel_and_settle(broker, entry)
-        if not entry.filled_qty:
-            out(f"✓ entry not filled in time ({entry.status}; market closed?): canceled, nothing held")
-            return None
-    qty = entry.filled_qty
-    if not qty:
-        out(f"✗ entry {entry.status}, nothing filled: nothing to close")
-        return None
-    _, expiry, _, strike = parse_occ(entry.symbol)
-    chain = broker.option_chain(conn.settings.symbol, expiry.date(), expiry.date(), strike, strike)
-    quote = chain[chain["symbol"] == entry.symbol]
-    bid = float(quote["bid"].iloc[0]) if len(quote) else math.nan
-    ask = float(quote["ask"].iloc[0]) if len(quote) else math.nan
-    if not (math.isfinite(bid) and math.isfinite(ask)):
-        bid = ask = entry.filled_avg_price  # no quote: offer at the entry price
-    spec = OrderSpec(entry.symbol, qty, "sell", "limit", limit_price=marketable_limit("sell", bid, ask),
-                     client_order_id=f"{entry.client_order_id}-t")
-    sold = wait_for_fill(broker, submit_idempotent(broker, spec), conn.clock, conn.settings.entry_timeout_seconds)
-    if sold.is_filled:
-        pnl = (sold.filled_avg_price - entry.filled_avg_price) * qty * 100.0
-        out(f"✓ closed again: order {sold.id} sold {qty:g} {entry.symbol} at ${sold.filled_avg_price:.2f} "
-            f"(round trip ${pnl:+,.2f}); the scanner in Block 6 manages its own trades' exits")
+    elif order.get("trade_id") is not None:
+        out(f"✓ journaled as trade {order['trade_id']} (TP ${setup['tp']:.2f}, SL ${setup['sl']:.2f}): "
+            "run Block 6 now, its scanner adopts the position and exits it by TP, SL, "
+            "20 minutes or the hard stop")
     else:
-        sold = cancel_and_settle(broker, sold)
-        out(f"✗ the closing order {sold.id} is {sold.status}: close {entry.symbol} in the Alpaca dashboard")
-    return sold
+        out(f"✗ the entry did not fill ({order.get('order_status')}): nothing is held")
+    return order
 
 
 # ---------------------------------------------------------------------------- block 7
