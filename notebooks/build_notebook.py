@@ -140,13 +140,14 @@ after 55 scans (inside Colab's idle limit) and closes what it opened. Offline, t
 simulated market moves one minute per second (`SPEED`) and waits while you read.""",
         """\
 from gammaride.scanner.colab import save_after_trades
+from gammaride.text import signed_usd
 SCANS = 55  # one run stays inside Colab's idle limit; run this cell again for 55 more
 scanner = conn.scanner(journal, policy=POLICY, policy_message=POLICY_MESSAGE,
                        source=conn.broker.url or "alpaca", out=save_after_trades(PLACE, journal))
 scanner.start()
 stats = scanner.run(SCANS)
 print(f"{'✓' if stats.scans == SCANS else '✗'} {stats.scans} of {SCANS} scans · "
-      f"{stats.entries} entries · P&L ${stats.pnl_usd:+,.2f} · errors {stats.errors}")
+      f"{stats.entries} entries · P&L {signed_usd(stats.pnl_usd)} · errors {stats.errors}")
 print(PLACE.save(journal))""",
     ),
     (

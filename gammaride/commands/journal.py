@@ -11,6 +11,7 @@ import json
 
 from gammaride.commands._common import add_journal_argument, journal_path, open_journal
 from gammaride.errors import JournalError
+from gammaride.text import signed_usd
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['first_decision'] or '-'} .. {summary['last_decision'] or '-'}")
     print(f"  signals   {summary['signals']:,}")
     print(f"  trades    {summary['trades']:,} closed, {summary['open_trades']} open; "
-          f"win rate {win}; P&L ${summary['pnl_usd']:,.2f}")
+          f"win rate {win}; P&L {signed_usd(summary['pnl_usd'])}")
     print(f"  errors    {summary['errors']}")
     if summary["top_skip_reasons"]:
         print("  top skip reasons (# = a number):")

@@ -30,6 +30,7 @@ from gammaride.commands._common import (
 from gammaride.errors import ConfigError
 from gammaride.sim.data import load_bars, load_daily, sample_paths
 from gammaride.sim.replay import IVChoice, run_replay
+from gammaride.text import signed_usd
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary["exit_reasons"].items()))
         print(
             f"  win rate {summary['win_rate']:.1%} | avg R {summary['avg_r']:+.2f} | "
-            f"P&L ${summary['pnl_usd']:,.2f} (delta-{settings.replay_delta:g} estimate) | exits: {reasons}"
+            f"P&L {signed_usd(summary['pnl_usd'])} (delta-{settings.replay_delta:g} estimate) | exits: {reasons}"
         )
     else:
         print("  no trades: see the skip reasons with 'gammaride journal'")

@@ -22,6 +22,7 @@ from markupsafe import Markup
 from gammaride.journal import Journal
 from gammaride.reports import charts
 from gammaride.reports.data import ReportFilters, build_report_data
+from gammaride.text import signed_usd, usd
 
 TEMPLATE = "report.html.j2"
 
@@ -34,16 +35,8 @@ def _pct(x: Any, digits: int = 1) -> str:
     return "–" if _missing(x) else f"{x * 100:.{digits}f}%"
 
 
-def _usd(x: Any, digits: int = 2) -> str:
-    if _missing(x):
-        return "–"
-    return f"{'-' if x < 0 else ''}${abs(x):,.{digits}f}"
-
-
-def _signed_usd(x: Any) -> str:
-    if _missing(x):
-        return "–"
-    return ("+" if x > 0 else "") + _usd(x)
+_usd = usd
+_signed_usd = signed_usd
 
 
 def _r(x: Any, digits: int = 2) -> str:

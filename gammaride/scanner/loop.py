@@ -53,6 +53,7 @@ from gammaride.scanner.risk import DayRisk, entry_block
 from gammaride.scanner.session import session_close_minutes
 from gammaride.scanner.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
 from gammaride.scanner.signals import compute_signals
+from gammaride.text import signed_usd
 
 ET = "America/New_York"
 SKIP_CLOSED = "market closed"
@@ -226,7 +227,7 @@ class Scanner(PositionManager):
         exits = ", ".join(f"{k} {v}" for k, v in sorted(st.exits.items())) or "none"
         self.out(
             f"=== SUMMARY run {self.run_id} ({status}) === scans {st.scans} · in window {st.in_window} · "
-            f"signals {st.signals} · entries {st.entries} · exits: {exits} · P&L ${st.pnl_usd:+,.2f} · "
+            f"signals {st.signals} · entries {st.entries} · exits: {exits} · P&L {signed_usd(st.pnl_usd)} · "
             f"errors {st.errors}" + (f" · still open: {', '.join(summary['open_positions'])}" if self.positions else "")
         )
 
@@ -644,7 +645,7 @@ class Scanner(PositionManager):
         r = self.risk
         return (f"[HEARTBEAT] scan {self.scan_no} · {now.tz_convert(ET):%H:%M:%S} ET · open positions "
                 f"{len(self.positions)} · entries this run {self.stats.entries} · trades today "
-                f"{r.trades if r else 0} · P&L today ${r.realized_pnl if r else 0:+,.2f} · errors {self.stats.errors}")
+                f"{r.trades if r else 0} · P&L today {signed_usd(r.realized_pnl if r else 0.0)} · errors {self.stats.errors}")
 
 
 # ---------------------------------------------------------------------- helpers

@@ -27,6 +27,7 @@ from gammaride.scanner.exits import (
     evaluate_exits,
     excursions,
 )
+from gammaride.text import signed_usd
 
 ET = "America/New_York"
 MINUTE = pd.Timedelta(minutes=1)
@@ -455,7 +456,7 @@ class PositionManager:
                                                 f"daily loss limit hit: P&L {self.risk.realized_pnl:.2f}",
                                                 self.scan_no), "kill switch")
         self.out(f"  [EXIT] trade {pos.trade_id} {pos.contract_symbol} {decision.reason.upper()} · "
-                 f"{self.symbol} ${decision.price:.2f} at {decision.time:%H:%M:%S} · P&L ${pnl:+,.2f}")
+                 f"{self.symbol} ${decision.price:.2f} at {decision.time:%H:%M:%S} · P&L {signed_usd(pnl)}")
 
     def reconcile(self) -> None:
         """Adopt open positions opened by gammaride (client id prefix, open trade in the
