@@ -271,7 +271,7 @@ def test_pure_noise_journal_writes_an_unpublished_file(tmp_path, settings):
     assert result.verdict.startswith("NOT PUBLISHED")
     assert json.loads((tmp_path / "out" / "cal.json").read_text())["published"] is False
     policy, message = load_exit_policy(tmp_path / "out" / "cal.json", settings)
-    assert policy.phase == 1 and message.startswith("WARNING:") and "not published" in message
+    assert policy.phase == 1 and message.startswith("Phase 1 exits: ") and "was not published" in message
     forced = calibrate(journal, settings, out=tmp_path / "forced.json", force=True)
     assert forced.published and forced.forced and forced.verdict.startswith("FORCED")
     assert load_exit_policy(tmp_path / "forced.json", settings)[0].phase == 2

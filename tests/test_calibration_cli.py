@@ -61,10 +61,10 @@ def test_lower_minimum_runs_and_explains_then_replay_keeps_phase1(real_journal, 
     written = tmp_path / "calibration.json"
     assert f"Written (not published) to {written}" in out
     assert json.loads(written.read_text())["published"] is False
-    # replay next to it reads the file, warns, and stays in Phase 1
+    # replay next to it reads the file, says it was not published, and stays in Phase 1
     assert main(["replay", "--journal", str(journal), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"WARNING: calibration file {written} was not published")
+    assert out.startswith(f"Phase 1 exits: {written} was not published")
     with Journal(journal, read_only=True) as j:
         assert set(j.trades()["phase"]) == {1}
 

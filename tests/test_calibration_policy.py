@@ -94,7 +94,6 @@ HOSTILE = {
     "huge-tp": (_text(_bucket(valid_document(), 0, tp_mult=25.0)), "absurd tp_mult 25.0"),
     "zero-sl": (_text(_bucket(valid_document(), 2, sl_mult=0.0)), "absurd sl_mult 0.0"),
     "negative-sl": (_text(_bucket(valid_document(), 2, sl_mult=-1.0)), "absurd sl_mult -1.0"),
-    "unpublished": (_text(valid_document(published=False)), "was not published"),
     "edges-descending": (_text(valid_document(edges=[0.08, 0.06])), "ascending"),
     "edges-nan": (_text(valid_document(edges=[math.nan, 0.08])), "NaN"),
     "bucket-count": (_text(valid_document(edges=[0.06])), "3 buckets for 1 edges"),
@@ -113,6 +112,15 @@ def test_hostile_file_falls_back_to_phase1(tmp_path, settings, case):
     assert message.startswith(f"WARNING: calibration file {path} ")
     assert problem in message
     assert "using Phase 1 exits. Fix: " in message
+
+
+def test_an_unpublished_verdict_is_phase1_without_a_warning(tmp_path, settings):
+    path = tmp_path / "calibration.json"
+    path.write_text(_text(valid_document(published=False)), encoding="utf-8")
+    policy, message = load_exit_policy(path, settings)
+    assert policy == ExitPolicy.phase1(settings)
+    assert message.startswith(f"Phase 1 exits: {path} was not published: out-of-sample validation")
+    assert "WARNING" not in message and "Next: keep trading Phase 1" in message
 
 
 def test_unreadable_files_fall_back_too(tmp_path, settings):
@@ -159,7 +167,6 @@ def _replay(tmp_path, calibration, capsys):
         "nan-multiplier",
         "huge-tp",
         "zero-sl",
-        "unpublished",
     ],
 )
 def test_replay_falls_back_to_phase1_on_a_hostile_file(tmp_path, capsys, case):

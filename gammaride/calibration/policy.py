@@ -57,12 +57,17 @@ class _Invalid(Exception):
         self.fix = fix
 
 
+class _Unpublished(_Invalid):
+    """A sound file whose verdict was 'not published': Phase 1 by design, not a fault."""
+
+
 _RERUN = "rerun 'gammaride calibrate' to write a fresh file, or delete it to use Phase 1"
 
 
 def load_exit_policy(path: str | os.PathLike, settings: Settings) -> tuple[ExitPolicy, str]:
     """The published calibration as a Phase 2 :class:`ExitPolicy`, or Phase 1, and a line
-    saying which and why. Never raises: any problem means Phase 1 with a ``WARNING:``."""
+    saying which and why. Never raises: any problem means Phase 1 with a ``WARNING:``; a
+    sound file whose verdict was "not published" means Phase 1 with that verdict."""
     phase1 = ExitPolicy.phase1(settings)
     path = Path(path)
     try:
@@ -75,6 +80,8 @@ def load_exit_policy(path: str | os.PathLike, settings: Settings) -> tuple[ExitP
         )
     try:
         policy = _parse(text, path, settings)
+    except _Unpublished as verdict:
+        return phase1, f"Phase 1 exits: {path} {verdict.problem}. Next: {verdict.fix}"
     except _Invalid as bad:
         return phase1, _warning(path, bad.problem, bad.fix)
     except Exception as exc:  # a hostile file must never stop the scanner
@@ -114,7 +121,7 @@ def _parse(text: str, path: Path, settings: Settings) -> ExitPolicy:
             "upgrade gammaride (pip install -U gammaride), or rerun 'gammaride calibrate' with this version",
         )
     if doc.get("published") is not True:
-        raise _Invalid(
+        raise _Unpublished(
             f"was not published: out-of-sample validation did not show Phase 2 beating Phase 1"
             f"{_evidence(doc)}",
             "keep trading Phase 1 and rerun 'gammaride calibrate' with more trades; "
