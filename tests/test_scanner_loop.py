@@ -23,11 +23,11 @@ IVP = 0.5  # the same fixed IV percentile on both sides (the server's IV is cons
 
 
 def run_session(tmp_path, start, scans, settings=None, bars=None, faults=None, timeout=2.0, name="j",
-                equity=100_000.0, **kw):
+                equity=100_000.0, option_stops=True, **kw):
     settings = settings or Settings.load(env={})
     lines: list[str] = []
     with OfflineAlpaca(bars=bars, start=start, speed=0, faults=faults, settings=settings, seed=7,
-                       equity=equity) as srv:
+                       equity=equity, option_stops=option_stops) as srv:
         broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=timeout,
                               retry_wait=0.01)
         journal = Journal(tmp_path / f"{name}.duckdb")
@@ -149,6 +149,20 @@ def test_orders_one_entry_per_signal_backstop_cancelled_before_exit(pm_session):
     posts = [e for e in log if e["method"] == "POST" and e["path"] == "/v2/orders"]
     assert all(e["body"]["time_in_force"] == "day" for e in posts)
     assert all(float(e["body"]["qty"]) == int(float(e["body"]["qty"])) for e in posts)
+
+
+def test_a_rejected_backstop_is_journaled_and_the_exit_stays_client_side(tmp_path):
+    # before 2026-08 Alpaca refused single-leg option stop orders: rehearse that
+    sc, journal, lines, log, _ = run_session(tmp_path, "2013-10-07 10:07:30", 8, option_stops=False)
+    assert any(ln.startswith("  backstop stop not accepted (") and "watched client-side" in ln for ln in lines)
+    orders = journal.query("SELECT purpose, status, order_type, message FROM orders ORDER BY submitted_at")
+    backstop = orders[orders["purpose"] == "backstop"]
+    assert len(backstop) == 1 and backstop["status"].iloc[0] == "rejected"
+    assert "stop is not supported for options" in backstop["message"].iloc[0]
+    trade = journal.query("SELECT * FROM trades").iloc[0]
+    assert (trade.status, trade.exit_reason) == ("closed", "tp")  # exited by gammaride itself
+    stops = [e for e in log if e["method"] == "POST" and e["path"] == "/v2/orders" and e["body"]["type"] == "stop"]
+    assert len(stops) == 1 and stops[0]["status"] == 422
 
 
 def test_market_closed_stale_and_outside_window_are_skips_not_errors(tmp_path):

@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='fault rates, e.g. "429=0.05,500=0.05,timeout=0.02,orders:drop=0.01,slow_seconds=5"')
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault generator and ids")
     parser.add_argument("--equity", type=float, default=100_000.0, help="starting cash of the account")
+    parser.add_argument("--no-option-stops", action="store_true",
+                        help="refuse single-leg option stop orders, as Alpaca did before 2026-08")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         srv = OfflineAlpaca(
             bars=bars, start=args.start, speed=args.speed, iv=iv, faults=args.faults,
             seed=args.seed, port=args.port, equity=args.equity, symbol=args.symbol, host=args.host,
+            option_stops=not args.no_option_stops,
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None

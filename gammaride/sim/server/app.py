@@ -80,6 +80,7 @@ class OfflineAlpaca:
         strike_step: float = 1.0,
         strikes_each_side: int = 10,
         expirations: int = 5,
+        option_stops: bool = True,
     ) -> None:
         if not key_id or not secret_key:
             raise ConfigError("key_id and secret_key must be non-empty strings")
@@ -101,7 +102,7 @@ class OfflineAlpaca:
                                strikes_each_side=strikes_each_side, expirations=expirations)
         self.broker = Broker(
             self.tape, self.book, self.schedule, float(equity), self.clock.now_ns(),
-            seed=seed, settings=settings,
+            seed=seed, settings=settings, option_stops=option_stops,
         )
         self.faults = FaultInjector(faults, seed=seed)
         self.request_log: list[dict] = []

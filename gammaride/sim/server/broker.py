@@ -50,6 +50,7 @@ class Broker:
         seed: int = 0,
         settings: Settings | None = None,
         options_level: int = 3,
+        option_stops: bool = True,
     ) -> None:
         if not (math.isfinite(equity) and equity > 0):
             raise ConfigError(f"starting equity {equity!r} must be a positive number of dollars")
@@ -58,6 +59,8 @@ class Broker:
         self.schedule = schedule
         self.settings = settings or Settings()
         self.options_level = int(options_level)
+        # Alpaca takes single-leg option stop orders since 2026-08; False rehearses before
+        self.option_stops = bool(option_stops)
         self.cash = float(equity)
         self.last_equity = float(equity)
         self.positions: dict[str, Position] = {}
@@ -286,6 +289,8 @@ class Broker:
             raise unprocessable("order_class provided not supported for options trading")
         if tif != "day":
             raise unprocessable("order_time_in_force provided not supported for options trading")
+        if otype == "stop" and not self.option_stops:
+            raise unprocessable("order type stop is not supported for options trading")
         if not float(qty).is_integer():
             raise invalid("qty must be a whole number of contracts for options")
         if not self.book.is_known(contract, now_ns):
