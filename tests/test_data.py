@@ -9,7 +9,7 @@ from gammaride.config import Settings
 from gammaride.errors import BarsFileError
 from gammaride.journal import Journal
 from gammaride.scanner.signals import compute_signals
-from gammaride.sim.data import load_bars, sample_paths
+from gammaride.sim.data import load_bars, load_daily, sample_paths
 
 from .conftest import shared_file
 
@@ -79,6 +79,29 @@ def test_eqker_newest_first_end_labels_match_a_normalized_copy(tmp_path):
     )
 
 
+def test_datetime_column_oldest_first_is_bar_start(tmp_path):
+    f = tmp_path / "yf.csv"
+    f.write_text(GOOD.replace("timestamp", "Datetime"))
+    assert load_bars(f).index[0] == pd.Timestamp("2024-03-01 09:30", tz="America/New_York")
+    ends = load_bars(f, label="end")  # the bar ending 09:30 started pre-market: dropped
+    assert list(ends.index) == [pd.Timestamp("2024-03-01 09:30", tz="America/New_York")]
+
+
+def test_offsets_across_a_dst_change_are_read(tmp_path):
+    f = tmp_path / "dst.csv"
+    f.write_text("timestamp,open,high,low,close,volume\n2024-03-08T09:30:00-05:00,10,11,9,10.5,100\n"
+                 "2024-03-11T09:30:00-04:00,10,11,9,10.5,100\n")
+    bars = load_bars(f)
+    assert [t.strftime("%Y-%m-%d %H:%M") for t in bars.index] == ["2024-03-08 09:30", "2024-03-11 09:30"]
+
+
+def test_early_close_drops_bars_after_the_close(tmp_path):
+    f = tmp_path / "halfday.csv"
+    f.write_text("timestamp,open,high,low,close,volume\n2023-11-24 12:59,10,11,9,10.5,100\n"
+                 "2023-11-24 13:00,10,11,9,10.5,100\n2023-11-27 09:30,10,11,9,10.5,100\n")
+    assert [t.strftime("%m-%d %H:%M") for t in load_bars(f).index] == ["11-24 12:59", "11-27 09:30"]
+
+
 BAD_CASES = [
     ("nan_price", GOOD.replace("10.8", ""), "row 3: close is missing or not a number", "finite number"),
     ("high_below_low", GOOD.replace("10.5,11,10,10.8", "10.5,9.5,10,10.2"), "row 3: high 9.5 is below low 10.0", "swap or correct"),
@@ -87,6 +110,9 @@ BAD_CASES = [
     ("missing_column", GOOD.replace(",volume", "").replace(",100", "").replace(",120", ""), "missing column(s) volume", "timestamp,open,high,low,close,volume"),
     ("bad_time", GOOD.replace("2024-03-01 09:31", "yesterday"), "row 3: timestamp 'yesterday' cannot be read", "ISO timestamps"),
     ("empty", "", "file is empty", "header row"),
+    ("close_above_high", GOOD.replace("10.5,11,10,10.8", "10.5,11,10,11.8"), "row 3: open 10.5 or close 11.8 lies outside low 10.0 .. high 11.0", "within [low, high]"),
+    ("extra_field", GOOD.replace(",120", ",120,7"), "Expected 6 fields in line 3, saw 7", "comma-separated"),
+    ("no_regular_hours", GOOD.replace("09:3", "08:3"), "no bar falls in regular hours", "naive times are New York bar starts"),
 ]
 
 
@@ -133,6 +159,18 @@ def test_lean_zip_with_bad_price_names_the_row(tmp_path):
         zf.writestr("20240102_spy_minute_trade.csv", "34200000,1000000,1010000,990000,1000000,5\n34260000,1000000,990000,1000000,1000000,5\n")
     with pytest.raises(BarsFileError, match=r"row 2: high 99.0 is below low 100.0"):
         load_bars(f)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("date,close\n2024-01-02,abc\n", "close 'abc' cannot be read"),
+    ("date,close\nyesterday,470.1\n", "date 'yesterday' cannot be read"),
+    ("day,price\n2024-01-02,470.1\n", "needs date and close columns"),
+])
+def test_bad_daily_file_is_a_clear_error(tmp_path, text, message):
+    f = tmp_path / "daily.csv"
+    f.write_text(text)
+    with pytest.raises(BarsFileError, match=message):
+        load_daily(f)
 
 
 def test_unknown_extension(tmp_path):

@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="constant IV percentile in [0, 1] for every decision")
     iv.add_argument("--iv-gate", choices=["on", "off"], default="on",
                     help="'off' switches the IV gate off")
+    parser.add_argument("--label", choices=["start", "end"], default=None,
+                        help="bar times label the bar's start or end (default: start; eqker files: end)")
     parser.add_argument("--daily", default=None, metavar="FILE",
                         help="daily bars (date,close) for the IV proxy (default: bundled SPY)")
     parser.add_argument("--calibration", default=None, metavar="PATH",
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     show = not args.quiet and not args.json and sys.stderr.isatty()
     steps = tqdm(total=3, desc="replay", disable=not show, unit="step", leave=False)
     steps.set_postfix_str(f"loading {len(paths)} file(s)")
-    bars = load_bars(paths)
+    bars = load_bars(paths, label=args.label)
     steps.update()
 
     with open_journal(args) as journal:

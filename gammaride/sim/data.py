@@ -28,9 +28,9 @@ _LEAN_NAME = re.compile(r"(\d{8})_(?:[a-z0-9]+_minute_)?trade", re.IGNORECASE)
 def load_bars(paths: str | Path | Iterable[str | Path], label: str | None = None) -> pd.DataFrame:
     """Load one or more bars files into one normalized frame.
 
-    ``label`` forces the bar labelling of CSV/Parquet files ('start' or 'end');
-    by default a CSV whose time column is named ``datetime`` is the eqker layout
-    (bar-end labels), anything else is bar-start.
+    ``label`` forces the bar labelling of CSV/Parquet files ('start' or 'end'). By
+    default bars are labelled by their start, except the eqker layout: a ``datetime``
+    column in newest-first order, which labels bars by their end.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -67,6 +67,8 @@ def _load_one(path: Path, label: str | None) -> pd.DataFrame:
     if suffix in {".parquet", ".pq"}:
         try:
             raw = pd.read_parquet(path)
+        except ImportError:
+            raise BarsFileError(path, "reading Parquet needs pyarrow", "pip install pyarrow, or pass CSV") from None
         except Exception as exc:  # pyarrow raises many types
             raise BarsFileError(path, f"cannot read Parquet ({exc})", "write it with DataFrame.to_parquet") from None
         if "timestamp" not in raw.columns and raw.index.name == "timestamp":
@@ -74,14 +76,17 @@ def _load_one(path: Path, label: str | None) -> pd.DataFrame:
         return _normalize(raw, path, time_col="timestamp", label=label or "start", first_row=1)
     if suffix in {".csv", ".txt", ""}:
         try:
-            raw = pd.read_csv(path)
+            raw = pd.read_csv(path, index_col=False)
         except pd.errors.EmptyDataError:
             raise BarsFileError(path, "file is empty", "export bars with a header row timestamp,open,high,low,close,volume") from None
         except Exception as exc:
             raise BarsFileError(path, f"cannot parse CSV ({exc})", "write a comma-separated file with a header row") from None
         raw.columns = [str(c).strip().lower() for c in raw.columns]
         if "datetime" in raw.columns and "timestamp" not in raw.columns:
-            return _normalize(raw, path, time_col="datetime", label=label or "end", first_row=2)
+            # eqker (Alpha Vantage) writes newest first and labels bars by their end
+            eqker = len(raw) > 1 and str(raw["datetime"].iloc[0]) > str(raw["datetime"].iloc[-1])
+            return _normalize(raw, path, time_col="datetime", label=label or ("end" if eqker else "start"),
+                              first_row=2)
         return _normalize(raw, path, time_col="timestamp", label=label or "start", first_row=2)
     raise BarsFileError(
         path, f"unknown file type '{suffix}'", "use .csv, .parquet or a Lean minute _trade.zip"
@@ -168,11 +173,18 @@ def _normalize(
             "prices must be positive",
         ),
         (values["volume"] < 0, "volume {v} is negative", "volume must be >= 0"),
+        (
+            (np.maximum(values["open"], values["close"]) > values["high"])
+            | (np.minimum(values["open"], values["close"]) < values["low"]),
+            "open {o} or close {c} lies outside low {l} .. high {h}",
+            "correct the bar: open and close must lie within [low, high]",
+        ),
     ]
     for mask, message, fix in checks:
         if mask.any():
             i = int(np.argmax(mask))
-            text = message.format(h=values["high"][i], l=values["low"][i], v=values["volume"][i])
+            text = message.format(h=values["high"][i], l=values["low"][i], v=values["volume"][i],
+                                  o=values["open"][i], c=values["close"][i])
             raise BarsFileError(path, f"{text} at {ts[i]}", fix, int(rows[i]))
 
     frame = pd.DataFrame(values, index=pd.DatetimeIndex(ts, name="timestamp"))
@@ -188,14 +200,25 @@ def _normalize(
             "keep one bar per minute",
             int(rows[i]),
         )
-    return regular_hours(frame)
+    kept = regular_hours(frame)
+    if kept.empty:
+        raise BarsFileError(
+            path,
+            f"no bar falls in regular hours (09:30-16:00 New York); the file spans "
+            f"{frame.index[0]} .. {frame.index[-1]}",
+            "check the timestamps: naive times are New York bar starts, or give a UTC offset",
+        )
+    return kept
 
 
 def _parse_times(column: pd.Series, path: Path, rows: np.ndarray) -> pd.DatetimeIndex:
     if pd.api.types.is_datetime64_any_dtype(column):
         ts = pd.DatetimeIndex(column)
     else:
-        parsed = pd.to_datetime(column, errors="coerce", utc=False, format="mixed")
+        try:
+            parsed = pd.to_datetime(column, errors="coerce", utc=False, format="mixed")
+        except ValueError:  # offsets differ across a DST change: go through UTC
+            parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
         if parsed.isna().any():
             i = int(parsed.isna().to_numpy().argmax())
             raise BarsFileError(
@@ -204,8 +227,8 @@ def _parse_times(column: pd.Series, path: Path, rows: np.ndarray) -> pd.Datetime
                 "write ISO timestamps such as 2024-03-01 09:31:00 (naive means America/New_York)",
                 int(rows[i]),
             )
-        if parsed.dtype == object:  # mixed offsets: normalise through UTC
-            parsed = pd.to_datetime(column, utc=True)
+        if parsed.dtype == object:  # mixed offsets (older pandas): normalise through UTC
+            parsed = pd.to_datetime(column, utc=True, format="mixed")
         ts = pd.DatetimeIndex(parsed)
     if ts.tz is None:
         try:
@@ -218,11 +241,18 @@ def _parse_times(column: pd.Series, path: Path, rows: np.ndarray) -> pd.Datetime
 
 
 def regular_hours(bars: pd.DataFrame) -> pd.DataFrame:
-    """Keep bars starting in [09:30, 16:00) ET; pre/post-market never enter a lookback."""
+    """Keep bars starting at or after 09:30 ET and before the session's close (16:00, or
+    the early close of a half day); pre/post-market bars never enter a lookback."""
+    from gammaride.scanner.session import session_close_minutes
+
     idx = bars.index
-    minute = idx.hour * 60 + idx.minute
-    keep = (minute >= _RTH_START_MIN) & (minute < _RTH_END_MIN)
-    return bars[np.asarray(keep)]
+    if not len(idx):
+        return bars
+    minute = np.asarray(idx.hour * 60 + idx.minute)
+    days, inverse = np.unique(idx.tz_localize(None).normalize().asi8, return_inverse=True)
+    close = session_close_minutes(pd.DatetimeIndex(days))[inverse.ravel()]
+    keep = (minute >= _RTH_START_MIN) & (minute < np.minimum(close, _RTH_END_MIN))
+    return bars if keep.all() else bars[keep]
 
 
 def sample_paths() -> list[Path]:
@@ -252,13 +282,22 @@ def load_daily(path: str | Path | None = None) -> pd.Series:
         dates = pd.to_datetime(raw["date"].str.slice(0, 8), format="%Y%m%d")
         closes = raw["close"].to_numpy(dtype=float) / 10000.0
     else:
-        raw = pd.read_csv(path)
+        try:
+            raw = pd.read_csv(path, index_col=False)
+        except Exception as exc:
+            raise BarsFileError(path, f"cannot parse CSV ({exc})", "write date,close with a header row") from None
         raw.columns = [str(c).strip().lower() for c in raw.columns]
         col = "date" if "date" in raw.columns else "datetime"
         if col not in raw.columns or "close" not in raw.columns:
             raise BarsFileError(path, "daily file needs date and close columns", "export date,close")
-        dates = pd.to_datetime(raw[col]).dt.normalize()
-        closes = raw["close"].to_numpy(dtype=float)
+        dates = pd.to_datetime(raw[col], errors="coerce", format="mixed")
+        closes = pd.to_numeric(raw["close"], errors="coerce").to_numpy(dtype=float)
+        for bad, what in ((dates.isna().to_numpy(), col), (~np.isfinite(closes), "close")):
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise BarsFileError(path, f"{what} {raw[what].iloc[i]!r} cannot be read",
+                                    "write ISO dates and numeric closes", i + 2)
+        dates = dates.dt.normalize()
     series = pd.Series(closes, index=pd.DatetimeIndex(dates, name="date"), name="close")
     series = series[np.isfinite(series.to_numpy()) & (series.to_numpy() > 0)]
     return series[~series.index.duplicated(keep="last")].sort_index()
