@@ -54,6 +54,15 @@ def test_demo_journal_holds_the_offline_run_and_the_replay(demo):
         assert j.query("SELECT count(*) AS n FROM scans").n[0] == 20 + 2730
 
 
+def test_demo_never_deletes_files_it_did_not_write(tmp_path, capsys):
+    keep = tmp_path / "my_journal.duckdb"
+    keep.write_text("precious")
+    assert main(["demo", "--out", str(tmp_path), "--scans", "1"]) == 0
+    assert keep.read_text() == "precious" and (tmp_path / "report.html").exists()
+    assert main(["demo", "--out", str(keep)]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 def test_demo_report_renders_in_headless_chromium(demo, tmp_path):
     _, text, _, out = demo

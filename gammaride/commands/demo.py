@@ -7,7 +7,8 @@
    calibration needs: the demo lowers the bar, and says so).
 4. The HTML win-rate report, written to disk.
 
-Everything goes to one folder (default ./gammaride-demo), emptied first.
+Everything goes to one folder (default ./gammaride-demo). A rerun replaces the demo's own
+files there (journal, calibration, report) and touches nothing else.
 
 Example: gammaride demo --out gammaride-demo
 """
@@ -15,12 +16,11 @@ Example: gammaride demo --out gammaride-demo
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
 from gammaride.config import Settings
-from gammaride.errors import CalibrationError
+from gammaride.errors import CalibrationError, ConfigError
 from gammaride.journal import Journal
 from gammaride.sim.data import sample_bars
 from gammaride.sim.replay import IVChoice, run_replay
@@ -39,9 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    _clear_demo_files(out)
     journal_path = out / "journal.duckdb"
     settings = Settings.load(env={})
     print(f"gammaride demo: no keys, no network. Everything is written to {out}/\n")
@@ -56,6 +54,18 @@ def run(args: argparse.Namespace) -> int:
     print("Next: set ALPACA_API_KEY / ALPACA_SECRET_KEY (paper account) and run "
           "'gammaride check', then 'gammaride scan'.")
     return 0
+
+
+DEMO_FILES = ("journal.duckdb", "journal.duckdb.wal", "calibration.json", "report.html")
+
+
+def _clear_demo_files(out: Path) -> None:
+    """Remove what an earlier demo wrote; never anything else."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the demo")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in DEMO_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def _heading(text: str) -> None:
