@@ -89,7 +89,14 @@ def test_daily_loss_limit_stops_new_entries(sample):
 
     s = Settings.load(env={}, daily_loss_limit=0.001, starting_equity=20_000)
     r = replay(sample, s, iv=IVChoice("off"))
-    assert r.scans.skip_reason.str.startswith("daily loss limit hit").any()
+    hit = r.scans[r.scans.skip_reason.str.startswith("daily loss limit hit", na=False)]
+    assert len(hit) > 0
+    for day, first in hit.groupby(hit.decision_time.dt.date).decision_time.min().items():
+        today = r.trades[r.trades.entry_time.dt.date == day]
+        assert (today.entry_time < first).all()  # no entry after the kill switch
+        start_equity = 20_000 + r.trades[r.trades.entry_time.dt.date < day].pnl_usd.sum()
+        closed = today[today.exit_time <= first]
+        assert closed.pnl_usd.sum() <= -0.001 * start_equity + 1e-9  # the limit was really hit
 
 
 def test_replaying_twice_gives_identical_journals(tmp_path, sample):

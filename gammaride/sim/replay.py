@@ -16,6 +16,7 @@ import pandas as pd
 from gammaride.config import Settings
 from gammaride.scanner import ivrank
 from gammaride.scanner.exits import EXIT_HARD_STOP, EXIT_TIME, evaluate_exits, excursions
+from gammaride.scanner.risk import DayRisk, entry_block
 from gammaride.scanner.session import expiry_and_hard_stop, session_close_minutes
 from gammaride.scanner.setup import (
     ExitPolicy,
@@ -27,7 +28,6 @@ from gammaride.scanner.setup import (
 from gammaride.scanner.signals import compute_signals
 
 MINUTE_NS = 60_000_000_000
-SKIP_POSITION_OPEN = "position open"
 SKIP_END_OF_DATA = "end of data before the exit"
 
 
@@ -225,7 +225,8 @@ def replay(
 
 
 def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, sign, entry, exit_price, atr, iv_mult):
-    """Walk the signals in time order: positions, trades per day, loss limit, sizing."""
+    """Walk the signals in time order with the scanner's own risk gates (positions, trades
+    per day, daily loss limit) and size each entry from the equity at that moment."""
     m = len(cand)
     taken = np.zeros(m, dtype=bool)
     contracts = np.zeros(m, dtype=np.int64)
@@ -233,39 +234,28 @@ def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, sign, entry, exi
     open_exits: list[tuple[int, float]] = []  # (exit time, pnl) of open positions
     equity = settings.starting_equity
     day = None
-    day_start = equity
-    day_pnl = 0.0
-    day_trades = 0
-    limit_hit = False
+    risk: DayRisk | None = None
     per_contract = 100.0 * settings.replay_delta
     for j in range(m):
         t = dec_ns[j]
         if midnight[j] != day:
-            # realize everything (positions never cross sessions), then reset the day
-            while open_exits:
-                _, pnl = heapq.heappop(open_exits)
-                equity += pnl
-            day, day_start, day_pnl, day_trades, limit_hit = midnight[j], equity, 0.0, 0, False
+            while open_exits:  # positions never cross sessions: realize, then a new day
+                equity += heapq.heappop(open_exits)[1]
+            day = midnight[j]
+            risk = DayRisk(session=day, start_equity=equity)
         while open_exits and open_exits[0][0] <= t:  # flat at a bar's end may enter again
-            _, pnl = heapq.heappop(open_exits)
+            pnl = heapq.heappop(open_exits)[1]
             equity += pnl
-            day_pnl += pnl
-        if not limit_hit and day_pnl <= -settings.daily_loss_limit * day_start:
-            limit_hit = True
-        if truncated[j]:
-            skip[j] = SKIP_END_OF_DATA
-        elif len(open_exits) >= settings.max_open_positions:
-            skip[j] = SKIP_POSITION_OPEN
-        elif day_trades >= settings.max_trades_per_day:
-            skip[j] = f"max trades per day ({settings.max_trades_per_day}) reached"
-        elif limit_hit:
-            skip[j] = f"daily loss limit hit ({settings.daily_loss_limit:.0%} of start-of-day equity)"
-        else:
-            taken[j] = True
-            contracts[j] = int(position_size(equity, atr[j], iv_mult[j], settings))
-            pnl = sign[j] * (exit_price[j] - entry[j]) * per_contract * contracts[j]
-            heapq.heappush(open_exits, (int(exit_ns[j]), float(pnl)))
-            day_trades += 1
+            risk.record_exit(pnl, settings)
+        block = SKIP_END_OF_DATA if truncated[j] else entry_block(settings, risk, len(open_exits))
+        if block:
+            skip[j] = block
+            continue
+        taken[j] = True
+        contracts[j] = int(position_size(equity, atr[j], iv_mult[j], settings))
+        pnl = sign[j] * (exit_price[j] - entry[j]) * per_contract * contracts[j]
+        heapq.heappush(open_exits, (int(exit_ns[j]), float(pnl)))
+        risk.trades += 1
     return {"taken": taken, "contracts": contracts}, skip
 
 
