@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -68,7 +69,8 @@ class Settings:
     # direction and ATR
     direction_lookback: int = field(default=5, metadata=_num(1, 390, "bars for price change"))
     atr_period: int = field(default=14, metadata=_num(2, 390, "Wilder ATR period"))
-    min_bars: int = field(default=200, metadata=_num(20, 10000, "bars fetched live"))
+    # 200 bars: Wilder's ATR has forgotten its seed to 1e-6, so live agrees with replay
+    min_bars: int = field(default=200, metadata=_num(200, 10000, "bars fetched live"))
     # exits
     tp_mult: float = field(default=2.0, metadata=_num(0.1, 10.0, "Phase 1 TP in ATRs"))
     sl_mult: float = field(default=1.0, metadata=_num(0.1, 10.0, "Phase 1 SL in ATRs"))
@@ -140,7 +142,10 @@ class Settings:
                 f"iv_band_high {self.iv_band_high} is below iv_threshold {self.iv_threshold}; "
                 "set iv_band_high >= iv_threshold"
             )
-        object.__setattr__(self, "symbol", self.symbol.upper())
+        symbol = str(self.symbol).strip().upper()
+        if not re.fullmatch(r"[A-Z][A-Z.]{0,5}", symbol):
+            raise ConfigError(f"setting symbol={self.symbol!r} is not a ticker; write e.g. 'SPY'")
+        object.__setattr__(self, "symbol", symbol)
 
     # derived values -------------------------------------------------------------
     @property
@@ -204,7 +209,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist; check the path") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
-    return dict(data.get("gammaride", data))
+    if "gammaride" not in data:
+        return dict(data)
+    table = data["gammaride"]
+    outside = [k for k in data if k != "gammaride"]
+    if not isinstance(table, dict) or outside:
+        raise ConfigError(
+            f"config file {path}: put every setting inside the [gammaride] table "
+            f"(found {'gammaride = ' + repr(table) if not isinstance(table, dict) else ', '.join(outside)} outside it)"
+        )
+    return dict(table)
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -47,6 +47,24 @@ def test_bad_environment_value_is_rejected():
         Settings.load(env={"GAMMARIDE_MAX_HOLD_MINUTES": "0"})
 
 
+@pytest.mark.parametrize("text, message", [
+    ("gammaride = 5\n", "put every setting inside the [gammaride] table (found gammaride = 5 outside it)"),
+    ("max_contracts = 3\n[gammaride]\nvol_threshold = 2.5\n", "(found max_contracts outside it)"),
+])
+def test_settings_outside_the_table_are_refused(tmp_path, text, message):
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        Settings.load(cfg, env={})
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("symbol", ["", "  ", "SPY QQQ", "12"])
+def test_symbol_must_be_a_ticker(symbol):
+    with pytest.raises(ConfigError, match="is not a ticker"):
+        Settings.load(env={}, symbol=symbol)
+
+
 def test_unreadable_toml(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("vol_threshold = = 2")
