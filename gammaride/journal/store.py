@@ -55,6 +55,25 @@ class Journal:
             )
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._depth = 0
+        self._connect(read_only)
+        if read_only and self._pending():
+            # an older journal: upgrade it once with a short writing open, then read
+            self.con.close()
+            self._connect(False)
+            self._migrate(False)
+            self.con.close()
+            self._connect(True)
+        self._migrate(read_only)
+
+    def _pending(self) -> bool:
+        tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "schema_migrations" not in tables:
+            return False  # _migrate says what this file is
+        applied = {r[0] for r in self.con.execute("SELECT name FROM schema_migrations").fetchall()}
+        return any(name not in applied for name, _ in MIGRATIONS)
+
+    def _connect(self, read_only: bool) -> None:
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
@@ -69,8 +88,6 @@ class Journal:
                 f"cannot open {self.path} as a journal ({text}); pass another --journal PATH"
             ) from None
         self.con.execute(f"SET TimeZone='{ET}'")
-        self._depth = 0
-        self._migrate(read_only)
 
     # lifecycle ------------------------------------------------------------------
     def close(self) -> None:
@@ -127,11 +144,6 @@ class Journal:
                 "upgrade gammaride (pip install -U gammaride) to open it"
             )
         pending = [(n, fn) for n, fn in MIGRATIONS if n not in applied]
-        if pending and read_only:
-            raise JournalError(
-                f"journal {self.path} needs migrations {', '.join(n for n, _ in pending)}; "
-                "open it once with a writing command (gammaride journal) to upgrade it"
-            )
         for name, fn in pending:
             with self.transaction():
                 fn(self.con)
