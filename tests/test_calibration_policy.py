@@ -94,6 +94,11 @@ HOSTILE = {
     "huge-tp": (_text(_bucket(valid_document(), 0, tp_mult=25.0)), "absurd tp_mult 25.0"),
     "zero-sl": (_text(_bucket(valid_document(), 2, sl_mult=0.0)), "absurd sl_mult 0.0"),
     "negative-sl": (_text(_bucket(valid_document(), 2, sl_mult=-1.0)), "absurd sl_mult -1.0"),
+    "other-symbol": (_text(valid_document(symbol="QQQ")), "was fitted on QQQ trades, not SPY"),
+    "other-max-hold": (
+        _text(valid_document(settings={"tp_mult": 2.0, "sl_mult": 1.0, "max_hold_minutes": 30})),
+        "30-minute max hold",
+    ),
     "edges-descending": (_text(valid_document(edges=[0.08, 0.06])), "ascending"),
     "edges-nan": (_text(valid_document(edges=[math.nan, 0.08])), "NaN"),
     "bucket-count": (_text(valid_document(edges=[0.06])), "3 buckets for 1 edges"),

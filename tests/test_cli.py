@@ -53,3 +53,13 @@ def test_journal_path_from_the_environment(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GAMMARIDE_JOURNAL", str(tmp_path / "env.duckdb"))
     assert main(["replay", "--quiet", "--iv-gate", "off"]) == 0
     assert (tmp_path / "env.duckdb").exists()
+
+
+def test_out_may_name_a_folder(tmp_path, capsys):
+    journal = tmp_path / "j.duckdb"
+    assert main(["replay", "--journal", str(journal), "--quiet"]) == 0
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["report", "--journal", str(journal), "--out", str(folder)]) == 0
+    assert main(["calibrate", "--journal", str(journal), "--min-trades", "20", "--out", str(folder)]) == 0
+    assert (folder / "report.html").exists() and (folder / "calibration.json").exists()

@@ -120,6 +120,20 @@ def _parse(text: str, path: Path, settings: Settings) -> ExitPolicy:
             f"has schema_version {version}, newer than this gammaride reads ({SCHEMA_VERSION})",
             "upgrade gammaride (pip install -U gammaride), or rerun 'gammaride calibrate' with this version",
         )
+    fitted_for = doc.get("symbol")
+    if fitted_for is not None and str(fitted_for).upper() != settings.symbol:
+        raise _Invalid(
+            f"was fitted on {fitted_for} trades, not {settings.symbol} (its ATR edges are in "
+            f"{fitted_for} dollars)",
+            f"calibrate a {settings.symbol} journal, or pass --calibration for a {settings.symbol} file",
+        )
+    recorded = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
+    hold = recorded.get("max_hold_minutes")
+    if hold is not None and hold != settings.max_hold_minutes:
+        raise _Invalid(
+            f"was fitted with a {hold}-minute max hold, not the {settings.max_hold_minutes} minutes in force",
+            "rerun 'gammaride calibrate' with the settings you trade",
+        )
     if doc.get("published") is not True:
         raise _Unpublished(
             f"was not published: out-of-sample validation did not show Phase 2 beating Phase 1"

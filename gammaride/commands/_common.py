@@ -51,5 +51,13 @@ def load_policy(path: Path, settings: Settings) -> tuple[ExitPolicy, str]:
     return load_exit_policy(path, settings)
 
 
+def output_path(out: str | os.PathLike | None, file_name: str) -> Path | None:
+    """``--out``: a file path, or a folder to write ``file_name`` into."""
+    if out is None:
+        return None
+    path = Path(out)
+    return path / file_name if path.is_dir() else path
+
+
 def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return Settings.load(getattr(args, "config", None), **overrides)

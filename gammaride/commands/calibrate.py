@@ -18,7 +18,12 @@ import json
 from pathlib import Path
 
 from gammaride.calibration import CalibrationResult, calibrate, parse_edges
-from gammaride.commands._common import add_journal_argument, journal_path, load_settings
+from gammaride.commands._common import (
+    add_journal_argument,
+    journal_path,
+    load_settings,
+    output_path,
+)
 from gammaride.journal import Journal
 
 
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             min_bucket_trades=args.min_bucket_trades,
             edges=edges,
             force=args.force,
-            out=args.out,
+            out=output_path(args.out, "calibration.json"),
             seed=args.seed,
         )
     if args.json:

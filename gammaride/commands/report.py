@@ -14,7 +14,12 @@ import math
 import webbrowser
 from typing import Any
 
-from gammaride.commands._common import add_journal_argument, journal_path, load_settings
+from gammaride.commands._common import (
+    add_journal_argument,
+    journal_path,
+    load_settings,
+    output_path,
+)
 from gammaride.errors import JournalError
 from gammaride.reports import ReportFilters, headline_text, write_report
 from gammaride.reports.data import SOURCES, parse_since
@@ -48,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         settings=load_settings(args),  # IV bands and Phase 1 multipliers as configured
     )
-    out, data = write_report(path, args.out, filters)
+    out, data = write_report(path, output_path(args.out, "report.html"), filters)
     if args.json:
         print(json.dumps(_plain({"path": str(out), "period": data["period"],
                                  "headline": data["headline"],
