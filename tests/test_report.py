@@ -352,3 +352,18 @@ def test_cli_report_help_has_an_example(capsys):
         main(["report", "--help"])
     help_text = capsys.readouterr().out
     assert "Example: gammaride report" in help_text and "--since" in help_text
+
+
+def test_sessions_replayed_twice_count_once_for_calibration_readiness(tmp_path):
+    from gammaride.config import Settings
+    from gammaride.sim.data import sample_bars
+    from gammaride.sim.replay import run_replay
+
+    with Journal(tmp_path / "twice.duckdb") as j:
+        for _ in range(2):
+            run_replay(j, sample_bars().loc["2013-10-07":"2013-10-08"], Settings.load(env={}))
+        n = len(j.trades()) // 2
+        h = build_report_data(j)["headline"]
+    assert (h["n"], h["calibration_n"], h["duplicates"]) == (2 * n, n, n)
+    html = render_report(build_report_data(tmp_path / "twice.duckdb"))
+    assert f"{n} trades journaled twice (the same session replayed again) counted once" in html

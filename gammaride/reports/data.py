@@ -386,9 +386,13 @@ def _headline(
     h["sessions"] = sessions
     h["trades_per_day"] = len(closed) / sessions if sessions else math.nan
     h["target_per_day"] = f.target_trades_per_day
-    h["calibration_n"] = len(closed)
+    # The same trade journaled twice (the same sessions replayed again) counts once, as
+    # calibration counts it.
+    distinct = len(closed.drop_duplicates(["symbol", "entry_at", "direction"])) if len(closed) else 0
+    h["duplicates"] = len(closed) - distinct
+    h["calibration_n"] = distinct
     h["calibration_needed"] = f.calibration_min_trades
-    h["calibration_ready"] = len(closed) >= f.calibration_min_trades
+    h["calibration_ready"] = distinct >= f.calibration_min_trades
     # What scan and replay would use now, decided by the calibration file (or its absence).
     h["phase"] = cal["active_phase"]
     h["phase_text"] = cal["active_text"]
