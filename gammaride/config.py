@@ -101,11 +101,6 @@ class Settings:
     replay_delta: float = field(
         default=0.5, metadata=_num(0.01, 1.0, "option delta assumed for replay dollar P&L")
     )
-    # Phase 2 seed priors (used before calibration has enough trades in a bucket)
-    prior_low_tp: float = field(default=2.5, metadata=_num(0.1, 10.0, "prior TP, low-ATR bucket"))
-    prior_low_sl: float = field(default=0.8, metadata=_num(0.1, 10.0, "prior SL, low-ATR bucket"))
-    prior_high_tp: float = field(default=1.5, metadata=_num(0.1, 10.0, "prior TP, high-ATR"))
-    prior_high_sl: float = field(default=1.2, metadata=_num(0.1, 10.0, "prior SL, high-ATR"))
     # live scanner
     scans: int = field(default=55, metadata=_num(1, 10000, "scans per run"))
     scan_offset_seconds: float = field(
