@@ -23,6 +23,14 @@ from gammaride.sim.server import OfflineAlpaca
 ET = "America/New_York"
 
 
+def _after_backstop(srv: OfflineAlpaca) -> bool:
+    """A request came after the backstop order's: the scanner journaled the trade between."""
+    log = list(srv.request_log)
+    at = [i for i, e in enumerate(log) if e["method"] == "POST" and e["path"] == "/v2/orders"
+          and str((e.get("body") or {}).get("client_order_id", "")).endswith("-bs")]
+    return bool(at) and len(log) > at[0] + 1
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_sigkill_with_an_open_position_then_restart_adopts_and_exits(tmp_path):
     path = tmp_path / "j.duckdb"
@@ -32,9 +40,9 @@ def test_sigkill_with_an_open_position_then_restart_adopts_and_exits(tmp_path):
                "--journal", str(path), "--iv-percentile", "0.5"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
         deadline = time.time() + 60
-        # the backstop goes out after the trade is committed: kill once it rests at the broker
+        # the trade is committed right after its backstop goes out: kill at the next request
         while time.time() < deadline and proc.poll() is None:
-            if any(o.client_order_id.endswith("-bs") for o in list(srv.broker.orders.values())):
+            if _after_backstop(srv):
                 break
             time.sleep(0.001)
         assert proc.poll() is None, proc.stderr.read()

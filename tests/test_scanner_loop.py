@@ -282,7 +282,10 @@ def test_iv_percentile_from_the_proxy_until_20_sessions_then_from_history(tmp_pa
     want = expected[sample.index.get_loc(pd.Timestamp("2013-10-07 10:06", tz=ET))]
     assert (scans["iv_source"] == "rv_proxy").all()
     np.testing.assert_allclose(scans["iv_percentile"], want)
-    assert (journal.query("SELECT source FROM iv_observations")["source"] == "snapshot").all()
+    # an offline run's IV is the server's constant: recorded, but never as live history
+    ivs = journal.query("SELECT source FROM iv_observations")["source"]
+    assert len(ivs) == 2 and (ivs == "offline").all()
+    assert journal.iv_history("SPY").empty
     journal.close()
 
     journal = Journal(tmp_path / "history.duckdb")

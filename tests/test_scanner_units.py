@@ -18,7 +18,7 @@ from gammaride.scanner.positions import (
     record_path,
     trade_metrics,
 )
-from gammaride.scanner.risk import DayRisk, affordable, entry_block
+from gammaride.scanner.risk import DayRisk, entry_block
 
 ET = "America/New_York"
 SECRET = "s3cretValueThatMustNeverShow0123456789ab"
@@ -135,5 +135,4 @@ def test_risk_limits_and_kill_switch(settings):
     assert r.record_exit(-2_000.0, settings) is False
     assert r.record_exit(-1_000.0, settings) is True and r.killed
     assert "daily loss limit" in entry_block(settings, r, 0)
-    assert affordable(10, 2.0, 1_000.0) == 5 and affordable(3, 20.0, 1_000.0) == 0
     assert np.isfinite(r.loss_limit_usd(settings))

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_true", help="check against the built-in offline server")
     parser.add_argument("--start", default=None, help="offline market time (ET)")
-    parser.add_argument("--url", default=None, help="an offline server started with 'gammaride serve'")
+    parser.add_argument("--url", default=None, help="an offline server started with 'gammaride serve' on this machine (loopback only)")
     parser.add_argument("--live", action="store_true", help="check the live account instead of paper")
     add_journal_argument(parser)
     parser.add_argument("--calibration", default=None, metavar="PATH", help="Phase 2 exits file")
@@ -43,8 +43,12 @@ def checklist(conn: Connection, settings: Settings, policy_message: str) -> list
     except GammarideError as exc:
         failure = exc
     refused = getattr(failure, "status", None) in (401, 403)
-    lines.append((not refused, f"keys set and real (key {b.key_id_masked})" if not refused else
-                  f"keys refused by the broker (key {b.key_id_masked}): check they are this account's keys"))
+    if failure is None:
+        lines.append((True, f"keys set and real (key {b.key_id_masked})"))
+    elif refused:
+        lines.append((False, f"keys refused by the broker (key {b.key_id_masked}): check they are this account's keys"))
+    else:  # the account call failed otherwise: the keys are unproven, not real
+        lines.append((False, f"keys not verified (key {b.key_id_masked}): the account call failed ({failure})"))
     lines.append((conn.mode != "live", {"paper": "paper account", "offline": "offline server (no real orders)",
                                         "live": "LIVE account: real money"}[conn.mode]))
     if account is not None:

@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     offline.add_argument("--start", default=None, help="market time the offline clock starts at (ET)")
     offline.add_argument("--bars", nargs="+", metavar="FILE", help="bars for the offline server")
     offline.add_argument("--faults", default=None, metavar="SPEC", help='e.g. "429=0.05,500=0.05,drop=0.02"')
-    offline.add_argument("--url", default=None, help="an offline server started with 'gammaride serve'")
+    offline.add_argument("--url", default=None,
+                         help="an offline server started with 'gammaride serve' on this machine (loopback only)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
     if args.live:
         if args.offline or args.url:
             raise ConfigError("--live cannot be combined with --offline/--url; choose one")
+        from gammaride.scanner.keys import find_keys
+
+        if find_keys() is None:  # before asking to confirm: there is nothing to confirm
+            raise ConfigError("--live needs Alpaca keys and none were found: set ALPACA_API_KEY and "
+                              "ALPACA_SECRET_KEY (the live account's), or drop --live")
         if not live_confirmed(sys.stdin.isatty()):
             raise ConfigError(
                 "live trading not confirmed; type 'yes' at the prompt, or set GAMMARIDE_LIVE_CONFIRM=yes "

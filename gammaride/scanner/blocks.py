@@ -28,7 +28,13 @@ from gammaride.scanner.clock import Clock, ScaledClock, SteppedClock, WallClock
 from gammaride.scanner.contracts import choose_contract, marketable_limit
 from gammaride.scanner.keys import Keys, find_keys
 from gammaride.scanner.loop import Scanner
-from gammaride.scanner.positions import client_order_id, order_row, submit_idempotent, wait_for_fill
+from gammaride.scanner.positions import (
+    cancel_and_settle,
+    client_order_id,
+    order_row,
+    submit_idempotent,
+    wait_for_fill,
+)
 from gammaride.scanner.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
 
 OFFLINE_START = "2013-10-07 09:30"
@@ -91,12 +97,21 @@ def connect(
     - keys: Alpaca, paper unless ``live``.
     """
     settings = settings or Settings.load()
+    if url:
+        check_offline_url(url)
     if keys is None and not offline:
         keys = find_keys(env)
+    if url and keys is None and not offline:
+        from gammaride.sim.server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
+
+        keys = Keys(DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, "offline server")  # 'gammaride serve' prints these
     if offline or keys is None:
         from gammaride.sim.server import OfflineAlpaca
 
         if live:
+            if keys is None and not offline:
+                raise ConfigError("--live needs Alpaca keys and none were found: set ALPACA_API_KEY and "
+                                  "ALPACA_SECRET_KEY (the live account's), or drop --live")
             raise ConfigError("--live cannot run against the offline server; drop --offline or --live")
         srv = OfflineAlpaca(bars=bars, start=start or OFFLINE_START, speed=speed, faults=faults,
                             symbol=settings.symbol, settings=settings).start()
@@ -115,6 +130,24 @@ def connect(
                           notes=[f"OFFLINE: running against the server at {url}; no real orders"])
     broker = AlpacaBroker(keys, paper=not live, feed=settings.feed, timeout=timeout)
     return Connection(broker, WallClock(), "live" if live else "paper", settings)
+
+
+def check_offline_url(url: str) -> None:
+    """``--url`` is for an offline server on this machine: the requests carry the Alpaca
+    keys from the environment, which must not go to any other host."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"--url {url!r}: only an offline server on this machine (127.0.0.1, ::1 or localhost) is "
+            "allowed, since every request carries your Alpaca keys; start one with 'gammaride serve'"
+        )
 
 
 def _remote_stepped(url: str, keys: Keys) -> SteppedClock:
@@ -246,6 +279,10 @@ def submit_order(
     try:
         order = submit_idempotent(conn.broker, spec)
         order = wait_for_fill(conn.broker, order, conn.clock, conn.settings.entry_timeout_seconds)
+        if not order.is_filled:
+            # an unfilled entry left working could fill later with nothing journaling or
+            # watching it: cancel, and keep what filled before the cancel took
+            order = cancel_and_settle(conn.broker, order, clock=conn.clock)
     except BrokerError as exc:
         return {"status": "error", "order_id": None, "timestamp": now, "contracts": 0, "message": str(exc)}
     trade_id = None

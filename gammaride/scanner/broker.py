@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
-import numpy as np
 import pandas as pd
 
 from gammaride.errors import BrokerError
@@ -195,10 +194,10 @@ def bars_frame(raw: list[dict]) -> pd.DataFrame:
         },
         index=idx.rename("timestamp"),
     )
-    minute = idx.hour * 60 + idx.minute
-    frame = frame[np.asarray((minute >= 570) & (minute < 960))]
+    from gammaride.sim.data import regular_hours  # the one session filter (early closes too)
+
     frame = frame[~frame.index.duplicated(keep="last")]
-    return frame.sort_index()
+    return regular_hours(frame.sort_index())
 
 
 def chain_frame(raw: dict[str, dict]) -> pd.DataFrame:
@@ -454,6 +453,12 @@ def _local(value: Any) -> pd.Timestamp:
     return ts.tz_localize(ET) if ts.tz is None else ts.tz_convert(ET)
 
 
+def cent(price: float, up: bool) -> float:
+    """``price`` rounded to a cent upwards or downwards (float noise of 1e-9 ignored)."""
+    x = float(price) * 100.0
+    return (math.ceil(x - 1e-6) if up else math.floor(x + 1e-6)) / 100.0
+
+
 def _request(spec: OrderSpec):
     from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
     from alpaca.trading.requests import (
@@ -469,10 +474,14 @@ def _request(spec: OrderSpec):
         time_in_force=TimeInForce(spec.time_in_force), client_order_id=spec.client_order_id,
     )
     if spec.order_class == "bracket":
+        # cents away from the entry: a level rounded toward it would fill on a bar whose
+        # price never reached the replay's level (a bar early); prices trade in cents, so
+        # rounding away touches exactly when replay's unrounded level is touched
+        long = spec.side == "buy"
         common.update(
             order_class=OrderClass.BRACKET,
-            take_profit=TakeProfitRequest(limit_price=round(spec.take_profit, 2)),
-            stop_loss=StopLossRequest(stop_price=round(spec.stop_loss, 2)),
+            take_profit=TakeProfitRequest(limit_price=cent(spec.take_profit, up=long)),
+            stop_loss=StopLossRequest(stop_price=cent(spec.stop_loss, up=not long)),
         )
     if spec.type == "market":
         return MarketOrderRequest(**common)

@@ -61,10 +61,6 @@ def parse_occ(symbol: str) -> tuple[str, pd.Timestamp, str, float]:
     return m["root"], exp, "call" if m["cp"] == "C" else "put", int(m["strike"]) / 1000.0
 
 
-def is_option_symbol(symbol: str) -> bool:
-    return bool(_OCC.match(symbol.strip().upper()))
-
-
 def same_day_allowed(settings: Settings, symbol: str, decision_min: int, close_min: int) -> bool:
     """Scalar form of :func:`gammaride.scanner.session.same_day_allowed` (the one rule)."""
     return bool(session.same_day_allowed(settings, symbol, np.asarray([decision_min]), np.asarray([close_min]))[0])

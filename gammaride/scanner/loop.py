@@ -38,6 +38,7 @@ from gammaride.scanner.contracts import (
 )
 from gammaride.scanner.exits import EXIT_MANUAL
 from gammaride.scanner.positions import (
+    DRY_RUN_SQL,
     MINUTE,
     ExitDecision,
     Position,
@@ -59,6 +60,7 @@ ET = "America/New_York"
 SKIP_CLOSED = "market closed"
 SKIP_NO_DATA = "no data"
 SKIP_STALE = "stale data"
+SKIP_DECIDED = "bar already decided"
 # Bars kept for a decision: enough that Wilder's ATR has forgotten its seed (1e-6 agreement).
 _WINDOW = 400
 
@@ -147,6 +149,7 @@ class Scanner(PositionManager):
         self._pending_iv: tuple | None = None
         self._in_step = False
         self._stop_requested = False
+        self._last_decided: pd.Timestamp | None = None  # the newest decision bar end acted on
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
@@ -154,7 +157,10 @@ class Scanner(PositionManager):
         self.run_id = self.journal.start_run(
             self.mode, self.symbol, instrument=s.instrument, source=self.source,
             phase=self.policy.phase, exit_policy=self.policy.describe(),
-            iv_source="constant" if self.iv_fixed is not None else "auto", settings=s.as_dict(),
+            iv_source="constant" if self.iv_fixed is not None else "auto",
+            # the dry-run flag rides in settings_json (see DRY_RUN_SQL): reports, limits and
+            # calibration can tell simulated trades from the account's own
+            settings={**s.as_dict(), "dry_run": bool(self.dry_run)},
         )
         self.out(f"gammaride scan · run {self.run_id} · {self.mode}{' · DRY RUN (no orders)' if self.dry_run else ''}"
                  f" · {self.symbol} {s.instrument} · {getattr(self.broker, 'key_id_masked', '')}".rstrip(" ·"))
@@ -212,11 +218,9 @@ class Scanner(PositionManager):
         if self.flatten_at_end and self.positions:
             self.out(f"Flattening {len(self.positions)} open position(s) this run manages.")
             for pos in list(self.positions):
-                try:
-                    self._close(pos, ExitDecision(EXIT_MANUAL, self._price_now(), self.clock.now(), False))
-                except Exception as exc:  # noqa: BLE001 - report it; the backstop still rests
-                    self._error(f"flatten trade {pos.trade_id}", exc)
+                self._flatten(pos)
         summary = self.stats.as_dict()
+        summary["dry_run"] = bool(self.dry_run)
         summary["open_positions"] = [p.contract_symbol for p in self.positions]
         jit = [o.jitter_s for o in self.outcomes if np.isfinite(o.jitter_s)]
         if jit:
@@ -230,6 +234,27 @@ class Scanner(PositionManager):
             f"signals {st.signals} · entries {st.entries} · exits: {exits} · P&L {signed_usd(st.pnl_usd)} · "
             f"errors {st.errors}" + (f" · still open: {', '.join(summary['open_positions'])}" if self.positions else "")
         )
+
+    def _flatten(self, pos: Position, attempts: int = 3) -> None:
+        """Close one position at the end of the run, a few tries; if it stays open, say so
+        plainly, and whether a stop still protects it at the broker."""
+        for i in range(attempts):
+            try:
+                if self._close(pos, ExitDecision(EXIT_MANUAL, self._price_now(), self.clock.now(), False)):
+                    return
+            except Exception as exc:  # noqa: BLE001 - report it and try again
+                self._error(f"flatten trade {pos.trade_id}", exc)
+            if pos not in self.positions:
+                return
+            if i + 1 < attempts:
+                try:
+                    self.clock.sleep_until(self.clock.now() + pd.Timedelta(seconds=1))
+                except Exception:  # noqa: BLE001 - a failed pause only shortens the wait
+                    pass
+        guard = (f"its backstop stop {pos.backstop_id} still rests at the broker" if pos.backstop_id
+                 else "it has NO stop at the broker: close it yourself")
+        self.out(f"  [WARNING] trade {pos.trade_id}: {pos.contract_symbol} x{pos.qty:g} is STILL OPEN after "
+                 f"{attempts} exit attempts; {guard}")
 
     # ------------------------------------------------------------------ time
     def _broker_now(self, attempts: int = 5) -> pd.Timestamp:
@@ -331,7 +356,9 @@ class Scanner(PositionManager):
             if paths:
                 self.journal.write_paths(pd.concat(paths, ignore_index=True))
             if iv is not None:
-                self.journal.record_iv(iv[0], self.symbol, iv[1], "snapshot", iv[2])
+                # only a real chain seen by a real run builds the IV history the gate ranks against
+                source = "offline" if (self.mode == "offline" or self.dry_run) else "snapshot"
+                self.journal.record_iv(iv[0], self.symbol, iv[1], source, iv[2])
 
     def _scan(self, now: pd.Timestamp, market: MarketClock | None, row: dict, info: dict) -> None:
         if market is None:
@@ -354,6 +381,11 @@ class Scanner(PositionManager):
             return
         # exits first: flat at a bar's end, that bar's decision may enter again (as replay)
         self._manage(bars, now)
+        if self._last_decided is not None and last_end <= self._last_decided:
+            # the next bar is late: this bar was decided (and maybe traded) by an earlier scan
+            row["skip_reason"] = SKIP_DECIDED
+            return
+        self._last_decided = last_end
         price = float(bars["close"].iloc[-1])
         chain = self.chain(now, price, info)
         iv, ivp, src = self.iv_now(now, price, chain)
@@ -489,7 +521,8 @@ class Scanner(PositionManager):
         # trades already made today (earlier runs) count against today's limits
         done = self.journal.query(
             "SELECT count(*) AS n, coalesce(sum(pnl_usd), 0) AS pnl FROM trades t JOIN runs r USING (run_id) "
-            "WHERE r.mode = ? AND CAST(t.entry_time AS DATE) = ?", [self.mode, today.date()],
+            f"WHERE r.mode = ? AND CAST(t.entry_time AS DATE) = ? AND {DRY_RUN_SQL} = ?",
+            [self.mode, today.date(), bool(self.dry_run)],
         )
         self.risk.trades = int(done["n"].iloc[0])
         self.risk.realized_pnl = float(done["pnl"].iloc[0])
@@ -507,10 +540,12 @@ class Scanner(PositionManager):
         except BrokerError as exc:
             return None, f"error: account unavailable ({short_error(exc)})"
         cid = client_order_id(self.symbol, decision_time, direction)
+        if self._already_entered(cid):
+            return None, f"{SKIP_DECIDED} (entry {cid} already journaled)"
         today = pd.Timestamp(decision_time.date())
-        close_min = int(session_close_minutes(pd.DatetimeIndex([today]))[0])
         if s.instrument == "shares":
             choice = None
+            close_min = int(session_close_minutes(pd.DatetimeIndex([today]))[0])
             stop_min = hard_stop_minute(s, self.symbol, close_min, same_day=False)
             qty = int(position_size(equity, atr, iv_mult, s)) * 100 * s.replay_delta
             qty = int(max(1, min(qty, acct.buying_power // max(entry, 0.01))))
@@ -522,9 +557,11 @@ class Scanner(PositionManager):
             if choice is None:
                 return None, f"no contract: {why}"
             stop_min = choice.hard_stop_min
-            qty = int(position_size(equity, atr, iv_mult, s, buying_power=bp, premium=choice.ask))
+            # the order goes in at ask + pad: size against that, not the ask
+            limit = marketable_limit("buy", choice.bid, choice.ask)
+            qty = int(position_size(equity, atr, iv_mult, s, buying_power=bp, premium=limit))
             if qty < 1:
-                return None, f"buying power ${bp:,.0f} cannot pay one contract at ${choice.ask:.2f}"
+                return None, f"buying power ${bp:,.0f} cannot pay one contract at ${limit:.2f}"
             premium = choice.ask
         hold_until = decision_time + s.max_hold_minutes * MINUTE
         hard_stop = today.tz_localize(ET) + stop_min * MINUTE
@@ -556,16 +593,44 @@ class Scanner(PositionManager):
             "entry_premium": fill_price if s.instrument == "options" else None,
             "client_order_id": cid,
         }
-        with self.journal.transaction():
-            self.journal.write_trade(trade)
-            self._journal_order(order, trade_id, "bracket" if s.instrument == "shares" else "entry")
-            self._journal_fill(order, trade_id, fill_price, filled_qty)
+        # managed first (backstop, flatten at the end), journaled second: a failed journal
+        # write must not leave a filled position that nothing watches
         self.positions.append(pos)
         self.risk.trades += 1
         self.stats.entries += 1
         if self.backstop:
             self._place_backstop(pos)
+
+        def write() -> None:
+            with self.journal.transaction():
+                self.journal.write_trade(trade)
+                self._journal_order(order, trade_id, "bracket" if s.instrument == "shares" else "entry")
+                self._journal_fill(order, trade_id, fill_price, filled_qty)
+
+        self._safe_journal(write, "write trade")
         return trade_id, None
+
+    def _already_entered(self, cid: str) -> bool:
+        """Whether an entry with this client id was made already: the broker would answer
+        its resubmission with the old order, which must not become a second trade. In this
+        run, or journaled by a run of this mode whose order the broker still knows (a fresh
+        offline server knows none, so a rehearsal can run the same day again)."""
+        if any(p.client_order_id == cid for p in self.positions + self.tracking):
+            return True
+        if self.dry_run:
+            return False  # nothing is sent, so nothing can come back as a phantom fill
+        try:
+            found = self.journal.query(
+                f"SELECT count(*) AS n FROM trades t JOIN runs r USING (run_id) "
+                f"WHERE t.client_order_id = ? AND r.mode = ? AND NOT {DRY_RUN_SQL}", [cid, self.mode])
+            if int(found["n"].iloc[0]) == 0:
+                return False
+        except Exception:  # noqa: BLE001 - unreadable journal: ask the broker alone
+            pass
+        try:
+            return self.broker.order_by_client_id(cid) is not None
+        except BrokerError:
+            return True  # cannot tell: refusing loses one entry, a phantom trade is worse
 
     def _send_entry(self, pos: Position, choice: ContractChoice | None, now) -> tuple[dict, float, float, str | None]:
         """(order row, fill price, filled qty, reason when nothing filled)."""
@@ -589,7 +654,7 @@ class Scanner(PositionManager):
             return {}, float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
         filled = wait_for_fill(self.broker, sent, self.clock, s.entry_timeout_seconds)
         if not filled.is_filled:
-            filled = cancel_and_settle(self.broker, filled)
+            filled = cancel_and_settle(self.broker, filled, clock=self.clock)
         pos.bracket_id = filled.id if pos.instrument == "shares" else None
         order = order_row(filled, self.run_id, None, "bracket" if pos.instrument == "shares" else "entry")
         if filled.filled_qty <= 0:
@@ -599,12 +664,6 @@ class Scanner(PositionManager):
                 f"entry not filled within {s.entry_timeout_seconds:g}s (cancelled)"
             )
         return order, float(filled.filled_avg_price), float(filled.filled_qty), None
-
-
-
-
-
-
 
 
     # ------------------------------------------------------------------ output

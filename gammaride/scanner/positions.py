@@ -10,6 +10,7 @@ between scans. Orders go out idempotently (a retry can never buy or sell twice).
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,9 @@ from gammaride.text import signed_usd
 ET = "America/New_York"
 MINUTE = pd.Timedelta(minutes=1)
 CLIENT_PREFIX = "gr-"
+# A dry run is a run whose settings_json carries "dry_run": true; its simulated trades
+# must not count against a real account's limits.
+DRY_RUN_SQL = "coalesce(TRY_CAST(json_extract(r.settings_json, '$.dry_run') AS BOOLEAN), false)"
 
 
 def client_order_id(symbol: str, decision_time: pd.Timestamp, direction: str) -> str:
@@ -73,6 +77,10 @@ class Position:
     bracket_id: str | None = None
     adopted: bool = False
     exit_attempts: int = 0
+    backstops: int = 0  # backstop orders placed so far: each new one needs a new client id
+    # exit fills booked before the position was flat (a partial exit or backstop fill)
+    closed_qty: float = 0.0
+    closed_value: float = 0.0  # sum of qty x price of those fills
     path: dict[int, tuple] = field(default_factory=dict)  # minute -> (bar_time, o, h, l, c)
 
     @property
@@ -214,8 +222,13 @@ def wait_for_fill(broker: Broker, order: OrderInfo, clock: Clock, timeout_s: flo
     return order
 
 
-def cancel_and_settle(broker: Broker, order: OrderInfo, attempts: int = 3) -> OrderInfo:
-    """Cancel and return the order's final state (it may have filled meanwhile)."""
+def cancel_and_settle(broker: Broker, order: OrderInfo, attempts: int = 3, clock: Clock | None = None,
+                      timeout_s: float = 5.0, poll_s: float = 0.25) -> OrderInfo:
+    """Cancel and return the order's final state (it may have filled meanwhile).
+
+    Alpaca cancels asynchronously (``pending_cancel``): until the order is done it can
+    still fill and its quantity is still reserved, so this polls until it is done or
+    ``timeout_s`` seconds (of ``clock``, else wall time) pass."""
     for _ in range(attempts):
         try:
             broker.cancel_order(order.id)
@@ -223,12 +236,31 @@ def cancel_and_settle(broker: Broker, order: OrderInfo, attempts: int = 3) -> Or
         except BrokerError as exc:
             if getattr(exc, "status", None) == 422:  # already filled or done
                 break
-    for _ in range(attempts):
+    latest = order
+    deadline = (clock.now() if clock else pd.Timestamp.now(tz="UTC")) + pd.Timedelta(seconds=timeout_s)
+    failures = 0
+    while True:
         try:
-            return broker.get_order(order.id)
+            latest = broker.get_order(order.id)
         except BrokerError:
-            continue
-    return order
+            failures += 1
+            if failures >= attempts:
+                return latest
+        if latest.is_done:
+            return latest
+        now = clock.now() if clock else pd.Timestamp.now(tz="UTC")
+        if now >= deadline:
+            return latest
+        if clock is not None:
+            clock.sleep_until(now + pd.Timedelta(seconds=poll_s))
+        else:
+            time.sleep(poll_s)
+
+
+def backstop_client_id(entry_client_id: str, n: int) -> str:
+    """The n-th backstop's client id (1: ``-bs``, then ``-bs2``...): a re-placed backstop
+    needs a new id, or the idempotent submit would return the old, done order."""
+    return f"{entry_client_id}-bs" + ("" if n <= 1 else str(n))
 
 
 class PositionManager:
@@ -254,8 +286,9 @@ class PositionManager:
         """
         ref = pos.entry_bid if np.isfinite(pos.entry_bid) else pos.entry_premium
         stop = premium_at(ref, pos.delta, pos.sign, pos.sl - pos.entry_price)
+        pos.backstops += 1
         spec = OrderSpec(pos.contract_symbol, pos.qty, "sell", "stop", stop_price=stop,
-                         client_order_id=pos.client_order_id + "-bs")
+                         client_order_id=backstop_client_id(pos.client_order_id, pos.backstops))
         try:
             o = submit_idempotent(self.broker, spec)
             pos.backstop_id = o.id
@@ -276,7 +309,7 @@ class PositionManager:
         for pos in list(self.positions):
             if self._closed_at_broker(pos):
                 continue
-            decision = _client_side(pos, check_bars(pos, bars, now))
+            decision = _client_side(pos, check_bars(pos, bars, now)) or self._hard_stop_now(pos, now, None)
             if decision is not None:
                 self._close(pos, decision)
 
@@ -316,12 +349,22 @@ class PositionManager:
             decision = _client_side(pos, check_bars(pos, bars, now)) if bars is not None and len(bars) else None
             if decision is None and trade is not None:
                 decision = _client_side(pos, check_price(pos, trade.price, now))
+            if decision is None:
+                decision = self._hard_stop_now(pos, now, trade)
             if decision is not None:
                 if bars is not None:
                     rows = record_path(pos, bars, self.settings.max_hold_minutes)
                     if len(rows):
                         self._safe_journal(lambda r=rows: self._tx(self.journal.write_paths, r), "write path")
                 self._close(pos, decision)
+
+    def _hard_stop_now(self, pos: Position, now: pd.Timestamp, trade) -> ExitDecision | None:
+        """At the hard stop the clock rules: exit at the last trade price rather than wait
+        for a bar that may come late (the contract's cutoff does not wait)."""
+        if now < pos.hard_stop:
+            return None
+        price = trade.price if trade is not None else self._price_now()
+        return ExitDecision(EXIT_HARD_STOP, float(price), now, False)
 
     def _closed_at_broker(self, pos: Position) -> bool:
         """The backstop (options) or a bracket leg (shares) may have closed the position."""
@@ -350,39 +393,64 @@ class PositionManager:
         self._book_exit(pos, ExitDecision(reason, price, at, False), leg, "backstop" if pos.backstop_id else "bracket")
         return True
 
-    def _close(self, pos: Position, decision: ExitDecision) -> None:
-        """Cancel the backstop, sell with a marketable order, journal fill and reason."""
+    def _close(self, pos: Position, decision: ExitDecision) -> bool:
+        """Cancel the backstop, sell with a marketable order, journal fill and reason.
+        True once the position is booked closed; False leaves it open (retried at the
+        next check), with a backstop resting again when one had been cancelled."""
         if self.dry_run:
             premium = self._sim_exit_premium(pos, decision.price)
             order = self._sim_order(pos, "sell", pos.qty, premium, "exit")
             self._book_exit(pos, decision, None, "exit", sim_row=order, premium=premium)
-            return
+            return True
+        had_backstop = False
         try:
             if pos.backstop_id:
-                bs = cancel_and_settle(self.broker, self.broker.get_order(pos.backstop_id))
+                bs = cancel_and_settle(self.broker, self.broker.get_order(pos.backstop_id), clock=self.clock)
                 if bs.is_filled:
                     self._book_exit(pos, ExitDecision(EXIT_SL, decision.price, decision.time, False), bs, "backstop")
-                    return
-                self._safe_journal(lambda: self._tx(self._journal_order, bs, pos.trade_id, "backstop"), "backstop")
-                pos.backstop_id = None
+                    return True
+                if bs.is_done:
+                    self._partial_exit(pos, bs, "backstop")  # a part it sold before the cancel
+                    pos.backstop_id = None
+                    had_backstop = True
+                else:  # still working: selling now would be refused for the reserved qty
+                    self.out(f"  [EXIT] trade {pos.trade_id}: backstop cancel still pending; retrying at the next check")
+                    return False
             if pos.bracket_id:
-                parent = cancel_and_settle(self.broker, self.broker.get_order(pos.bracket_id))
+                parent = cancel_and_settle(self.broker, self.broker.get_order(pos.bracket_id), clock=self.clock)
                 for lg in parent.legs:
-                    if lg.is_filled:
+                    if not lg.is_done:
+                        lg = cancel_and_settle(self.broker, lg, clock=self.clock)
+                    if lg.is_filled:  # a leg that filled while being cancelled closed the position
                         self._book_exit(pos, ExitDecision("tp" if lg.type == "limit" else EXIT_SL,
                                                           decision.price, decision.time, False), lg, "bracket")
-                        return
-                    if not lg.is_done:
-                        cancel_and_settle(self.broker, lg)
+                        return True
                 pos.bracket_id = None
             filled = self._send_exit(pos)
         except BrokerError as exc:
             self._error(f"exit trade {pos.trade_id}", exc)
             self.out(f"  [EXIT] trade {pos.trade_id}: {short_error(exc)}; retrying at the next check")
-            return
+            filled = None
         if filled is None:
-            return
+            if had_backstop and self.backstop and pos.qty > 0:
+                self._place_backstop(pos)  # protected again while the exit is retried
+            return False
         self._book_exit(pos, decision, filled, "exit")
+        return True
+
+    def _partial_exit(self, pos: Position, order: OrderInfo, purpose: str) -> None:
+        """Journal a done order that sold part of the position and keep its money for the
+        trade's P&L; the rest of the position stays open."""
+        self._safe_journal(lambda: self._tx(self._journal_order, order, pos.trade_id, purpose), f"{purpose} order")
+        q = float(order.filled_qty or 0.0)
+        if q <= 0 or not np.isfinite(order.filled_avg_price):
+            return
+        q = min(q, pos.qty)
+        pos.qty -= q
+        pos.closed_qty += q
+        pos.closed_value += q * float(order.filled_avg_price)
+        self._safe_journal(lambda: self._tx(self._journal_fill, order, pos.trade_id, float(order.filled_avg_price),
+                                            q, order.filled_at), f"{purpose} fill")
 
     def _send_exit(self, pos: Position) -> OrderInfo | None:
         pos.exit_attempts += 1
@@ -399,11 +467,9 @@ class PositionManager:
         sent = submit_idempotent(self.broker, spec)
         done = wait_for_fill(self.broker, sent, self.clock, self.exit_timeout)
         if not done.is_filled:
-            done = cancel_and_settle(self.broker, done)
+            done = cancel_and_settle(self.broker, done, clock=self.clock)
         if done.filled_qty < pos.qty:
-            self._safe_journal(lambda: self._tx(self._journal_order, done, pos.trade_id, "exit"), "exit order")
-            if done.filled_qty > 0:
-                pos.qty -= done.filled_qty
+            self._partial_exit(pos, done, "exit")
             self.out(f"  [EXIT] trade {pos.trade_id}: exit order {done.status}; retrying at the next check")
             return None
         return done
@@ -422,6 +488,11 @@ class PositionManager:
                    sim_row: dict | None = None, premium: float | None = None) -> None:
         if premium is None:
             premium = float(order.filled_avg_price) if order is not None else float("nan")
+        fill_premium, fill_qty = premium, pos.qty
+        if pos.closed_qty > 0:  # earlier partial exits: the trade's P&L is over every contract
+            pos.qty += pos.closed_qty
+            premium = (pos.closed_value + premium * fill_qty) / pos.qty
+            pos.closed_qty = pos.closed_value = 0.0
         if pos.instrument == "options":
             pnl = (premium - pos.entry_premium) * pos.qty * 100.0
             exit_premium = premium
@@ -439,10 +510,10 @@ class PositionManager:
                 if order is not None:
                     self._journal_order(order, pos.trade_id, purpose)
                     self._journal_fill(order_row(order, self.run_id, pos.trade_id, purpose), pos.trade_id,
-                                       premium, order.filled_qty, order.filled_at)
+                                       fill_premium, min(order.filled_qty, fill_qty), order.filled_at)
                 elif sim_row is not None:  # dry run: the simulated exit order
                     self.journal.write_order({**sim_row, "trade_id": pos.trade_id})
-                    self._journal_fill(sim_row, pos.trade_id, premium, pos.qty)
+                    self._journal_fill(sim_row, pos.trade_id, fill_premium, fill_qty)
 
         self._safe_journal(write, "write exit")
         if pos in self.positions:
@@ -472,7 +543,8 @@ class PositionManager:
             self.out(f"Could not reconcile with the broker ({short_error(exc)}); continuing without adopting.")
             return
         open_trades = self.journal.query(
-            "SELECT * FROM trades WHERE status = 'open' AND client_order_id IS NOT NULL")
+            "SELECT t.* FROM trades t JOIN runs r USING (run_id) "
+            f"WHERE t.status = 'open' AND t.client_order_id IS NOT NULL AND NOT {DRY_RUN_SQL} ORDER BY t.trade_id")
         ours: dict[str, list[OrderInfo]] = {}
         for o in orders:
             if is_ours(o.client_order_id):
@@ -486,8 +558,10 @@ class PositionManager:
                 continue
             pos = _position_from_trade(trade.iloc[-1], abs(p.qty), self.settings.max_hold_minutes)
             for o in mine:
-                if o.client_order_id == pos.client_order_id + "-bs" and not o.is_done:
-                    pos.backstop_id = o.id
+                if _is_backstop_of(o.client_order_id, pos.client_order_id):
+                    pos.backstops += 1
+                    if not o.is_done:
+                        pos.backstop_id = o.id
                 if o.client_order_id == pos.client_order_id and o.order_class == "bracket":
                     pos.bracket_id = o.id  # its TP/SL legs must be cancelled before a time exit
             done = self.journal.trade_paths([pos.trade_id])
@@ -497,6 +571,9 @@ class PositionManager:
             self.stats.adopted += 1
             self.out(f"Adopted open position {p.symbol} x{abs(p.qty):g} (trade {pos.trade_id}, "
                      f"TP ${pos.tp:.2f} SL ${pos.sl:.2f}, limit {pos.limit:%H:%M})")
+            if self.backstop and pos.instrument == "options" and pos.backstop_id is None:
+                # none rests (never placed, or a DAY stop expired overnight): place a new one
+                self._place_backstop(pos)
         if others:
             self.out(f"Leaving {len(others)} position(s) not opened by gammaride alone: {', '.join(others)}")
         self._close_orphans(open_trades, {p.symbol for p in held})
@@ -505,16 +582,13 @@ class PositionManager:
         """Open trades of this mode with no position left at the broker were closed while
         no scanner ran (the backstop, the broker's expiry liquidation, a manual close):
         book them from the backstop's fill when there is one, else as 'manual'."""
-        modes = self.journal.query("SELECT run_id, mode FROM runs")
-        mine = set(modes.loc[modes["mode"] == self.mode, "run_id"])
+        modes = self.journal.query(f"SELECT run_id, mode, {DRY_RUN_SQL} AS dry FROM runs r")
+        mine = set(modes.loc[(modes["mode"] == self.mode) & ~modes["dry"].astype(bool), "run_id"])
         for t in open_trades.itertuples():
             if t.run_id not in mine or t.contract_symbol in held or not is_ours(t.client_order_id):
                 continue
-            try:
-                bs = self.broker.order_by_client_id(t.client_order_id + "-bs")
-            except BrokerError:
-                bs = None
-            filled = bs is not None and bs.is_filled
+            bs = self._filled_backstop(t.client_order_id)
+            filled = bs is not None
             premium = bs.filled_avg_price if filled else float("nan")
             pnl = (premium - t.entry_premium) * t.contracts * 100.0 if filled else None
             values = dict(status="closed", exit_reason=EXIT_SL if filled else EXIT_MANUAL,
@@ -523,6 +597,19 @@ class PositionManager:
                                "close orphan")
             self.out(f"Trade {t.trade_id} ({t.contract_symbol}) has no position at the broker any more; "
                      f"booked as {'closed by its backstop stop' if filled else 'closed outside gammaride (manual)'}")
+
+    def _filled_backstop(self, entry_client_id: str, most: int = 10) -> OrderInfo | None:
+        """The backstop (first, or a re-placed one) that filled, if any."""
+        for n in range(1, most + 1):
+            try:
+                bs = self.broker.order_by_client_id(backstop_client_id(entry_client_id, n))
+            except BrokerError:
+                return None
+            if bs is None:
+                return None
+            if bs.is_filled:
+                return bs
+        return None
 
     def _tx(self, fn, *args, **kwargs) -> None:
         with self.journal.transaction():
@@ -587,6 +674,11 @@ class PositionManager:
         except BrokerError:
             pass
         return premium_at(pos.entry_premium, pos.delta, pos.sign, price - pos.entry_price)
+
+
+def _is_backstop_of(client_id: str | None, entry_client_id: str) -> bool:
+    rest = str(client_id or "")[len(entry_client_id):] if str(client_id or "").startswith(entry_client_id) else ""
+    return rest.startswith("-bs") and rest[3:].isdigit() or rest == "-bs"
 
 
 def _client_side(pos: Position, decision: ExitDecision | None) -> ExitDecision | None:

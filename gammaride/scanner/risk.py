@@ -1,5 +1,6 @@
-"""Risk limits before an entry: open positions, trades per day, daily loss kill switch,
-contracts and buying power. Pure: the loop passes in the day's state."""
+"""Risk limits before an entry: open positions, trades per day, daily loss kill switch
+(contracts against buying power are capped by ``setup.position_size``). Pure: the loop
+passes in the day's state."""
 
 from __future__ import annotations
 
@@ -41,9 +42,3 @@ def entry_block(settings: Settings, risk: DayRisk, open_positions: int) -> str |
         return f"daily loss limit hit ({settings.daily_loss_limit:.0%} of start-of-day equity)"
     return None
 
-
-def affordable(contracts: int, premium: float, buying_power: float, multiplier: float = 100.0) -> int:
-    """Contracts cut to what the buying power pays for at ``premium``; 0 if not even one."""
-    if premium <= 0:
-        return contracts
-    return int(max(0, min(contracts, buying_power // (premium * multiplier))))

@@ -81,6 +81,8 @@ class OfflineAlpaca:
         strikes_each_side: int = 10,
         expirations: int = 5,
         option_stops: bool = True,
+        async_cancels: bool = False,
+        partial_fill_max: int | None = None,
     ) -> None:
         if not key_id or not secret_key:
             raise ConfigError("key_id and secret_key must be non-empty strings")
@@ -102,7 +104,8 @@ class OfflineAlpaca:
                                strikes_each_side=strikes_each_side, expirations=expirations)
         self.broker = Broker(
             self.tape, self.book, self.schedule, float(equity), self.clock.now_ns(),
-            seed=seed, settings=settings, option_stops=option_stops,
+            seed=seed, settings=settings, option_stops=option_stops, async_cancels=async_cancels,
+            partial_fill_max=partial_fill_max,
         )
         self.faults = FaultInjector(faults, seed=seed)
         self.request_log: list[dict] = []

@@ -51,6 +51,8 @@ class Broker:
         settings: Settings | None = None,
         options_level: int = 3,
         option_stops: bool = True,
+        async_cancels: bool = False,
+        partial_fill_max: int | None = None,
     ) -> None:
         if not (math.isfinite(equity) and equity > 0):
             raise ConfigError(f"starting equity {equity!r} must be a positive number of dollars")
@@ -61,6 +63,12 @@ class Broker:
         self.options_level = int(options_level)
         # Alpaca takes single-leg option stop orders since 2026-08; False rehearses before
         self.option_stops = bool(option_stops)
+        # Alpaca cancels asynchronously: True makes a cancel request leave the order
+        # pending_cancel (still fillable, qty still reserved) until the clock next moves
+        self.async_cancels = bool(async_cancels)
+        # at most this many contracts of an option limit/stop order fill per check (a thin
+        # book): orders go partially_filled first; None fills whole orders
+        self.partial_fill_max = int(partial_fill_max) if partial_fill_max else None
         self.cash = float(equity)
         self.last_equity = float(equity)
         self.positions: dict[str, Position] = {}
@@ -472,13 +480,19 @@ class Broker:
 
     def _fill(self, order: Order, price: float, t_ns: int) -> None:
         qty = order.qty - order.filled_qty
-        order.filled_qty = order.qty
-        order.filled_avg_price = price
-        order.filled_ns = t_ns
+        if self.partial_fill_max and order.is_option and order.type != "market":
+            qty = min(qty, float(self.partial_fill_max))
+        before = order.filled_qty
+        order.filled_qty = before + qty
+        order.filled_avg_price = price if not before else (order.filled_avg_price * before + price * qty) / order.filled_qty
         order.updated_ns = t_ns
-        order.status = "filled"
         self.fills.append(Fill(order.id, order.symbol, order.side, qty, price, t_ns))
         self._apply(order.symbol, order.asset_class, order.side, qty, price)
+        if order.filled_qty < order.qty - 1e-9:
+            order.status = "partially_filled"
+            return
+        order.filled_ns = t_ns
+        order.status = "filled"
         for leg in order.legs:  # bracket: the exit legs go live from the next bar
             leg.status = "new"
             leg.updated_ns = t_ns
@@ -521,6 +535,14 @@ class Broker:
             raise ApiError(404, "order not found", 40410000)
         if not order.is_open:
             raise unprocessable(f'order is already in "{order.status}" state')
+        if self.async_cancels:
+            for o in (order.parent.legs if order.parent is not None else [order]):
+                if o.status == "held":  # a leg not yet live has nothing to wait for
+                    self._cancel(o, now_ns)
+                elif o.is_open:
+                    o.status = "pending_cancel"
+                    o.updated_ns = now_ns
+            return
         if order.parent is not None:  # canceling one leg of a bracket cancels both
             for sib in order.parent.legs:
                 if sib.is_open:
@@ -590,6 +612,10 @@ class Broker:
                 for o in self.working():
                     if o.is_option and o.status != "held":
                         self._check_option_order(o, now_ns)
+        # what was still pending_cancel when the clock moved is canceled now (fills first)
+        for o in self.working():
+            if o.status == "pending_cancel":
+                self._cancel(o, now_ns)
         # last_equity is the equity at the latest close passed (Alpaca's "last_equity").
         i_last = self.schedule.index_at_or_after(last)
         i_now = self.schedule.index_at_or_after(now_ns)

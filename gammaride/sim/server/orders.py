@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from gammaride.sim.server.market import rfc3339
 from gammaride.sim.server.options import contract_id
 
-OPEN_STATUSES = frozenset({"new", "accepted", "held", "partially_filled", "pending_new"})
+# pending_cancel: asked to cancel, not yet done (async_cancels) - it can still fill, and
+# its quantity stays reserved
+OPEN_STATUSES = frozenset({"new", "accepted", "held", "partially_filled", "pending_new", "pending_cancel"})
 
 
 class ApiError(Exception):
