@@ -12,11 +12,13 @@ from gammaride import cli
 from gammaride.config import Settings
 from gammaride.errors import BrokerError
 from gammaride.journal import Journal
+from gammaride.journal.store import DRY_RUN_SQL
+from gammaride.reports import build_report_data
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec, _request, bars_frame, cent
 from gammaride.scanner.clock import SteppedClock
 from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import SKIP_DECIDED, Scanner
-from gammaride.scanner.positions import DRY_RUN_SQL, ExitDecision, backstop_client_id
+from gammaride.scanner.positions import ExitDecision, backstop_client_id
 from gammaride.sim.server import OfflineAlpaca
 
 ET = "America/New_York"
@@ -215,6 +217,9 @@ def test_dry_run_is_marked_and_not_counted_against_the_accounts_limits(tmp_path)
         again, _ = scanner(srv, journal, dry_run=True)
         again._new_day(now)
         assert again.risk.trades == 1  # a dry run does count earlier dry-run trades
+        # rehearsals are not results: calibration and the report leave them out
+        assert len(journal.trades(dry_runs=True)) == 1 and journal.trades().empty
+        assert build_report_data(journal)["headline"]["n"] == 0
     journal.close()
 
 

@@ -30,6 +30,9 @@ from gammaride.journal.schema import (
     TRADE_COLUMNS,
 )
 
+# A run made with --dry-run (orders simulated, nothing sent) carries "dry_run": true in its
+# settings_json; older runs without the flag were real. SQL over ``runs r``.
+DRY_RUN_SQL = "coalesce(TRY_CAST(json_extract(r.settings_json, '$.dry_run') AS BOOLEAN), false)"
 DEFAULT_JOURNAL = "gammaride.duckdb"
 ENV_JOURNAL = "GAMMARIDE_JOURNAL"
 ET = "America/New_York"
@@ -295,9 +298,14 @@ class Journal:
             warnings.simplefilter("ignore")  # duckdb's pandas export warns on pandas 3
             return self.con.execute(sql, params or []).df()
 
-    def trades(self, closed_only: bool = True, mode: str | None = None) -> pd.DataFrame:
+    def trades(
+        self, closed_only: bool = True, mode: str | None = None, dry_runs: bool = False
+    ) -> pd.DataFrame:
+        """Trades with their run's mode; trades of --dry-run runs only when asked."""
         sql = "SELECT t.*, r.mode FROM trades t JOIN runs r USING (run_id) WHERE 1=1"
         params: list[Any] = []
+        if not dry_runs:
+            sql += f" AND NOT {DRY_RUN_SQL}"
         if closed_only:
             sql += " AND t.status = 'closed'"
         if mode and mode != "all":

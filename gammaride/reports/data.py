@@ -21,6 +21,7 @@ import pandas as pd
 from gammaride.config import Settings
 from gammaride.errors import ConfigError
 from gammaride.journal import Journal
+from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.reports import calibration as calib
 from gammaride.reports import stats
 
@@ -144,8 +145,10 @@ class _Query:
 
     def register(self) -> None:
         mode = self.f.source
+        # dry runs simulated their orders: they are rehearsals, not results
         runs = self.j.query(
-            "SELECT run_id FROM runs WHERE ? = 'all' OR mode = ?", [mode, mode]
+            f"SELECT run_id FROM runs r WHERE (? = 'all' OR mode = ?) AND NOT {DRY_RUN_SQL}",
+            [mode, mode],
         )
         self.j.con.register("_report_runs", runs.astype({"run_id": "int64"}))
 

@@ -26,6 +26,7 @@ import pandas as pd
 from gammaride.config import Settings
 from gammaride.errors import BrokerError
 from gammaride.journal import Journal
+from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.scanner import ivrank
 from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
 from gammaride.scanner.clock import Clock, next_scan_time
@@ -38,7 +39,6 @@ from gammaride.scanner.contracts import (
 )
 from gammaride.scanner.exits import EXIT_MANUAL
 from gammaride.scanner.positions import (
-    DRY_RUN_SQL,
     MINUTE,
     ExitDecision,
     Position,

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from gammaride.errors import BrokerError
+from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.scanner.broker import Broker, OrderInfo, OrderSpec
 from gammaride.scanner.clock import Clock
 from gammaride.scanner.contracts import marketable_limit, premium_at
@@ -35,7 +36,6 @@ MINUTE = pd.Timedelta(minutes=1)
 CLIENT_PREFIX = "gr-"
 # A dry run is a run whose settings_json carries "dry_run": true; its simulated trades
 # must not count against a real account's limits.
-DRY_RUN_SQL = "coalesce(TRY_CAST(json_extract(r.settings_json, '$.dry_run') AS BOOLEAN), false)"
 
 
 def client_order_id(symbol: str, decision_time: pd.Timestamp, direction: str) -> str:
