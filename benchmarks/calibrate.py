@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from gammaride.calibration import (
     SL_GRID,
@@ -27,8 +26,8 @@ from gammaride.calibration import (
 from gammaride.calibration.grid import simulate_one
 from gammaride.config import Settings
 from gammaride.journal import Journal
+from gammaride.sim.synthetic import journal_frames, write_journal
 
-ET = "America/New_York"
 HOLD = 20
 
 
@@ -43,47 +42,8 @@ def build_journal(path: Path, n: int, seed: int = 0) -> None:
     h, lo, c = np.maximum(w.max(2), o), np.minimum(w.min(2), o), w[:, :, -1]
     sign = rng.choice([1.0, -1.0], n)
     entry = rng.uniform(400, 480, n)
-    s, e, a = sign[:, None], entry[:, None], atr[:, None]
-    per_day = 4
-    days = pd.DatetimeIndex(pd.bdate_range("2015-01-02", periods=n // per_day + 1)).tz_localize(ET)
-    day = days[np.arange(n) // per_day]
-    when = day + pd.to_timedelta(9 * 60 + 40 + 12 * (np.arange(n) % per_day), unit="min")
-    ids = np.arange(1, n + 1)
-    trades = pd.DataFrame(
-        {
-            "trade_id": ids,
-            "symbol": "SPY",
-            "direction": np.where(sign > 0, "call", "put"),
-            "status": "closed",
-            "entry_time": when,
-            "entry_price": entry,
-            "exit_time": when + pd.Timedelta(minutes=HOLD),
-            "exit_price": (e + s * a * c)[:, -1],
-            "exit_reason": "time",
-            "hard_stop_time": day + pd.Timedelta(hours=15, minutes=25),
-            "atr": atr,
-            "tp_mult": 2.0,
-            "sl_mult": 1.0,
-            "phase": 1,
-        }
-    )
-    minute = np.tile(np.arange(1, HOLD + 1), n)
-    paths = pd.DataFrame(
-        {
-            "trade_id": np.repeat(ids, HOLD),
-            "minute": minute,
-            "bar_time": when.repeat(HOLD) + pd.to_timedelta(minute - 1, unit="min"),
-            "open": (e + s * a * o).ravel(),
-            "high": np.where(s > 0, e + a * h, e - a * lo).ravel(),
-            "low": np.where(s > 0, e + a * lo, e - a * h).ravel(),
-            "close": (e + s * a * c).ravel(),
-        }
-    )
-    with Journal(path) as j, j.transaction():
-        run_id = j.start_run("replay", "SPY", source="benchmark")
-        j.write_trades(trades.assign(run_id=run_id))
-        j.write_paths(paths)
-        j.finish_run(run_id)
+    trades, paths = journal_frames(o, h, lo, c, sign, entry, atr, start="2015-01-02")
+    write_journal(path, trades, paths, source="benchmark")
 
 
 def _time(fn, repeat: int) -> tuple[float, object]:

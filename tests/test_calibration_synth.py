@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from gammaride.calibration.grid import SL_GRID, TP_GRID, TradePaths, simulate_grid
+from gammaride.sim.synthetic import journal_frames, write_journal  # noqa: F401 - used by other tests
 
-ET = "America/New_York"
 HOLD = 20
 SUB = 20  # Brownian sub-steps per 1-minute bar: highs and lows come from them
 # name: (ATR range in $, move size mean and sd in ATRs, noise per sqrt(minute),
@@ -69,60 +69,8 @@ def synthetic_frames(
         o[rows], h[rows], lo[rows], c[rows] = bars
     sign = rng.choice([1.0, -1.0], n)
     entry = np.round(rng.uniform(400, 480, n), 2)
-    s, e, a = sign[:, None], entry[:, None], atr[:, None]
-    price_high = np.where(s > 0, e + a * h, e - a * lo)
-    price_low = np.where(s > 0, e + a * lo, e - a * h)
-
-    days = pd.DatetimeIndex(pd.bdate_range("2024-01-02", periods=n // per_day + 1)).tz_localize(ET)
-    day = days[np.arange(n) // per_day]
-    entry_time = day + pd.to_timedelta(9 * 60 + 40 + 12 * (np.arange(n) % per_day), unit="min")
-    ids = np.arange(1, n + 1)
-    trades = pd.DataFrame(
-        {
-            "trade_id": ids,
-            "symbol": "SPY",
-            "instrument": "options",
-            "direction": np.where(sign > 0, "call", "put"),
-            "status": "closed",
-            "entry_time": entry_time,
-            "entry_price": entry,
-            "exit_time": entry_time + pd.Timedelta(minutes=HOLD),
-            "exit_price": (e + s * a * c)[:, -1],
-            "exit_reason": "time",
-            "hard_stop_time": day + pd.Timedelta(hours=15, minutes=25),
-            "atr": atr,
-            "tp_mult": 2.0,
-            "sl_mult": 1.0,
-            "phase": 1,
-            "atr_bucket": "all",
-            "contracts": 1,
-        }
-    )
-    minute = np.tile(np.arange(1, HOLD + 1), n)
-    paths = pd.DataFrame(
-        {
-            "trade_id": np.repeat(ids, HOLD),
-            "minute": minute,
-            "bar_time": entry_time.repeat(HOLD) + pd.to_timedelta(minute - 1, unit="min"),
-            "open": (e + s * a * o).ravel(),
-            "high": price_high.ravel(),
-            "low": price_low.ravel(),
-            "close": (e + s * a * c).ravel(),
-        }
-    )
+    trades, paths = journal_frames(o, h, lo, c, sign, entry, atr, per_day=per_day)
     return trades, paths, np.array(names)[bucket]
-
-
-def write_journal(path, trades: pd.DataFrame, paths: pd.DataFrame):
-    """Write the frames into a real journal as one replay run, through the Journal API."""
-    from gammaride.journal import Journal
-
-    with Journal(path) as journal, journal.transaction():
-        run_id = journal.start_run("replay", "SPY", source="synthetic")
-        journal.write_trades(trades.assign(run_id=run_id))
-        journal.write_paths(paths)
-        journal.finish_run(run_id)
-    return path
 
 
 def true_surfaces(n: int = 2500, seed: int = 12345) -> dict[str, np.ndarray]:
