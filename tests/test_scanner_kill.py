@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,6 +24,14 @@ from gammaride.sim.server import OfflineAlpaca
 ET = "America/New_York"
 
 
+def _start_scan(srv: OfflineAlpaca, journal: Path) -> subprocess.Popen:
+    """``gammaride scan`` in a child process against ``srv`` (stepped clock, 30 scans)."""
+    env = {**os.environ, "ALPACA_API_KEY": srv.key_id, "ALPACA_SECRET_KEY": srv.secret_key}
+    cmd = [sys.executable, "-m", "gammaride", "scan", "--url", srv.url, "--speed", "0", "--scans", "30",
+           "--journal", str(journal), "--iv-percentile", "0.5"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+
 def _after_backstop(srv: OfflineAlpaca) -> bool:
     """A request came after the backstop order's: the scanner journaled the trade between."""
     log = list(srv.request_log)
@@ -35,10 +44,7 @@ def _after_backstop(srv: OfflineAlpaca) -> bool:
 def test_sigkill_with_an_open_position_then_restart_adopts_and_exits(tmp_path):
     path = tmp_path / "j.duckdb"
     with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
-        env = {**os.environ, "ALPACA_API_KEY": srv.key_id, "ALPACA_SECRET_KEY": srv.secret_key}
-        cmd = [sys.executable, "-m", "gammaride", "scan", "--url", srv.url, "--speed", "0", "--scans", "30",
-               "--journal", str(path), "--iv-percentile", "0.5"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        proc = _start_scan(srv, path)
         deadline = time.time() + 60
         # the trade is committed right after its backstop goes out: kill at the next request
         while time.time() < deadline and proc.poll() is None:
@@ -115,10 +121,7 @@ def test_a_trade_closed_at_the_broker_while_no_scanner_ran_is_booked_on_restart(
 def test_ctrl_c_prints_a_summary_and_flattens_what_the_run_opened(tmp_path):
     path = tmp_path / "j.duckdb"
     with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
-        env = {**os.environ, "ALPACA_API_KEY": srv.key_id, "ALPACA_SECRET_KEY": srv.secret_key}
-        cmd = [sys.executable, "-m", "gammaride", "scan", "--url", srv.url, "--speed", "0", "--scans", "30",
-               "--journal", str(path), "--iv-percentile", "0.5"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        proc = _start_scan(srv, path)
         deadline = time.time() + 60
         while time.time() < deadline and proc.poll() is None:
             if any(o.client_order_id.endswith("-bs") for o in list(srv.broker.orders.values())):

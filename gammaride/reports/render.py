@@ -22,21 +22,16 @@ from markupsafe import Markup
 from gammaride.journal import Journal
 from gammaride.reports import charts
 from gammaride.reports.data import ReportFilters, build_report_data
+from gammaride.text import is_missing as _missing
 from gammaride.text import signed_usd, usd
 
 TEMPLATE = "report.html.j2"
-
-
-def _missing(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and not math.isfinite(x))
 
 
 def _pct(x: Any, digits: int = 1) -> str:
     return "–" if _missing(x) else f"{x * 100:.{digits}f}%"
 
 
-_usd = usd
-_signed_usd = signed_usd
 
 
 def _r(x: Any, digits: int = 2) -> str:
@@ -68,7 +63,7 @@ def _environment() -> jinja2.Environment:
         loader=jinja2.DictLoader({TEMPLATE: source}),
     )
     env.filters.update(
-        pct=_pct, usd=_usd, signed_usd=_signed_usd, r=_r, num=_num, count=_count, missing=_missing
+        pct=_pct, usd=usd, signed_usd=signed_usd, r=_r, num=_num, count=_count, missing=_missing
     )
     return env
 
@@ -100,8 +95,8 @@ def headline_text(data: dict[str, Any]) -> str:
     return (
         f"{h['n']:,} trades, win rate {_pct(h['win_rate'])} "
         f"(95% CI {_pct(h['win_lo'])}-{_pct(h['win_hi'])}), expectancy {_r(h['exp_r'])} / "
-        f"{_signed_usd(h['exp_usd'])} per trade, profit factor {_num(h['profit_factor'])}, "
-        f"P&L {_signed_usd(h['total_usd'])}"
+        f"{signed_usd(h['exp_usd'])} per trade, profit factor {_num(h['profit_factor'])}, "
+        f"P&L {signed_usd(h['total_usd'])}"
     )
 
 
