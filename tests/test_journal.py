@@ -4,7 +4,7 @@ import pytest
 
 from gammaride.errors import JournalError, JournalVersionError
 from gammaride.journal import Journal
-from gammaride.journal.schema import SCHEMA_VERSION
+from gammaride.journal.schema import MIGRATIONS, SCHEMA_VERSION, m001_initial
 
 STABLE_SCAN_COLUMNS = [
     "run_id", "decision_time", "symbol", "in_window", "window", "volume", "avg_volume",
@@ -33,7 +33,7 @@ def test_documented_columns_exist(tmp_path):
 def test_migrations_are_recorded_with_the_time_they_ran(tmp_path):
     with Journal(tmp_path / "j.duckdb") as j:
         rows = j.query("SELECT * FROM schema_migrations")
-        assert rows.name.tolist() == ["m001_initial"] and rows.applied_at.notna().all()
+        assert rows.name.tolist() == [name for name, _ in MIGRATIONS] and rows.applied_at.notna().all()
         assert j.schema_version == SCHEMA_VERSION
 
 
@@ -49,8 +49,32 @@ def test_a_journal_from_a_newer_version_is_refused(tmp_path):
     con = duckdb.connect(str(path))
     con.execute("INSERT INTO schema_migrations VALUES ('m999_future', now())")
     con.close()
-    with pytest.raises(JournalVersionError, match="newer than this gammaride's version 1; upgrade gammaride"):
+    with pytest.raises(JournalVersionError, match=f"newer than this gammaride's version {SCHEMA_VERSION}; upgrade gammaride"):
         Journal(path)
+
+
+def test_a_journal_at_the_first_schema_opens_and_upgrades_keeping_its_rows(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
+    m001_initial(con)
+    con.execute("INSERT INTO schema_migrations VALUES ('m001_initial', now())")
+    con.execute(
+        "INSERT INTO runs (run_id, mode, symbol, status, started_at, settings_json) VALUES "
+        "(1, 'replay', 'SPY', 'completed', now(), '{}'), "
+        "(2, 'paper', 'SPY', 'completed', now(), '{\"dry_run\": true}')"
+    )
+    con.execute(
+        "INSERT INTO trades (trade_id, run_id, symbol, direction, status, entry_time, entry_price, pnl_usd) "
+        "VALUES (1, 1, 'SPY', 'call', 'closed', now(), 100.0, 12.5)"
+    )
+    con.close()
+    with Journal(path) as j:
+        assert j.schema_version == SCHEMA_VERSION
+        runs = j.query("SELECT run_id, dry_run FROM runs ORDER BY run_id")
+        assert runs.dry_run.tolist() == [False, True]
+        trade = j.query("SELECT pnl_usd, gross_pnl_usd, pnl_source FROM trades").iloc[0]
+        assert (trade.pnl_usd, trade.gross_pnl_usd, trade.pnl_source) == (12.5, 12.5, "delta_estimate")
 
 
 def test_a_foreign_duckdb_file_is_refused(tmp_path):

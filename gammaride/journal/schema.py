@@ -171,8 +171,164 @@ def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+# Each later change is its own named migration, owned by the feature it serves. A migration
+# only adds (tables, columns, backfills); an old journal opens and upgrades in order.
+
+
+def m002_order_intents(con: duckdb.DuckDBPyConnection) -> None:
+    """An order is journaled as an intent before it is sent, so a restart can find it."""
+    con.execute(
+        """
+        CREATE TABLE order_intents (
+            client_order_id VARCHAR PRIMARY KEY,
+            run_id          BIGINT,
+            trade_id        BIGINT,
+            purpose         VARCHAR NOT NULL,        -- entry | exit | backstop | bracket
+            symbol          VARCHAR,                 -- what is traded (contract or shares)
+            underlying      VARCHAR,
+            side            VARCHAR,
+            qty             DOUBLE,
+            decision_time   TIMESTAMPTZ,
+            direction       VARCHAR,
+            state           VARCHAR NOT NULL,        -- intended | sent | filled | rejected | booked | void
+            order_id        VARCHAR,
+            created_at      TIMESTAMPTZ NOT NULL,
+            updated_at      TIMESTAMPTZ,
+            detail_json     VARCHAR                  -- the setup, so a restart can rebuild the position
+        )
+        """
+    )
+
+
+def m003_runs_dry_run(con: duckdb.DuckDBPyConnection) -> None:
+    """Dry runs become a column instead of a key inside settings_json."""
+    con.execute("ALTER TABLE runs ADD COLUMN dry_run BOOLEAN DEFAULT false")
+    con.execute(
+        "UPDATE runs SET dry_run = coalesce("
+        "TRY_CAST(json_extract(settings_json, '$.dry_run') AS BOOLEAN), false)"
+    )
+
+
+def m004_live_execution(con: duckdb.DuckDBPyConnection) -> None:
+    """Fill slippage against the quote, the option feed used, IV by series, broker events."""
+    con.execute("ALTER TABLE fills ADD COLUMN quote_price DOUBLE")      # quote the limit priced from
+    con.execute("ALTER TABLE fills ADD COLUMN slippage DOUBLE")         # per contract, + = worse for us
+    con.execute("ALTER TABLE scans ADD COLUMN option_feed VARCHAR")     # opra | indicative | NULL
+    con.execute("ALTER TABLE scans ADD COLUMN iv_contract VARCHAR")
+    con.execute("ALTER TABLE iv_observations ADD COLUMN expiry DATE")
+    con.execute("ALTER TABLE iv_observations ADD COLUMN strike DOUBLE")
+    con.execute("ALTER TABLE iv_observations ADD COLUMN dte_class VARCHAR")
+    con.execute(
+        """
+        CREATE TABLE broker_events (
+            run_id        BIGINT,
+            occurred_at   TIMESTAMPTZ NOT NULL,
+            activity_type VARCHAR NOT NULL,          -- liquidation | OPEXC | OPASN | OPEXP | shares
+            symbol        VARCHAR,
+            qty           DOUBLE,
+            price         DOUBLE,
+            trade_id      BIGINT,
+            message       VARCHAR
+        )
+        """
+    )
+
+
+def m005_costs_and_option_paths(con: duckdb.DuckDBPyConnection) -> None:
+    """Net and gross P&L with the source of the prices; the option's own path per trade."""
+    con.execute("ALTER TABLE trades ADD COLUMN pnl_source VARCHAR")     # fills | option_bars | black_scholes | delta_estimate
+    con.execute("ALTER TABLE trades ADD COLUMN gross_pnl_usd DOUBLE")   # before costs; pnl_usd is net
+    con.execute("ALTER TABLE trades ADD COLUMN fees_usd DOUBLE")
+    con.execute("ALTER TABLE trades ADD COLUMN spread_usd DOUBLE")
+    con.execute("ALTER TABLE trades ADD COLUMN slippage_usd DOUBLE")
+    con.execute("ALTER TABLE runs ADD COLUMN outlier_prints INTEGER")
+    con.execute(
+        "UPDATE trades SET gross_pnl_usd = pnl_usd, pnl_source = CASE "
+        "WHEN run_id IN (SELECT run_id FROM runs WHERE mode = 'replay') THEN 'delta_estimate' "
+        "ELSE 'fills' END WHERE pnl_usd IS NOT NULL"
+    )
+    con.execute(
+        """
+        CREATE TABLE option_paths (
+            trade_id  BIGINT NOT NULL,
+            minute    INTEGER NOT NULL,              -- 0 = the decision minute, 1 = first bar after
+            bar_time  TIMESTAMPTZ NOT NULL,          -- bar start
+            open      DOUBLE,
+            high      DOUBLE,
+            low       DOUBLE,
+            close     DOUBLE,
+            volume    DOUBLE,
+            source    VARCHAR,                       -- option_bars | black_scholes | fills
+            PRIMARY KEY (trade_id, minute)
+        )
+        """
+    )
+
+
+def m006_trade_identity(con: duckdb.DuckDBPyConnection) -> None:
+    """One identity per trade; a replay run may supersede an earlier run's trades."""
+    con.execute("ALTER TABLE trades ADD COLUMN superseded_by BIGINT")   # run_id that replaced it
+    con.execute("ALTER TABLE runs ADD COLUMN replaces_runs VARCHAR")     # comma list of run ids
+
+
+def m007_calibrations(con: duckdb.DuckDBPyConnection) -> None:
+    """Every calibrate run is a look; the publish decision accounts for all of them."""
+    con.execute(
+        """
+        CREATE TABLE calibrations (
+            calibration_id BIGINT PRIMARY KEY,
+            run_at         TIMESTAMPTZ NOT NULL,
+            look           INTEGER NOT NULL,         -- 1 = first look at this journal
+            trades         INTEGER,
+            sessions       INTEGER,
+            objective      VARCHAR,                  -- atr | usd
+            statistic      DOUBLE,                   -- mean out-of-sample improvement per trade
+            ci_low         DOUBLE,
+            ci_high        DOUBLE,
+            alpha_spent    DOUBLE,
+            verdict        VARCHAR,
+            published      BOOLEAN NOT NULL,
+            out_path       VARCHAR,
+            detail_json    VARCHAR
+        )
+        """
+    )
+
+
+def m008_scan_skip_code(con: duckdb.DuckDBPyConnection) -> None:
+    """Which gate failed, as a code the report can count (window, warmup, volume, iv, ...)."""
+    con.execute("ALTER TABLE scans ADD COLUMN skip_code VARCHAR")
+
+
+def m009_scan_gamma(con: duckdb.DuckDBPyConnection) -> None:
+    """Dealer gamma exposure measured at each scan."""
+    for col, kind in [
+        ("gex_net", "DOUBLE"),          # $ per 1% move, calls +, puts -
+        ("gex_calls", "DOUBLE"),
+        ("gex_puts", "DOUBLE"),
+        ("gex_0dte", "DOUBLE"),
+        ("zero_gamma", "DOUBLE"),
+        ("call_wall", "DOUBLE"),
+        ("put_wall", "DOUBLE"),
+        ("gamma_regime", "VARCHAR"),    # short | long | NULL
+        ("gamma_contracts", "INTEGER"),
+        ("gamma_bs_count", "INTEGER"),  # contracts whose gamma came from Black-Scholes
+        ("gamma_reason", "VARCHAR"),    # why the measure is missing
+        ("gamma_gate", "VARCHAR"),      # off | short_only
+    ]:
+        con.execute(f"ALTER TABLE scans ADD COLUMN {col} {kind}")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m001_initial", m001_initial),
+    ("m002_order_intents", m002_order_intents),
+    ("m003_runs_dry_run", m003_runs_dry_run),
+    ("m004_live_execution", m004_live_execution),
+    ("m005_costs_and_option_paths", m005_costs_and_option_paths),
+    ("m006_trade_identity", m006_trade_identity),
+    ("m007_calibrations", m007_calibrations),
+    ("m008_scan_skip_code", m008_scan_skip_code),
+    ("m009_scan_gamma", m009_scan_gamma),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -180,6 +336,13 @@ SCAN_COLUMNS = [
     "run_id", "scan_no", "decision_time", "scanned_at", "symbol", "in_window", "window",
     "volume", "avg_volume", "vol_ratio", "vol_spike", "price", "price_change", "direction",
     "atr", "iv", "iv_percentile", "iv_source", "signal", "skip_reason", "trade_id",
+    # m004
+    "option_feed", "iv_contract",
+    # m008
+    "skip_code",
+    # m009
+    "gex_net", "gex_calls", "gex_puts", "gex_0dte", "zero_gamma", "call_wall", "put_wall",
+    "gamma_regime", "gamma_contracts", "gamma_bs_count", "gamma_reason", "gamma_gate",
 ]
 TRADE_COLUMNS = [
     "trade_id", "run_id", "symbol", "instrument", "contract_symbol", "direction", "status",
@@ -187,5 +350,12 @@ TRADE_COLUMNS = [
     "atr", "tp", "sl", "tp_mult", "sl_mult", "phase", "atr_bucket", "iv_percentile",
     "contracts", "entry_premium", "exit_premium", "pnl_usd", "r_multiple", "mfe_atr",
     "mae_atr", "client_order_id",
+    # m005
+    "pnl_source", "gross_pnl_usd", "fees_usd", "spread_usd", "slippage_usd",
+    # m006
+    "superseded_by",
+]
+OPTION_PATH_COLUMNS = [
+    "trade_id", "minute", "bar_time", "open", "high", "low", "close", "volume", "source",
 ]
 PATH_COLUMNS = ["trade_id", "minute", "bar_time", "open", "high", "low", "close"]
