@@ -1,15 +1,20 @@
-"""Pieces every command shares: the journal and calibration paths, settings, the exit policy."""
+"""Pieces every command shares: the journal and calibration paths, settings, the exit policy.
+
+Light at import (``--help`` imports it): the journal, DuckDB and the rules load inside the
+functions that use them."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gammaride.config import Settings
-from gammaride.journal import Journal, default_journal_path
-from gammaride.scanner.setup import ExitPolicy
+
+if TYPE_CHECKING:
+    from gammaride.journal import Journal
+    from gammaride.scanner.setup import ExitPolicy
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -24,10 +29,14 @@ def add_journal_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def journal_path(args: argparse.Namespace) -> Path:
+    from gammaride.journal import default_journal_path
+
     return Path(args.journal) if getattr(args, "journal", None) else default_journal_path()
 
 
 def open_journal(args: argparse.Namespace, read_only: bool = False) -> Journal:
+    from gammaride.journal import Journal
+
     return Journal(journal_path(args), read_only=read_only)
 
 
@@ -43,6 +52,8 @@ def calibration_path(args: argparse.Namespace, journal: str | os.PathLike | None
 
 def load_policy(path: Path, settings: Settings) -> tuple[ExitPolicy, str]:
     """The published calibration (Phase 2) or Phase 1, with a line saying which and why."""
+    from gammaride.scanner.setup import ExitPolicy
+
     try:
         from gammaride.calibration import load_exit_policy
     except ImportError:

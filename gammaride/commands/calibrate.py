@@ -16,15 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gammaride.calibration import CalibrationResult, calibrate, parse_edges
 from gammaride.commands._common import (
     add_journal_argument,
     journal_path,
     load_settings,
     output_path,
 )
-from gammaride.journal import Journal
+
+if TYPE_CHECKING:
+    from gammaride.calibration import CalibrationResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gammaride.calibration import calibrate, parse_edges
+    from gammaride.journal import Journal
+
     settings = load_settings(args)
     edges = parse_edges(args.edges)
     with Journal(journal_path(args), read_only=True) as journal:

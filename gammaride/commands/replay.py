@@ -18,8 +18,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from gammaride.commands._common import (
     add_journal_argument,
     calibration_path,
@@ -28,8 +26,6 @@ from gammaride.commands._common import (
     open_journal,
 )
 from gammaride.errors import ConfigError
-from gammaride.sim.data import load_bars, load_daily, sample_paths
-from gammaride.sim.replay import IVChoice, run_replay
 from gammaride.text import signed_usd
 
 
@@ -55,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gammaride.sim.data import load_bars, load_daily, sample_paths
+    from gammaride.sim.replay import IVChoice, run_replay
+
     settings = load_settings(args, symbol=args.symbol, debug=args.debug or None)
     if args.iv_percentile is not None:
         if not 0.0 <= args.iv_percentile <= 1.0:

@@ -21,7 +21,6 @@ from gammaride.commands._common import (
 )
 from gammaride.config import Settings
 from gammaride.errors import ConfigError
-from gammaride.journal import Journal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gammaride.journal import Journal
     from gammaride.scanner.blocks import connect, live_confirmed
 
     overrides = {"symbol": args.symbol, "instrument": args.instrument, "scans": args.scans}

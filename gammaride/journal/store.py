@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from gammaride.errors import JournalError, JournalVersionError
+from gammaride.journal.modes import RUN_MODES
 from gammaride.journal.schema import (
     MIGRATIONS,
     PATH_COLUMNS,
@@ -170,7 +171,7 @@ class Journal:
         settings: Mapping[str, Any] | None = None,
         started_at: datetime | None = None,
     ) -> int:
-        if mode not in {"replay", "offline", "paper", "live"}:
+        if mode not in RUN_MODES:
             raise ValueError(f"run mode {mode!r} is not replay, offline, paper or live")
         from gammaride import __version__
 

@@ -21,11 +21,12 @@ import pandas as pd
 from gammaride.config import Settings
 from gammaride.errors import ConfigError
 from gammaride.journal import Journal
+from gammaride.journal.modes import RUN_MODES
 from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.reports import calibration as calib
 from gammaride.reports import stats
 
-SOURCES = ("all", "replay", "offline", "paper", "live")
+SOURCES = ("all", *RUN_MODES)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 EXIT_REASON_NAMES = {
     "tp": "take profit",
