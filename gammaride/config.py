@@ -24,6 +24,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 ENV_PREFIX = "GAMMARIDE_"
+ET = "America/New_York"  # market time: every bar, decision and session date
 
 
 def _num(lo: float, hi: float, doc: str) -> dict:

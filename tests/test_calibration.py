@@ -22,6 +22,7 @@ from gammaride.calibration import (
 from gammaride.calibration.fit import fit_buckets, tercile_edges
 from gammaride.calibration.grid import simulate_one
 from gammaride.calibration.validate import bootstrap_mean_ci, walk_forward
+from gammaride.config import ET
 from gammaride.errors import CalibrationError
 from gammaride.journal import Journal
 from tests.test_calibration_synth import (
@@ -32,8 +33,6 @@ from tests.test_calibration_synth import (
     value_at,
     write_journal,
 )
-
-ET = "America/New_York"
 
 
 @pytest.fixture(scope="module")

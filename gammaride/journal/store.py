@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import JournalError, JournalVersionError
 from gammaride.journal.modes import RUN_MODES
 from gammaride.journal.schema import (
@@ -36,7 +37,6 @@ from gammaride.journal.schema import (
 DRY_RUN_SQL = "coalesce(TRY_CAST(json_extract(r.settings_json, '$.dry_run') AS BOOLEAN), false)"
 DEFAULT_JOURNAL = "gammaride.duckdb"
 ENV_JOURNAL = "GAMMARIDE_JOURNAL"
-ET = "America/New_York"
 
 
 def default_journal_path() -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.errors import ConfigError
 from gammaride.journal import Journal
 from gammaride.journal.modes import RUN_MODES
@@ -142,7 +142,7 @@ class _Query:
         self.j = journal
         self.f = f
         # A temporary table would need a writable journal; a registered frame does not.
-        self.since = pd.Timestamp(f.since).tz_localize("America/New_York") if f.since else None
+        self.since = pd.Timestamp(f.since).tz_localize(ET) if f.since else None
 
     def register(self) -> None:
         mode = self.f.source

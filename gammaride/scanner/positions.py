@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import BrokerError
 from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.scanner.broker import Broker, OrderInfo, OrderSpec
@@ -31,7 +32,6 @@ from gammaride.scanner.exits import (
 )
 from gammaride.text import signed_usd
 
-ET = "America/New_York"
 MINUTE = pd.Timedelta(minutes=1)
 CLIENT_PREFIX = "gr-"
 # A dry run is a run whose settings_json carries "dry_run": true; its simulated trades
@@ -41,7 +41,7 @@ CLIENT_PREFIX = "gr-"
 def client_order_id(symbol: str, decision_time: pd.Timestamp, direction: str) -> str:
     """``gr-SPY-201310081002-C``: one id per (symbol, decision minute, direction), so a
     retried submission is refused as a duplicate instead of buying twice."""
-    t = pd.Timestamp(decision_time).tz_convert("America/New_York")
+    t = pd.Timestamp(decision_time).tz_convert(ET)
     return f"{CLIENT_PREFIX}{symbol.upper()}-{t:%Y%m%d%H%M}-{'C' if direction == 'call' else 'P'}"
 
 

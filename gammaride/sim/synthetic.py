@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.journal import Journal
-
-ET = "America/New_York"
 
 
 def journal_frames(

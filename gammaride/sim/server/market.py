@@ -16,9 +16,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import ConfigError
 
-ET = "America/New_York"
 NS_SEC = 1_000_000_000
 NS_MIN = 60 * NS_SEC
 NS_DAY = 86_400 * NS_SEC
