@@ -49,7 +49,7 @@ def write_years(path: Path, last_year: int, years: int) -> int:
     """Write ``years`` years of 1-minute bars ending with ``last_year`` as CSV; bar count."""
     sample = sample_bars()
     days = [g for _, g in sample.groupby(sample.index.date)]
-    sessions, close = session_table()
+    sessions, _, close = session_table()
     span = (sessions >= np.datetime64(f"{last_year - years + 1}-01-01")) & (
         sessions <= np.datetime64(f"{last_year}-12-31")) & (close == 16 * 60)
     dates = pd.DatetimeIndex(sessions[span])

@@ -12,6 +12,19 @@ from gammaride.sim.data import sample_bars
 SHARED_MARKET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "market"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under parallel workers (``-n auto --dist loadgroup``) the tests that share a
+    module-scoped fixture (a recorded scanner session, the demo, a rendered report) run
+    on one worker, so that fixture is built once; every other test goes to any worker."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs if info is not None else {}
+        if any(d and d[-1].scope == "module" for d in defs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _calendar_cache(tmp_path_factory):
     """The exchange-calendar cache in the run's temporary folder, not the user's home; one

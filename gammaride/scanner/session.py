@@ -15,6 +15,7 @@ import warnings
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -56,47 +57,56 @@ def _calendar_cache_path() -> Path:
     return calendar_cache_dir() / f"{CALENDAR.lower()}-{version('exchange_calendars')}.npz"
 
 
-def _build_session_table() -> tuple[np.ndarray, np.ndarray]:
-    closes = _calendar(int(CALENDAR_START[:4])).schedule["close"].dt.tz_convert(ET)
-    days = closes.index.to_numpy().astype("datetime64[D]")
-    return days, (closes.dt.hour * 60 + closes.dt.minute).to_numpy(dtype=np.int16)
+class SessionTable(NamedTuple):
+    """Every session of the exchange calendar: its date (``datetime64[D]``, sorted) and
+    its open and close (minutes of day, ET)."""
+
+    days: np.ndarray
+    open: np.ndarray
+    close: np.ndarray
 
 
-def _read_session_table(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+def _build_session_table() -> SessionTable:
+    schedule = _calendar(int(CALENDAR_START[:4])).schedule
+    days = schedule.index.to_numpy().astype("datetime64[D]")
+    opens, closes = (schedule[k].dt.tz_convert(ET) for k in ("open", "close"))
+    return SessionTable(days, *((t.dt.hour * 60 + t.dt.minute).to_numpy(dtype=np.int16) for t in (opens, closes)))
+
+
+def _read_session_table(path: Path) -> SessionTable | None:
     try:
         with np.load(path) as stored:
-            days, close = stored["days"].astype("datetime64[D]"), stored["close"]
+            table = SessionTable(stored["days"].astype("datetime64[D]"), stored["open"], stored["close"])
     except (OSError, ValueError, KeyError):
         return None  # absent or unreadable: rebuild it
-    if not len(days) or len(days) != len(close):
+    if not len(table.days) or not len(table.days) == len(table.open) == len(table.close):
         return None
-    if days[-1] - np.datetime64(date.today(), "D") < _REFRESH_DAYS:
+    if table.days[-1] - np.datetime64(date.today(), "D") < _REFRESH_DAYS:
         return None  # the calendar's span is running out: rebuild with the current year
-    return days, close
+    return table
 
 
-def _write_session_table(path: Path, days: np.ndarray, close: np.ndarray) -> None:
+def _write_session_table(path: Path, table: SessionTable) -> None:
     """Atomically (parallel processes may build it at once); a cache that cannot be
     written is only slower, never an error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
         with os.fdopen(fd, "wb") as out:
-            np.savez(out, days=days.astype(np.int64), close=close)
+            np.savez(out, days=table.days.astype(np.int64), open=table.open, close=table.close)
         os.replace(tmp, path)
     except OSError:
         return
 
 
 @lru_cache(maxsize=1)
-def session_table() -> tuple[np.ndarray, np.ndarray]:
-    """Every session of the exchange calendar (``datetime64[D]``, sorted) and its close
-    (minutes of day, ET), from the cache, else built and cached."""
+def session_table() -> SessionTable:
+    """The exchange calendar's sessions, from the cache, else built and cached."""
     path = _calendar_cache_path()
     table = _read_session_table(path)
     if table is None:
         table = _build_session_table()
-        _write_session_table(path, *table)
+        _write_session_table(path, table)
     return table
 
 
@@ -114,7 +124,7 @@ def session_close_minutes(dates: pd.DatetimeIndex) -> np.ndarray:
     out = np.full(len(days), REGULAR_CLOSE_MIN, dtype=np.int64)
     if not len(days):
         return out
-    sessions, close = session_table()
+    sessions, _, close = session_table()
     at = np.minimum(np.searchsorted(sessions, days), len(sessions) - 1)
     known = sessions[at] == days
     out[known] = close[at[known]]
@@ -132,7 +142,7 @@ def _in_span(day: np.datetime64, sessions: np.ndarray) -> bool:
 def next_session(date) -> pd.Timestamp:
     """The first trading session after ``date``."""
     day = _day(date)
-    sessions, _ = session_table()
+    sessions = session_table().days
     if _in_span(day, sessions):
         return pd.Timestamp(sessions[np.searchsorted(sessions, day, side="right")])
     return (pd.Timestamp(day) + pd.offsets.BDay(1)).normalize()  # outside the calendar: next weekday
@@ -140,7 +150,7 @@ def next_session(date) -> pd.Timestamp:
 
 def is_session(date) -> bool:
     day = _day(date)
-    sessions, _ = session_table()
+    sessions = session_table().days
     if _in_span(day, sessions) or day == sessions[-1]:
         return bool(sessions[np.searchsorted(sessions, day)] == day)
     return pd.Timestamp(day).weekday() < 5
