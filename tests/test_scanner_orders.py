@@ -58,7 +58,7 @@ def step_now(sc: Scanner):
     return sc.step(mc.timestamp, mc)
 
 
-def test_a_failed_trade_write_still_manages_and_flattens_the_position(tmp_path, capsys):
+def test_a_failed_trade_write_still_manages_the_position_to_its_exit_and_fails_the_run(tmp_path, capsys):
     with OfflineAlpaca(start="2013-10-08 14:59:30", speed=0, seed=7) as srv:
         journal = FailingTradeJournal(tmp_path / "j.duckdb")
         sc, lines = scanner(srv, journal)
@@ -69,8 +69,13 @@ def test_a_failed_trade_write_still_manages_and_flattens_the_position(tmp_path, 
     assert sc.stats.entries == 1 and sc.stats.errors >= 1
     assert "[JOURNAL] write trade failed: disk full" in capsys.readouterr().err
     assert len(stops) == 1  # the backstop went out although the journal did not take the trade
-    assert any(ln.startswith("Flattening 1 open position(s)") for ln in lines)
+    # every scan after the failure says so; the position rides to its TP after the last scan
+    assert sum(ln.startswith("✗ Error: journal write failed (write trade failed: disk full)") for ln in lines) == 2
+    assert any(ln.startswith("Last scan done; managing 1 open position(s)") for ln in lines)
+    assert sc.stats.exits == {"tp": 1}
     assert not held and not open_orders and not sc.positions
+    run = journal.query("SELECT status, summary_json FROM runs").iloc[0]
+    assert run["status"] == "failed" and "journal writes failed (write trade failed: disk full)" in run["summary_json"]
     journal.close()
 
 
@@ -100,7 +105,9 @@ def test_a_refused_exit_puts_a_new_backstop_back_and_says_the_position_is_open(t
     with OfflineAlpaca(start="2013-10-08 14:59:30", speed=0, seed=7) as srv:
         journal = Journal(tmp_path / "j.duckdb")
         sc, lines = scanner(srv, journal, broker_cls=RefusingExits)
-        sc.run(1)
+        sc.start()
+        step_now(sc)
+        sc.finish("interrupted")  # as after Ctrl-C: flatten what the run manages
         held = {s: p.qty for s, p in srv.broker.positions.items()}
         resting = [o for o in srv.broker.orders.values() if o.is_open]
     assert held == {"SPY131008C00166000": 10.0}
