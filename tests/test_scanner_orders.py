@@ -106,6 +106,7 @@ def test_a_refused_exit_puts_a_new_backstop_back_and_says_the_position_is_open(t
         journal = Journal(tmp_path / "j.duckdb")
         sc, lines = scanner(srv, journal, broker_cls=RefusingExits)
         sc.start()
+        srv.advance_to("2013-10-08 15:00:05")
         step_now(sc)
         sc.finish("interrupted")  # as after Ctrl-C: flatten what the run manages
         held = {s: p.qty for s, p in srv.broker.positions.items()}
