@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from gammaride.errors import BrokerError
+from gammaride.errors import BrokerAuthError, BrokerError
 from gammaride.scanner.broker import Broker, OrderInfo, OrderSpec, PositionInfo
 from gammaride.scanner.clock import Clock
 from gammaride.scanner.contracts import marketable_limit, parse_occ, premium_at
@@ -549,10 +549,13 @@ class PositionManager:
         if self.dry_run:
             return
         try:
+            self.clock.sync(self.broker.clock().timestamp)
             self._book_entry_intents()
             held = self.broker.positions()
             # the newest 500 orders: an adoptable position was opened today, by a recent order
             orders = self.broker.orders("all")
+        except BrokerAuthError:
+            raise  # bad keys: nothing will work
         except BrokerError as exc:
             self._error("reconcile", exc)
             self.out(f"Could not reconcile with the broker ({short_error(exc)}); continuing without adopting.")
