@@ -420,7 +420,9 @@ class Scanner(PositionManager):
             else:
                 self._scan(now, market, row, info)
         except Exception as exc:  # noqa: BLE001 - no exception escapes a scan
-            row["skip_reason"] = f"error: {short_error(exc)}"
+            unreachable = isinstance(exc, BrokerError) and exc.unreachable
+            row["skip_reason"] = f"error: {'broker unreachable (' if unreachable else ''}{short_error(exc)}" + \
+                (")" if unreachable else "")
             self._error("scan", exc)
         if row.get("in_window"):
             self.stats.in_window += 1
