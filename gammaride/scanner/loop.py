@@ -634,6 +634,7 @@ class Scanner(PositionManager):
             acct = self.broker.account()
             equity, bp = acct.equity, acct.options_buying_power
         except BrokerError as exc:
+            self._error("account", exc)
             return None, f"error: account unavailable ({short_error(exc)})"
         cid = client_order_id(self.symbol, decision_time, direction)
         if self._already_entered(cid):
