@@ -570,6 +570,9 @@ class PositionManager:
             mine = ours.get(p.symbol, [])
             trade = open_trades[(open_trades["contract_symbol"] == p.symbol) & (open_trades["run_mode"] == self.mode)]
             if not mine or trade.empty:
+                if mine:  # a gammaride client id, but neither a trade nor an intent in this journal
+                    self.out(f"  ✗ {p.symbol} x{abs(p.qty):g} was opened by gammaride order {mine[0].client_order_id}, "
+                             "which this journal does not know (another journal or mode?); left alone")
                 others.append(p.symbol)
                 continue
             pos = _position_from_trade(trade.iloc[-1], abs(p.qty), self.settings.max_hold_minutes)
