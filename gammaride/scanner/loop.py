@@ -49,6 +49,7 @@ from gammaride.scanner.positions import (
     short_error,
     wait_for_fill,
 )
+from gammaride.scanner.retry import with_retries
 from gammaride.scanner.risk import DayRisk, entry_block
 from gammaride.scanner.session import session_close_minutes
 from gammaride.scanner.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
@@ -342,24 +343,20 @@ class Scanner(PositionManager):
     # ------------------------------------------------------------------ time
     def _broker_now(self, attempts: int = 5) -> pd.Timestamp:
         """The broker's time, retried: without it there is nothing to align scans to."""
-        last: BrokerError | None = None
-        for i in range(attempts):
-            try:
-                mc = self.broker.clock()
-                self.clock.sync(mc.timestamp)
-                return mc.timestamp
-            except BrokerAuthError:
-                raise
-            except BrokerError as exc:
-                last = exc
-                self._error("clock", exc)
-                time.sleep(0.2 * (i + 1))
         try:
-            return self.clock.now()
-        except RuntimeError:
-            raise BrokerError(
-                f"cannot read the broker clock ({short_error(last)}); check the connection and run again"
-            ) from None
+            mc = with_retries(self.broker.clock, attempts=attempts, retry_if=lambda e: not isinstance(e, BrokerAuthError),
+                              on_error=lambda e: self._error("clock", e), pause=lambda i: time.sleep(0.2 * (i + 1)))
+        except BrokerAuthError:
+            raise
+        except BrokerError as last:
+            try:
+                return self.clock.now()
+            except RuntimeError:
+                raise BrokerError(
+                    f"cannot read the broker clock ({short_error(last)}); check the connection and run again"
+                ) from None
+        self.clock.sync(mc.timestamp)
+        return mc.timestamp
 
     def wait_until(self, target: pd.Timestamp) -> None:
         """Sleep to ``target``; while positions are open, check them every monitor_seconds

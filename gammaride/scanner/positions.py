@@ -28,6 +28,7 @@ from gammaride.scanner.exits import (
     evaluate_exits,
     excursions,
 )
+from gammaride.scanner.retry import is_transient, with_retries
 from gammaride.text import signed_usd
 
 ET = "America/New_York"
@@ -196,23 +197,17 @@ def submit_idempotent(broker: Broker, spec: OrderSpec, attempts: int = 3) -> Ord
     """Submit; on any failure look the client id up before trying again, so an order the
     broker did take (reply lost, timeout) is found instead of sent twice. A definite
     refusal (4xx other than 408/429, and not a duplicate id) is raised at once."""
-    last = BrokerError(f"order {spec.client_order_id} not submitted: no attempt made")
-    for _ in range(attempts):
+
+    def lookup(_: BrokerError) -> OrderInfo | None:
         try:
-            return broker.submit_order(spec)
-        except BrokerError as exc:
-            last = exc
-            try:
-                found = broker.order_by_client_id(spec.client_order_id) if spec.client_order_id else None
-            except BrokerError:
-                found = None
-            if found is not None:
-                return found
-            status = getattr(exc, "status", None)
-            if status is not None and 400 <= status < 500 and status not in (408, 429) and found is None:
-                if "client_order_id" not in str(exc).lower():
-                    raise
-    raise last
+            return broker.order_by_client_id(spec.client_order_id) if spec.client_order_id else None
+        except BrokerError:
+            return None
+
+    def again(exc: BrokerError) -> bool:  # a duplicate id is retried: the lookup finds the order
+        return is_transient(exc) or "client_order_id" in str(exc).lower()
+
+    return with_retries(lambda: broker.submit_order(spec), attempts=attempts, retry_if=again, recover=lookup)
 
 
 def wait_for_fill(broker: Broker, order: OrderInfo, clock: Clock, timeout_s: float, poll_s: float = 1.0) -> OrderInfo:
@@ -237,13 +232,11 @@ def cancel_and_settle(broker: Broker, order: OrderInfo, attempts: int = 3, clock
     Alpaca cancels asynchronously (``pending_cancel``): until the order is done it can
     still fill and its quantity is still reserved, so this polls until it is done or
     ``timeout_s`` seconds (of ``clock``, else wall time) pass."""
-    for _ in range(attempts):
-        try:
-            broker.cancel_order(order.id)
-            break
-        except BrokerError as exc:
-            if getattr(exc, "status", None) == 422:  # already filled or done
-                break
+    try:  # a 422 means already filled or done: nothing left to cancel
+        with_retries(lambda: broker.cancel_order(order.id), attempts=attempts,
+                     recover=lambda exc: True if getattr(exc, "status", None) == 422 else None)
+    except BrokerError:
+        pass  # the order's own state, polled below, says what happened
     latest = order
     deadline = (clock.now() if clock else pd.Timestamp.now(tz="UTC")) + pd.Timedelta(seconds=timeout_s)
     failures = 0
