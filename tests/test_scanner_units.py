@@ -139,7 +139,12 @@ def test_risk_limits_and_kill_switch(settings):
 
 
 def test_one_retry_rule_transient_failures_are_retried_refusals_and_bad_keys_are_not():
-    from gammaride.errors import BrokerAuthError, BrokerRejectedError, BrokerTransientError, broker_error
+    from gammaride.errors import (
+        BrokerAuthError,
+        BrokerRejectedError,
+        BrokerTransientError,
+        broker_error,
+    )
     from gammaride.scanner.retry import with_retries
 
     assert isinstance(broker_error("x", 401, "http"), BrokerAuthError)
