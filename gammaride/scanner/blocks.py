@@ -102,11 +102,11 @@ def connect(
         url = check_offline_url(url)
     if keys is None and not offline:
         keys = find_keys(env)
-    if url and keys is None and not offline:
+    if url and keys is None:  # also with offline: --url names the offline server to use
         from gammaride.sim.server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
 
         keys = Keys(DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, "offline server")  # 'gammaride serve' prints these
-    if offline or keys is None:
+    if (offline or keys is None) and not url:
         from gammaride.sim.server import OfflineAlpaca
 
         if live:
