@@ -189,7 +189,7 @@ class Fetcher:
                               "what is cached stays cached") from None
 
     # ------------------------------------------------------------------ stocks
-    def fetch_stock(self, symbol: str, start, end) -> FetchStats:
+    def fetch_stock(self, symbol: str, start, end, timeframes: tuple[str, ...] = ("1Min", "1Day")) -> FetchStats:
         """Minute and daily bars of ``symbol`` for the dates ``start`` .. ``end``."""
         symbol = check_symbol(symbol)
         start, end = check_span(start, end, FIRST_SIP_DAY if self.feed == "sip" else pd.Timestamp("2015-01-01"))
@@ -197,7 +197,9 @@ class Fetcher:
         todo = {tf: [m for m in months_between(start, end)
                      if not self.cache.covers(self.cache.stock_path(symbol, tf, m), self.feed,
                                               min(month_bounds(m)[1], until))]
-                for tf in ("1Min", "1Day")}
+                for tf in ("1Min", "1Day") if tf in timeframes}
+        todo.setdefault("1Min", [])
+        todo.setdefault("1Day", [])
         done = set(months_between(start, end)) - set(todo["1Min"]) - set(todo["1Day"])
         self.stats.months_cached += sorted(done)
         bar = progress(len(todo["1Min"]) + (1 if todo["1Day"] else 0), f"fetch {symbol}", self.quiet)
