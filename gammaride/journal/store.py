@@ -24,6 +24,7 @@ import pandas as pd
 from gammaride.errors import JournalError, JournalVersionError
 from gammaride.journal.schema import (
     MIGRATIONS,
+    OPTION_PATH_COLUMNS,
     PATH_COLUMNS,
     SCAN_COLUMNS,
     SCHEMA_VERSION,
@@ -221,6 +222,10 @@ class Journal:
 
     def write_paths(self, paths: pd.DataFrame) -> None:
         self._insert_frame("trade_paths", paths, PATH_COLUMNS)
+
+    def write_option_paths(self, paths: pd.DataFrame) -> None:
+        """The option's own minute bars around each trade (replay priced from history)."""
+        self._insert_frame("option_paths", paths, OPTION_PATH_COLUMNS)
 
     def next_trade_id(self) -> int:
         """A trade id no trade and no journaled order intent uses yet."""
