@@ -9,6 +9,10 @@ a bad file or any error leaves the journal as it was.
 IV gate: by default a realized-volatility proxy from daily bars (bundled SPY history);
 --iv-percentile X uses a constant, --iv-gate off switches the gate off.
 
+Replaying sessions the journal already holds says so: each trade still counts once (the
+latest run's); --replace supersedes the earlier runs' trades for these sessions, so a
+trade the new rules no longer take stops counting.
+
 Example: gammaride replay data/SPY_2024-03-01.csv --journal my.duckdb --iv-percentile 0.45
 """
 
@@ -50,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibration file (default: calibration.json next to the journal)")
     parser.add_argument("--config", default=None, metavar="TOML", help="settings file")
     parser.add_argument("--debug", action="store_true", help="debug volume threshold (1.5x)")
+    parser.add_argument("--replace", action="store_true",
+                        help="supersede the trades earlier replays journaled for these sessions")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -79,10 +85,15 @@ def run(args: argparse.Namespace) -> int:
         steps.set_postfix_str("rules + journal")
         steps.update()
         source = ", ".join(p.name for p in paths) if args.bars else "bundled sample"
-        run_id, result = run_replay(journal, bars, settings, policy, iv, source=source)
+        days = sorted(set(bars.index.date))
+        earlier = journal.replayed_runs(settings.symbol, days)
+        with journal.transaction():  # the run and what it supersedes, together or not at all
+            run_id, result = run_replay(journal, bars, settings, policy, iv, source=source)
+            replaced = journal.supersede(run_id, settings.symbol, days) if args.replace else []
         steps.update()
         steps.close()
-        summary = {"run_id": run_id, "journal": journal.path, **result.summary()}
+        summary = {"run_id": run_id, "journal": journal.path, **result.summary(),
+                   "earlier_runs": [int(r) for r in earlier["run_id"]], "replaced_runs": replaced}
     if args.json:
         import json
 
@@ -103,4 +114,19 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print("  no trades: see the skip reasons with 'gammaride journal'")
+    if len(earlier):
+        print(_overlap_line(earlier, replaced))
     return 0
+
+
+def _overlap_line(earlier, replaced: list[int]) -> str:
+    runs = ", ".join(
+        f"run {r.run_id} ({r.trades} trades, {r.first} to {r.last})" for r in earlier.itertuples()
+    )
+    if replaced:
+        return f"  superseded the trades of {runs}: each trade counts once, from this run"
+    return (
+        f"  these sessions were already replayed in {runs}. The same trade counts once "
+        "(the latest run's); to drop the earlier runs' trades for these sessions, "
+        "replay again with --replace"
+    )
