@@ -20,6 +20,7 @@ from pathlib import Path
 from gammaride.calibration import CalibrationResult, calibrate, parse_edges
 from gammaride.commands._common import (
     add_journal_argument,
+    check_seed,
     journal_path,
     load_settings,
     output_path,
@@ -69,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
+    check_seed(args.seed)
     edges = parse_edges(args.edges)
     with Journal(journal_path(args), read_only=True) as journal:
         result = calibrate(
