@@ -16,7 +16,7 @@ import sys
 from gammaride.commands._common import (
     add_journal_argument,
     calibration_path,
-    check_speed,
+    check_offline_arguments,
     journal_path,
     load_policy,
 )
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.debug:
         overrides["debug"] = True
     settings = Settings.load(args.config, **overrides)
-    check_speed(args.speed)
+    check_offline_arguments(args)
     if args.iv_percentile is not None and not 0 <= args.iv_percentile <= 1:
         raise ConfigError(f"--iv-percentile {args.iv_percentile} is not in [0, 1]; pass e.g. 0.45")
     if args.live:
