@@ -6,12 +6,13 @@ functions that use them."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gammaride.config import Settings
-from gammaride.errors import OutputError
+from gammaride.errors import ConfigError, OutputError
 from gammaride.outputs import check_target
 
 if TYPE_CHECKING:
@@ -31,9 +32,43 @@ def add_journal_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def journal_path(args: argparse.Namespace) -> Path:
+    """``--journal PATH``, else ``$GAMMARIDE_JOURNAL`` or ``./gammaride.duckdb``; an empty
+    ``--journal ''`` is a mistake (an unset variable in a script), not the default."""
     from gammaride.journal import default_journal_path
 
-    return Path(args.journal) if getattr(args, "journal", None) else default_journal_path()
+    given = getattr(args, "journal", None)
+    if given is None:
+        return default_journal_path()
+    if not str(given).strip():
+        raise ConfigError("--journal is empty; give a file such as gammaride.duckdb, or leave it out")
+    return Path(given)
+
+
+MAX_SPEED = 1e6  # market seconds per real second
+
+
+def check_speed(speed: float) -> float:
+    """``--speed``: finite, 0 (stepped clock) up to a million times real time."""
+    if not (math.isfinite(speed) and 0 <= speed <= MAX_SPEED):
+        raise ConfigError(f"--speed {speed!r} is not in 0..{MAX_SPEED:g}; give e.g. 60 (0 = stepped clock)")
+    return speed
+
+
+def check_offline_arguments(args: argparse.Namespace) -> None:
+    """``--speed``, ``--start`` and ``--faults`` checked before anything is opened or started."""
+    from gammaride.sim.server.faults import FaultSpec
+    from gammaride.sim.server.market import to_ns
+
+    check_speed(args.speed)
+    if getattr(args, "start", None) is not None:
+        to_ns(args.start)
+    FaultSpec.parse(getattr(args, "faults", None))
+
+
+def check_seed(seed: int) -> int:
+    if seed < 0:
+        raise ConfigError(f"--seed {seed} is negative; give a whole number >= 0, e.g. --seed 7")
+    return seed
 
 
 def open_journal(args: argparse.Namespace, read_only: bool = False) -> Journal:

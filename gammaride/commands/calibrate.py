@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from gammaride.commands._common import (
     add_journal_argument,
+    check_seed,
     journal_path,
     load_settings,
     output_path,
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from gammaride.journal import Journal
 
     settings = load_settings(args)
+    check_seed(args.seed)
     edges = parse_edges(args.edges)
     with Journal(journal_path(args), read_only=True) as journal:
         result = calibrate(

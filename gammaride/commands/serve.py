@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gammaride.commands._common import check_offline_arguments, check_seed
 from gammaride.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     warning = network_warning(args.host)
     if warning:
         print(warning, file=sys.stderr, flush=True)
+    check_offline_arguments(args)
+    check_seed(args.seed)
 
     bars = None
     if args.bars:

@@ -148,6 +148,20 @@ def next_session(date) -> pd.Timestamp:
     return (pd.Timestamp(day) + pd.offsets.BDay(1)).normalize()  # outside the calendar: next weekday
 
 
+def trading_day_mask(dates: pd.DatetimeIndex) -> np.ndarray:
+    """True where a date is an exchange session (weekends and holidays are not); outside
+    the calendar's span, any weekday."""
+    days = _days(dates)
+    out = np.asarray(pd.DatetimeIndex(days).day_of_week < 5)
+    if not len(days):
+        return out
+    sessions = session_table().days
+    inside = (days >= sessions[0]) & (days <= sessions[-1])
+    at = np.minimum(np.searchsorted(sessions, days[inside]), len(sessions) - 1)
+    out[inside] = sessions[at] == days[inside]
+    return out
+
+
 def is_session(date) -> bool:
     day = _day(date)
     sessions = session_table().days
