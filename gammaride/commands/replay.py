@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         policy, message = load_policy(calibration_path(args, journal.path), settings)
         steps.set_postfix_str("rules + journal")
         steps.update()
-        days = sorted(set(bars.index.date))
+        days = [d.date() for d in bars.index.tz_localize(None).normalize().unique()]  # sorted
         earlier = journal.replayed_runs(settings.symbol, days)
         with journal.transaction():  # the run and what it supersedes, together or not at all
             run_id, result = run_replay(journal, bars, settings, policy, iv, source=source, pricer=pricer)
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, default=str))
         return 0
     print(message)
-    sessions = len(set(bars.index.date))
+    sessions = len(days)
     print(f"Replayed {len(bars):,} bars ({sessions} sessions) from {source} into {summary['journal']} (run {run_id})")
     print(
         f"  scans {summary['bars']:,} | in window {summary['in_window']:,} | "
