@@ -89,3 +89,9 @@ class CredentialsError(GammarideError):
     """API keys are missing, empty or still placeholders."""
 
     exit_code = 7
+
+
+class OutputError(GammarideError, OSError):
+    """An output file (report, calibration) cannot be written where asked."""
+
+    exit_code = 8

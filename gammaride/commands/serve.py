@@ -41,8 +41,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "exercised or expire), as on a day Alpaca does not")
 
 
+def network_warning(host: str) -> str | None:
+    """A warning when ``--host`` is not loopback: anyone who reaches this machine can trade
+    on the server and read what it is fed."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (f"warning: --host {host} makes the offline server reachable from the network, not only "
+            "from this machine; use --host 127.0.0.1 unless that is what you want")
+
+
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from gammaride.sim.server import OfflineAlpaca
+
+    warning = network_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
 
     bars = None
     if args.bars:

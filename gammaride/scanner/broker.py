@@ -19,7 +19,7 @@ import pandas as pd
 
 from gammaride.errors import BrokerError, broker_error
 from gammaride.scanner.contracts import CHAIN_COLUMNS, parse_occ
-from gammaride.scanner.keys import Keys, redact
+from gammaride.scanner.keys import Keys, redact, safe_url
 
 ET = "America/New_York"
 BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
@@ -246,7 +246,7 @@ class AlpacaBroker:
         from alpaca.trading.client import TradingClient
 
         self.paper = paper
-        self.url = url
+        self.url = url = None if url is None else safe_url(url, what="broker URL", alpaca=True)
         self.feed = feed
         self.read_attempts = max(1, int(read_attempts))
         self.key_id_masked = keys.masked
@@ -256,6 +256,7 @@ class AlpacaBroker:
         self.options = OptionHistoricalDataClient(keys.key_id, keys.secret, url_override=url, raw_data=True)
         for client in (self.trading, self.stocks, self.options):
             client._session.request = functools.partial(client._session.request, timeout=timeout)
+            client._session.max_redirects = 0  # a redirect would resend the key headers elsewhere
             if retry_wait is not None:
                 client._retry_wait = retry_wait
             if retries is not None:
