@@ -476,6 +476,11 @@ class Journal:
             [client_order_id, mode, client_order_id, mode]).fetchone()
         return bool(row[0])
 
+    def has_trade(self, client_order_id: str) -> bool:
+        """Whether a trade was journaled for this entry client id."""
+        return self.con.execute("SELECT count(*) FROM trades WHERE client_order_id = ?",
+                                [client_order_id]).fetchone()[0] > 0
+
     def open_trades(self) -> pd.DataFrame:
         """Open trades with a client order id, of runs that were not dry, with their run's mode."""
         return self.query(

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
-from gammaride.errors import BrokerAuthError, BrokerError
+from gammaride.errors import BrokerAuthError, BrokerError, JournalError
 from gammaride.journal import Journal
 from gammaride.scanner import ivrank
 from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
@@ -157,14 +157,18 @@ class Scanner(PositionManager):
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
         s = self.settings
-        self.run_id = self.journal.start_run(
-            self.mode, self.symbol, instrument=s.instrument, source=self.source,
-            phase=self.policy.phase, exit_policy=self.policy.describe(),
-            iv_source="constant" if self.iv_fixed is not None else "auto",
-            # the dry-run flag rides in settings_json (see DRY_RUN_SQL): reports, limits and
-            # calibration can tell simulated trades from the account's own
-            settings={**s.as_dict(), "dry_run": bool(self.dry_run)},
-        )
+        try:
+            self.run_id = self.journal.start_run(
+                self.mode, self.symbol, instrument=s.instrument, source=self.source,
+                phase=self.policy.phase, exit_policy=self.policy.describe(),
+                iv_source="constant" if self.iv_fixed is not None else "auto",
+                # the dry-run flag becomes runs.dry_run (and stays in settings_json): reports,
+                # limits and calibration can tell simulated trades from the account's own
+                settings={**s.as_dict(), "dry_run": bool(self.dry_run)},
+            )
+        except Exception as exc:  # noqa: BLE001 - no journal, no trade: nothing was sent yet
+            raise JournalError(f"cannot start a run in journal {self.journal.path} ({short_error(exc)}); free "
+                               "its disk or pass another --journal PATH") from None
         self.out(f"gammaride scan · run {self.run_id} · {self.mode}{' · DRY RUN (no orders)' if self.dry_run else ''}"
                  f" · {self.symbol} {s.instrument} · {getattr(self.broker, 'key_id_masked', '')}".rstrip(" ·"))
         self.out(self.policy_message)

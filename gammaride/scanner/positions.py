@@ -616,8 +616,7 @@ class PositionManager:
                     self._safe_journal(lambda o=found, t=it: self._tx(
                         self._journal_order, order_row(o, int(t.run_id), None, "entry"), None, "entry"), "entry order")
                 continue
-            if self.journal.knows_order(cid, self.mode) and len(
-                    self.journal.query("SELECT 1 FROM trades WHERE client_order_id = ?", [cid])):
+            if self.journal.has_trade(cid):
                 self._safe_journal(lambda c=cid: self._tx(self.journal.update_intents, "booked", client_order_id=c),
                                    "order intent")
                 continue
