@@ -251,7 +251,12 @@ class Scanner(PositionManager):
                 break
             self._in_step = True
             try:
-                now = self._broker_now()
+                mc = self.broker.clock()
+                self.clock.sync(mc.timestamp)
+                now = mc.timestamp
+                if not mc.is_open:
+                    self.out("  [WARNING] the market closed with positions open; flattening what can be")
+                    return
                 bars = self.fetch_bars(now)
                 self._manage(bars, now)
                 if self._pending_paths:
@@ -263,11 +268,11 @@ class Scanner(PositionManager):
             except Exception as exc:  # noqa: BLE001 - a failed check is retried a minute later
                 self._error("manage", exc)
                 now = self.clock.now()
-                if any(now >= p.limit + pd.Timedelta(minutes=5) for p in self.positions):
-                    self.out("  [WARNING] positions past their limit could not be closed; flattening")
-                    return
             finally:
                 self._in_step = False
+            if any(now >= p.limit + pd.Timedelta(minutes=5) for p in self.positions):
+                self.out("  [WARNING] position(s) still open 5 minutes past their limit; flattening")
+                return
             if self._stop_requested:
                 raise KeyboardInterrupt
             if self.positions:
