@@ -429,7 +429,11 @@ class Journal:
 
     # order intents and the live scanner's bookkeeping ------------------------------
     def write_intent(self, row: Mapping[str, Any]) -> None:
-        """Journal an order before it is sent (state 'intended'); ``detail`` is kept as JSON."""
+        """Journal an order before it is sent (state 'intended'); ``detail`` is kept as JSON.
+        A void or rejected intent (no order at the broker) of the same client id is replaced;
+        any other is a duplicate and refused by the primary key."""
+        self.con.execute("DELETE FROM order_intents WHERE client_order_id = ? AND state IN ('void', 'rejected')",
+                         [row["client_order_id"]])
         data = {k: v for k, v in row.items() if k != "detail"}
         data.setdefault("state", "intended")
         data.setdefault("created_at", _now())
