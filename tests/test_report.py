@@ -378,7 +378,13 @@ def test_cli_report_json(journal_path, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["path"] == str(out) and out.exists()
     assert printed["headline"]["n"] == 0 and printed["headline"]["win_rate"] is None
-    assert printed["funnel"]["scans"] == 0
+    assert printed["funnel"]["scans"] == 0 and printed["backtest"]["n"] == 0
+    assert printed["power"]["fills"]["needed"] is None and printed["quality"]["duplicates"] == 0
+    assert main(["report", "--journal", journal_path, "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["backtest"]["n"] == 4 and printed["headline"]["n"] == 1
+    assert printed["headline"]["break_even"][0]["rate"] == pytest.approx(1 / 3)
+    assert printed["power"]["backtest"]["needed"] > 1000
 
 
 def test_cli_report_errors(tmp_path, capsys):
