@@ -25,15 +25,16 @@ from gammaride.errors import JournalError, JournalVersionError
 from gammaride.journal.identity import KINDS, count_once, quality
 from gammaride.journal.schema import (
     MIGRATIONS,
+    OPTION_PATH_COLUMNS,
     PATH_COLUMNS,
     SCAN_COLUMNS,
     SCHEMA_VERSION,
     TRADE_COLUMNS,
 )
 
-# A run made with --dry-run (orders simulated, nothing sent) carries "dry_run": true in its
-# settings_json; older runs without the flag were real. SQL over ``runs r``.
-DRY_RUN_SQL = "coalesce(TRY_CAST(json_extract(r.settings_json, '$.dry_run') AS BOOLEAN), false)"
+# A run made with --dry-run (orders simulated, nothing sent): the ``runs.dry_run`` column
+# (m003, backfilled from settings_json). SQL over ``runs r``.
+DRY_RUN_SQL = "coalesce(r.dry_run, false)"
 DEFAULT_JOURNAL = "gammaride.duckdb"
 ENV_JOURNAL = "GAMMARIDE_JOURNAL"
 ET = "America/New_York"
@@ -175,14 +176,16 @@ class Journal:
             raise ValueError(f"run mode {mode!r} is not replay, offline, paper or live")
         from gammaride import __version__
 
+        dry_run = bool(dict(settings or {}).get("dry_run", False))  # also a column since m003
         with self.transaction():
             run_id = int(self.con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0])
             self.con.execute(
                 "INSERT INTO runs (run_id, mode, symbol, instrument, status, started_at, source, phase, "
-                "exit_policy, iv_source, settings_json, version) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                "exit_policy, iv_source, settings_json, version, dry_run) "
+                "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     run_id, mode, symbol, instrument, started_at or _now(), source, phase,
-                    exit_policy, iv_source, json.dumps(dict(settings or {}), default=str), __version__,
+                    exit_policy, iv_source, json.dumps(dict(settings or {}), default=str), __version__, dry_run,
                 ],
             )
         return run_id
@@ -221,8 +224,15 @@ class Journal:
     def write_paths(self, paths: pd.DataFrame) -> None:
         self._insert_frame("trade_paths", paths, PATH_COLUMNS)
 
+    def write_option_paths(self, paths: pd.DataFrame) -> None:
+        """The option's own minute bars around each trade (replay priced from history)."""
+        self._insert_frame("option_paths", paths, OPTION_PATH_COLUMNS)
+
     def next_trade_id(self) -> int:
-        return int(self.con.execute("SELECT coalesce(max(trade_id), 0) + 1 FROM trades").fetchone()[0])
+        """A trade id no trade and no journaled order intent uses yet."""
+        return int(self.con.execute(
+            "SELECT greatest((SELECT coalesce(max(trade_id), 0) FROM trades), "
+            "(SELECT coalesce(max(trade_id), 0) FROM order_intents)) + 1").fetchone()[0])
 
     # single-row writes (live scanner) -------------------------------------------
     def _insert_row(self, table: str, row: Mapping[str, Any]) -> None:
@@ -416,6 +426,73 @@ class Journal:
             "errors": int(self.con.execute("SELECT count(*) FROM errors").fetchone()[0]),
             "runs_with_errors": int(run_errors),
         }
+
+    # order intents and the live scanner's bookkeeping ------------------------------
+    def write_intent(self, row: Mapping[str, Any]) -> None:
+        """Journal an order before it is sent (state 'intended'); ``detail`` is kept as JSON."""
+        data = {k: v for k, v in row.items() if k != "detail"}
+        data.setdefault("state", "intended")
+        data.setdefault("created_at", _now())
+        if row.get("detail") is not None:
+            data["detail_json"] = json.dumps(row["detail"], default=str)
+        self._insert_row("order_intents", data)
+
+    def update_intents(self, state: str, *, client_order_id: str | None = None, trade_id: int | None = None,
+                       order_id: str | None = None, only_open: bool = False) -> None:
+        """Move one intent (by client id) or every intent of a trade to ``state``."""
+        if (client_order_id is None) == (trade_id is None):
+            raise ValueError("give client_order_id or trade_id")
+        where = "client_order_id = ?" if client_order_id is not None else "trade_id = ?"
+        if only_open:
+            where += " AND state IN ('intended', 'sent')"
+        self.con.execute(
+            f"UPDATE order_intents SET state = ?, order_id = coalesce(?, order_id), updated_at = ? WHERE {where}",
+            [state, order_id, _now(), client_order_id if client_order_id is not None else trade_id],
+        )
+
+    def intents(self, mode: str, *, purpose: str | None = None, open_only: bool = False,
+                trade_id: int | None = None) -> pd.DataFrame:
+        """Order intents of real (not dry) runs of ``mode``, oldest first, ``detail`` parsed."""
+        sql = (f"SELECT i.* FROM order_intents i JOIN runs r USING (run_id) WHERE r.mode = ? AND NOT {DRY_RUN_SQL}")
+        params: list[Any] = [mode]
+        if purpose is not None:
+            sql += " AND i.purpose = ?"
+            params.append(purpose)
+        if open_only:
+            sql += " AND i.state IN ('intended', 'sent')"
+        if trade_id is not None:
+            sql += " AND i.trade_id = ?"
+            params.append(int(trade_id))
+        frame = self.query(sql + " ORDER BY i.created_at, i.client_order_id", params)
+        frame["detail"] = [json.loads(d) if isinstance(d, str) else {} for d in frame["detail_json"]]
+        return frame
+
+    def knows_order(self, client_order_id: str, mode: str) -> bool:
+        """Whether a real run of ``mode`` journaled this client id (as a trade or an intent)."""
+        row = self.con.execute(
+            "SELECT (SELECT count(*) FROM trades t JOIN runs r USING (run_id) WHERE t.client_order_id = ? "
+            f"AND r.mode = ? AND NOT {DRY_RUN_SQL}) + (SELECT count(*) FROM order_intents i JOIN runs r "
+            f"USING (run_id) WHERE i.client_order_id = ? AND r.mode = ? AND NOT {DRY_RUN_SQL})",
+            [client_order_id, mode, client_order_id, mode]).fetchone()
+        return bool(row[0])
+
+    def open_trades(self) -> pd.DataFrame:
+        """Open trades with a client order id, of runs that were not dry, with their run's mode."""
+        return self.query(
+            "SELECT t.*, r.mode AS run_mode FROM trades t JOIN runs r USING (run_id) "
+            f"WHERE t.status = 'open' AND t.client_order_id IS NOT NULL AND NOT {DRY_RUN_SQL} ORDER BY t.trade_id")
+
+    def trades_today(self, mode: str, day: Any, dry_run: bool) -> tuple[int, float]:
+        """(trades, realized P&L) entered on ``day`` by runs of ``mode`` (dry or not)."""
+        row = self.con.execute(
+            "SELECT count(*), coalesce(sum(pnl_usd), 0) FROM trades t JOIN runs r USING (run_id) "
+            f"WHERE r.mode = ? AND CAST(t.entry_time AS DATE) = ? AND {DRY_RUN_SQL} = ?",
+            [mode, day, bool(dry_run)]).fetchone()
+        return int(row[0]), float(row[1])
+
+    def write_broker_event(self, row: Mapping[str, Any]) -> None:
+        """Something the broker did on its own (liquidation, exercise, expiry, shares)."""
+        self._insert_row("broker_events", {"occurred_at": _now(), **row})
 
     def latest_errors(self, limit: int = 5) -> pd.DataFrame:
         """The newest errors first: occurred_at, run_id, scan_no, context, error_type, message."""
