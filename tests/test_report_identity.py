@@ -131,8 +131,10 @@ def test_replay_of_held_sessions_says_so_and_replace_supersedes(tmp_path, capsys
         assert by_run.apply(lambda s: s.fillna(0).astype(int).tolist()).to_dict() == {
             1: [3] * n, 2: [3] * n, 3: [0] * n}
         assert j.trades()["run_id"].unique().tolist() == [3]
+        outliers = j.query("SELECT outlier_prints FROM runs ORDER BY run_id")["outlier_prints"].tolist()
     data = build_report_data(journal)
-    assert data["quality"] == {"superseded": 2 * n, "duplicates": 0, "outlier_prints": 0,
+    # the replaced runs' outlier prints are the same bars again: only the latest run's count
+    assert data["quality"] == {"superseded": 2 * n, "duplicates": 0, "outlier_prints": outliers[2],
                                "runs_with_errors": 0, "errors": 0, "dry_run_trades": 0}
 
 

@@ -213,13 +213,16 @@ class _Query:
         )
 
     def quality(self) -> dict[str, int]:
-        """Outlier prints found in replayed bars, runs with errors, errors, dry-run trades."""
+        """Outlier prints found in replayed bars (of runs no later replay replaced), runs
+        with errors, errors, dry-run trades."""
         c, p = self._since("occurred_at")
         t, pt = self._since("t.entry_time")
         row = self._one(
             f"""
             SELECT (SELECT coalesce(sum(outlier_prints), 0) FROM runs
-                    WHERE run_id IN (SELECT run_id FROM _report_runs)),
+                    WHERE run_id IN (SELECT run_id FROM _report_runs)
+                      AND run_id NOT IN (SELECT CAST(unnest(string_split(replaces_runs, ',')) AS BIGINT)
+                                         FROM runs WHERE replaces_runs IS NOT NULL)),
                    (SELECT count(DISTINCT run_id) FROM errors
                     WHERE run_id IN (SELECT run_id FROM _report_runs) {c}),
                    (SELECT count(*) FROM errors
