@@ -17,14 +17,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gammaride.calibration.fit import bucket_labels
-from gammaride.calibration.grid import SL_GRID, TP_GRID
+from gammaride.calibration.document import (
+    FILE_NAME,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SL_GRID,
+    TP_GRID,
+    bucket_labels,
+)
 from gammaride.config import Settings
 from gammaride.scanner.setup import ExitPolicy
 
-SCHEMA = "gammaride.calibration"
-SCHEMA_VERSION = 1
-FILE_NAME = "calibration.json"
+__all__ = ["FILE_NAME", "SCHEMA", "SCHEMA_VERSION", "load_exit_policy", "write_calibration"]
 _EPS = 1e-9
 
 
