@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ from gammaride.calibration.document import (
     bucket_labels,
 )
 from gammaride.config import Settings
+from gammaride.outputs import write_atomic
 from gammaride.scanner.setup import ExitPolicy
 
 __all__ = ["FILE_NAME", "SCHEMA", "SCHEMA_VERSION", "load_exit_policy", "write_calibration"]
@@ -39,20 +39,8 @@ def write_calibration(path: str | os.PathLike, document: Mapping[str, Any]) -> P
     from gammaride.calibration.schema import CalibrationDocument
 
     CalibrationDocument.model_validate(dict(document))  # one schema: refuse before writing
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, text, what="calibration file")
 
 
 class _Invalid(Exception):
