@@ -57,24 +57,22 @@ class TradePaths:
 
 
 def trade_paths_from_frames(
-    trades: pd.DataFrame, paths: pd.DataFrame, max_hold_minutes: int = 20
+    trades: pd.DataFrame, paths: pd.DataFrame, max_hold_minutes: int = 20, duplicates: int = 0
 ) -> TradePaths:
     """Align the journal's closed trades with their ``trade_paths`` rows.
 
     A bar counts while it starts at or after the entry decision and ends by the earlier
     of entry + max hold and the trade's hard stop, as in replay. The count stops at the
-    first missing bar: a gap in the data ends what can be evaluated honestly. The same
-    trade journaled twice (the same sessions replayed again) counts once.
+    first missing bar: a gap in the data ends what can be evaluated honestly. Trades come
+    counted once already (``Journal.trades``); ``duplicates`` is how many rows that left
+    out, reported with the trades dropped here.
     """
     need = {"trade_id", "entry_time", "direction", "entry_price", "atr", "hard_stop_time"}
     missing = need - set(trades.columns)
     if missing:
         raise ValueError(f"trades frame lacks columns {sorted(missing)}; pass journal.trades()")
     t = trades.sort_values(["entry_time", "trade_id"], kind="stable")
-    n_before = len(t)
-    keys = ["entry_time", "direction"] + (["symbol"] if "symbol" in t.columns else [])
-    t = t.drop_duplicates(keys, keep="last")
-    duplicates = n_before - len(t)
+    n_before = len(t) + duplicates
     ok = (
         t["direction"].isin(["call", "put"]).to_numpy()
         & np.isfinite(t["atr"].to_numpy(dtype=float))

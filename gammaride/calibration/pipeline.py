@@ -357,11 +357,15 @@ def calibrate(
 def _calibrate_open(j, settings, min_trades, min_bucket_trades, edges, force, out, seed, objective):
     import duckdb
 
-    trades = j.trades(closed_only=True)
-    if "symbol" in trades.columns:
-        trades = trades[trades["symbol"] == settings.symbol]
+    # each market moment once (a fill preferred over a simulation of it): the journal's rule
+    every = j.trades(closed_only=True, once="none")
+    trades = j.trades(closed_only=True, once="minute")
+    every = every[every["symbol"] == settings.symbol]
+    trades = trades[trades["symbol"] == settings.symbol]
     frames = j.trade_paths(trades["trade_id"].tolist())
-    aligned = trade_paths_from_frames(trades, frames, settings.max_hold_minutes)
+    aligned = trade_paths_from_frames(
+        trades, frames, settings.max_hold_minutes, duplicates=len(every) - len(trades)
+    )
     options = None
     usable = len(aligned)
     if objective == "usd":
