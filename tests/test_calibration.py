@@ -461,7 +461,7 @@ def test_usd_objective_on_a_priced_journal(tmp_path, settings):
     result = calibrate(journal, settings, objective="usd", out=tmp_path / "usd.json")
     assert result.objective == "usd" and result.no_option_prices == 40
     assert result.n_trades == 120
-    assert "(40 trades without option prices left out)" in result.verdict
+    assert "; 40 trades without option prices left out)" in result.verdict
     assert "per contract" in result.verdict and " $" in result.verdict
     doc = json.loads((tmp_path / "usd.json").read_text())
     assert doc["objective"] == "usd" and doc["trades_without_option_prices"] == 40

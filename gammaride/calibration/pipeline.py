@@ -520,11 +520,12 @@ def power_line(r: CalibrationResult) -> str:
     p, u = r.power, r.unit
     per = "per contract" if u == "$" else "per trade"
     where = "" if p.source == "measured" else " (estimated from in-sample differences)"
-    need = (
-        f"about {p.trades_for_target:,} trades"
-        if p.trades_for_target is not None
-        else "more trades than any journal holds"
-    )
+    if p.trades_for_target is None:
+        need = "more trades than any journal holds"
+    elif p.trades_for_target <= r.n_trades:
+        need = f"about {p.trades_for_target:,} trades, fewer than this journal holds"
+    else:
+        need = f"about {p.trades_for_target:,} trades"
     return (
         f"Power{where}: the smallest improvement this journal can detect (80% power, the "
         f"publish rule in force) is {_money(p.detectable, u)} {per}; detecting "
@@ -537,7 +538,7 @@ def _verdict(r: CalibrationResult, fits: list[BucketFit], min_bucket: int, n: in
     u = r.unit
     per = "per contract" if u == "$" else "per trade"
     left = (
-        f" ({r.no_option_prices} trades without option prices left out)"
+        f"; {r.no_option_prices} trades without option prices left out"
         if r.objective == "usd" and r.no_option_prices
         else ""
     )
@@ -550,9 +551,9 @@ def _verdict(r: CalibrationResult, fits: list[BucketFit], min_bucket: int, n: in
     elif not r.can_test:
         missing = max(MIN_OOS_SESSIONS - r.oos_sessions, 1)
         why = (
-            f"{r.oos_n} of {n} trades{left} could be scored out of sample, in "
+            f"{r.oos_n} of {n} trades could be scored out of sample, in "
             f"{r.oos_sessions} sessions (each session is scored by a fit on at least "
-            f"{min_bucket} earlier trades, so the first {r.warmup} trades only train), and an "
+            f"{min_bucket} earlier trades, so the first {r.warmup} trades only train{left}), and an "
             f"honest test needs at least {MIN_OOS_SESSIONS} scored sessions whose results differ. "
             f"It can test after about {missing} more session{'s' if missing > 1 else ''} "
             f"(about {math.ceil(missing * per_session)} trades at this journal's "
@@ -565,8 +566,8 @@ def _verdict(r: CalibrationResult, fits: list[BucketFit], min_bucket: int, n: in
             g, lo, hi, _ = r.relative
             rel = f" ({g:+.0%} on Phase 1, 95% interval [{lo:+.0%}, {hi:+.0%}])"
         why = (
-            f"out of sample ({r.oos_n} trades{left} in {r.oos_sessions} sessions, each scored "
-            f"by a fit on earlier sessions only) Phase 2 earned {_money(r.oos_phase2, u)} {per} "
+            f"out of sample ({r.oos_n} trades in {r.oos_sessions} sessions, each scored "
+            f"by a fit on earlier sessions only{left}) Phase 2 earned {_money(r.oos_phase2, u)} {per} "
             f"against {_money(r.oos_phase1, u)} for Phase 1 on the same trades: "
             f"{_money(r.oos_improvement, u)}{rel}; anytime-valid {1 - r.level:.1%} interval "
             f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] (look {look} at this journal, test chain "
