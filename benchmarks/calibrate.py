@@ -47,8 +47,10 @@ def false_publishes(settings: Settings, journals: int, trades: int, looks: int) 
         aligned = trade_paths_from_frames(t, p)
         history, published, naive = [], False, False
         for n in sizes:
+            # the look happens during the session of its last trade: that session waits
+            today = str(aligned.entry_time[n - 1].date())
             r = calibrate_paths(aligned.take(np.arange(n)), settings, n_boot=400,
-                                prior_looks=history)
+                                prior_looks=history, today=today)
             history.append(r.look)
             tested_looks += r.can_test
             published |= r.published

@@ -446,6 +446,19 @@ def test_every_look_is_journaled_and_reruns_share_one_test(tmp_path, settings):
     assert rows["out_path"].iloc[0] == str(tmp_path / "calibration.json")
 
 
+def test_a_look_during_a_session_and_one_after_it_share_one_test(settings):
+    trades, paths, _ = synthetic_frames(seed=10, n=160, noise=True)
+    aligned = trade_paths_from_frames(trades, paths)
+    today = str(aligned.entry_time[129].date())  # trade 130 is the second of its session
+    mid = calibrate_paths(aligned.take(np.arange(130)), settings, today=today)
+    later = calibrate_paths(aligned, settings, prior_looks=[mid.look])
+    assert mid.can_test and (mid.look.chain, later.look.chain) == (1, 1)
+    assert mid.oos_n == later.oos_n - 30 - 2  # the running session was not scored
+    # scoring a session half way would have made the later look a new, stricter test
+    half = calibrate_paths(aligned.take(np.arange(130)), settings, today="2100-01-02")
+    assert calibrate_paths(aligned, settings, prior_looks=[half.look]).look.chain == 2
+
+
 def test_a_read_only_journal_is_refused_because_looks_are_journaled(tmp_path, settings):
     trades, paths, _ = synthetic_frames(seed=8, n=60, noise=True)
     journal = write_journal(tmp_path / "ro.duckdb", trades, paths)

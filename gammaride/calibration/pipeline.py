@@ -199,8 +199,12 @@ def calibrate_paths(
     objective: str = "atr",
     options: OptionPrices | None = None,
     prior_looks: Sequence[Look] = (),
+    today: str | None = None,
 ) -> CalibrationResult:
     """The calibration maths on trades already aligned with their paths. Writes nothing.
+
+    ``today`` (ISO date, default: today in New York): trades of that session or later are
+    not scored yet.
 
     ``prior_looks``: the journal's earlier looks (``looks.read_looks``); the result's
     ``look`` is this run's record, to be journaled with ``looks.record_look``.
@@ -245,6 +249,9 @@ def calibrate_paths(
     oos = walk_forward(
         session_no, entry_ns, horizon_ns, fit_fold, score_fold, p1, min_bucket_trades
     )
+    # a session counts once it is over: today's trades (still accumulating) are not scored,
+    # so every look sees whole sessions and extends the sequence of the looks before it
+    oos = _closed_sessions(oos, sessions, today)
     groups = sessions[oos.index]
     scored = SessionSums.of(oos.improvement, groups)
     can_test = scored.sessions >= MIN_OOS_SESSIONS and scored.session_var > 0
@@ -446,6 +453,17 @@ def _sessions(trades: TradePaths) -> np.ndarray:
     if t.tz is not None:
         t = t.tz_convert(ET).tz_localize(None)
     return t.normalize().as_unit("ns").asi8
+
+
+def _closed_sessions(oos: OutOfSample, sessions: np.ndarray, today: str | None) -> OutOfSample:
+    import pandas as pd
+
+    day = pd.Timestamp(today) if today else pd.Timestamp.now(tz=ET).tz_localize(None)
+    cut = day.normalize().as_unit("ns").value
+    keep = sessions[oos.index] < cut
+    if keep.all():
+        return oos
+    return OutOfSample(oos.index[keep], oos.phase1[keep], oos.phase2[keep], oos.folds, oos.warmup)
 
 
 def _mean(values: np.ndarray) -> float | None:
