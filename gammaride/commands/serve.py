@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gammaride.commands._common import check_seed, check_speed
 from gammaride.errors import ConfigError
 
 
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     warning = network_warning(args.host)
     if warning:
         print(warning, file=sys.stderr, flush=True)
+    check_speed(args.speed)
+    check_seed(args.seed)
 
     bars = None
     if args.bars:
