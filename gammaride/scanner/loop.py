@@ -38,6 +38,8 @@ from gammaride.scanner.contracts import (
     marketable_limit,
 )
 from gammaride.scanner.exits import EXIT_MANUAL
+from gammaride.scanner.gamma import gate_block
+from gammaride.scanner.gamma_source import GammaSource
 from gammaride.scanner.positions import (
     MINUTE,
     ExitDecision,
@@ -150,6 +152,7 @@ class Scanner(PositionManager):
         self._in_step = False
         self._stop_requested = False
         self._last_decided: pd.Timestamp | None = None  # the newest decision bar end acted on
+        self.gamma = GammaSource(broker, settings, on_error=self._error)  # dealer gamma each scan
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
@@ -321,6 +324,7 @@ class Scanner(PositionManager):
         row: dict = {
             "run_id": self.run_id, "scan_no": self.scan_no, "symbol": self.symbol,
             "scanned_at": datetime.now(timezone.utc), "signal": False,
+            "gamma_gate": self.settings.gamma_gate,
         }
         info: dict = {}
         try:
@@ -390,6 +394,8 @@ class Scanner(PositionManager):
         chain = self.chain(now, price, info)
         iv, ivp, src = self.iv_now(now, price, chain)
         row.update(iv=iv, iv_source=src)
+        info["gamma"] = self.gamma.measure(now, price)
+        row.update(info["gamma"].row())
         sig = compute_signals(bars.iloc[-_WINDOW:], self.settings, ivp).iloc[-1]
         info["sig"] = sig
         info["bars"] = bars
@@ -397,6 +403,10 @@ class Scanner(PositionManager):
                   "price_change", "direction", "atr", "iv_percentile", "signal", "skip_reason"):
             row[k] = _plain(sig[k])
         if not sig["signal"]:
+            return
+        gated = gate_block(self.settings.gamma_gate, info["gamma"])
+        if gated:
+            row.update(signal=False, skip_reason=gated)
             return
         tp_mult, sl_mult, bucket = (np.asarray(v, dtype=object).reshape(-1)[0] for v in self.policy.lookup(sig["atr"]))
         tp, sl = exit_levels(sig["direction"], sig["price"], sig["atr"], tp_mult, sl_mult)
@@ -698,6 +708,7 @@ class Scanner(PositionManager):
             f"    gates: window {'✓' if sig['in_window'] else '✗'} volume {'✓' if sig['vol_spike'] else '✗'} "
             f"IV {'✓' if (sig['iv_percentile'] >= self.settings.iv_threshold) else '✗'} "
             f"direction {'✓' if isinstance(sig['direction'], str) else '✗'}",
+            f"    {info['gamma'].describe()} · gate {self.settings.gamma_gate}",
         ])
 
     def _heartbeat(self, now: pd.Timestamp) -> str:

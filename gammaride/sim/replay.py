@@ -16,6 +16,7 @@ import pandas as pd
 from gammaride.config import Settings
 from gammaride.scanner import ivrank
 from gammaride.scanner.exits import EXIT_HARD_STOP, EXIT_TIME, evaluate_exits, excursions
+from gammaride.scanner.gamma import REPLAY_REASON
 from gammaride.scanner.risk import DayRisk, entry_block
 from gammaride.scanner.session import expiry_and_hard_stop, session_close_minutes
 from gammaride.scanner.setup import (
@@ -221,6 +222,9 @@ def replay(
     scans["iv_source"] = pd.Series(iv_source, dtype=object)
     scans["skip_reason"] = pd.Series(skip_reason, dtype=object)
     scans["trade_id"] = pd.Series(trade_ids, dtype=object)
+    # no dealer-gamma measure, and so no gamma gate: Alpaca keeps no history of open interest
+    scans["gamma_reason"] = pd.Series(np.full(n, REPLAY_REASON, dtype=object), dtype=object)
+    scans["gamma_gate"] = pd.Series(np.full(n, "off", dtype=object), dtype=object)
     return ReplayResult(scans=scans, trades=trades, paths=paths, policy=policy)
 
 
