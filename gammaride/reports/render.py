@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from gammaride.journal import Journal
 from gammaride.reports import charts
+from gammaride.reports import gamma as gamma_section
 from gammaride.reports.data import ReportFilters, build_report_data
 from gammaride.text import is_missing as _missing
 from gammaride.text import signed_usd, usd
@@ -65,6 +66,7 @@ def _environment() -> jinja2.Environment:
     env.filters.update(
         pct=_pct, usd=usd, signed_usd=signed_usd, r=_r, num=_num, count=_count, missing=_missing
     )
+    gamma_section.install(env)
     return env
 
 
