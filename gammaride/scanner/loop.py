@@ -332,6 +332,8 @@ class Scanner(PositionManager):
         except Exception as exc:  # noqa: BLE001 - no exception escapes a scan
             row["skip_reason"] = f"error: {short_error(exc)}"
             self._error("scan", exc)
+        if "sig" in info and "gamma" not in info:  # after the decision: no order waits for it
+            self._measure_gamma(now, float(info["sig"]["price"]), row, info)
         if row.get("in_window"):
             self.stats.in_window += 1
         if row.get("signal"):
@@ -350,6 +352,11 @@ class Scanner(PositionManager):
         outcome = ScanOutcome(self.scan_no, now, row, line)
         self.outcomes.append(outcome)
         return outcome
+
+    def _measure_gamma(self, now: pd.Timestamp, price: float, row: dict, info: dict) -> None:
+        """Dealer gamma into the scan's row (never raises: a failure is its reason)."""
+        info["gamma"] = self.gamma.measure(now, price)
+        row.update(info["gamma"].row())
 
     def _write_scan(self, row: dict) -> None:
         """The scan row, the IV it observed and new path bars: one commit per scan."""
@@ -394,8 +401,8 @@ class Scanner(PositionManager):
         chain = self.chain(now, price, info)
         iv, ivp, src = self.iv_now(now, price, chain)
         row.update(iv=iv, iv_source=src)
-        info["gamma"] = self.gamma.measure(now, price)
-        row.update(info["gamma"].row())
+        if self.settings.gamma_gate != "off":  # the gate needs the measure before an entry
+            self._measure_gamma(now, price, row, info)
         sig = compute_signals(bars.iloc[-_WINDOW:], self.settings, ivp).iloc[-1]
         info["sig"] = sig
         info["bars"] = bars
@@ -404,7 +411,7 @@ class Scanner(PositionManager):
             row[k] = _plain(sig[k])
         if not sig["signal"]:
             return
-        gated = gate_block(self.settings.gamma_gate, info["gamma"])
+        gated = gate_block(self.settings.gamma_gate, info.get("gamma"))
         if gated:
             row.update(signal=False, skip_reason=gated)
             return
