@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from gammaride.calibration.fit import bucket_labels
 from gammaride.calibration.grid import SL_GRID, TP_GRID
 from gammaride.config import Settings
+from gammaride.outputs import write_atomic
 from gammaride.scanner.setup import ExitPolicy
 
 SCHEMA = "gammaride.calibration"
@@ -32,20 +32,8 @@ def write_calibration(path: str | os.PathLike, document: Mapping[str, Any]) -> P
     """Write ``document`` as JSON to ``path`` atomically: a temporary file in the same
     directory, flushed to disk, then renamed over the old file. A reader never sees half
     a file, and a crash mid-write leaves the previous calibration in place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, text, what="calibration file")
 
 
 class _Invalid(Exception):

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from gammaride.config import Settings
+from gammaride.errors import OutputError
 from gammaride.journal import Journal, default_journal_path
+from gammaride.outputs import check_target
 from gammaride.scanner.setup import ExitPolicy
 
 CALIBRATION_FILE = "calibration.json"
@@ -52,11 +54,15 @@ def load_policy(path: Path, settings: Settings) -> tuple[ExitPolicy, str]:
 
 
 def output_path(out: str | os.PathLike | None, file_name: str) -> Path | None:
-    """``--out``: a file path, or a folder to write ``file_name`` into."""
+    """``--out``: a file path, or a folder to write ``file_name`` into; refused before any
+    work when it is a symbolic link, a device or otherwise not a regular file."""
     if out is None:
         return None
+    if not str(out).strip():
+        raise OutputError(f"--out is empty; give a file name such as {file_name} or a folder")
     path = Path(out)
-    return path / file_name if path.is_dir() else path
+    path = path / file_name if path.is_dir() else path
+    return check_target(path, "--out")
 
 
 def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:

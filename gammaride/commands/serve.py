@@ -36,10 +36,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--equity", type=float, default=100_000.0, help="starting cash of the account")
     parser.add_argument("--no-option-stops", action="store_true",
                         help="refuse single-leg option stop orders, as Alpaca did before 2026-08")
+    parser.add_argument("--no-liquidation", action="store_true",
+                        help="do not liquidate expiring options before the close (they are then "
+                             "exercised or expire), as on a day Alpaca does not")
+
+
+def network_warning(host: str) -> str | None:
+    """A warning when ``--host`` is not loopback: anyone who reaches this machine can trade
+    on the server and read what it is fed."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (f"warning: --host {host} makes the offline server reachable from the network, not only "
+            "from this machine; use --host 127.0.0.1 unless that is what you want")
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from gammaride.sim.server import OfflineAlpaca
+
+    warning = network_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
 
     bars = None
     if args.bars:
@@ -53,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         srv = OfflineAlpaca(
             bars=bars, start=args.start, speed=args.speed, iv=iv, faults=args.faults,
             seed=args.seed, port=args.port, equity=args.equity, symbol=args.symbol, host=args.host,
-            option_stops=not args.no_option_stops,
+            option_stops=not args.no_option_stops, liquidation=not args.no_liquidation,
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None

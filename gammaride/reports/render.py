@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
@@ -20,6 +19,7 @@ import jinja2
 from markupsafe import Markup
 
 from gammaride.journal import Journal
+from gammaride.outputs import write_atomic
 from gammaride.reports import charts
 from gammaride.reports import gamma as gamma_section
 from gammaride.reports.data import ReportFilters, build_report_data
@@ -114,16 +114,7 @@ def write_report(
     """
     data = build_report_data(journal, filters)
     html = render_report(data)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out = write_atomic(out, html, what="report")
     return out, data
 
 

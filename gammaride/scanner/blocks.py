@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +28,7 @@ from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.clock import Clock, ScaledClock, SteppedClock, WallClock
 from gammaride.scanner.contracts import choose_contract, marketable_limit
 from gammaride.scanner.gamma import gate_block
-from gammaride.scanner.keys import Keys, find_keys
+from gammaride.scanner.keys import Keys, find_keys, safe_url
 from gammaride.scanner.loop import Scanner
 from gammaride.scanner.positions import (
     cancel_and_settle,
@@ -98,15 +99,15 @@ def connect(
     - keys: Alpaca, paper unless ``live``.
     """
     settings = settings or Settings.load()
-    if url:
-        check_offline_url(url)
+    if url is not None:  # '' too: an empty --url is a mistake, not "no URL"
+        url = check_offline_url(url)
     if keys is None and not offline:
         keys = find_keys(env)
-    if url and keys is None and not offline:
+    if url and keys is None:  # also with offline: --url names the offline server to use
         from gammaride.sim.server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
 
         keys = Keys(DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, "offline server")  # 'gammaride serve' prints these
-    if offline or keys is None:
+    if (offline or keys is None) and not url:
         from gammaride.sim.server import OfflineAlpaca
 
         if live:
@@ -133,22 +134,21 @@ def connect(
     return Connection(broker, WallClock(), "live" if live else "paper", settings)
 
 
-def check_offline_url(url: str) -> None:
+def check_offline_url(url: str) -> str:
     """``--url`` is for an offline server on this machine: the requests carry the Alpaca
-    keys from the environment, which must not go to any other host."""
-    import ipaddress
-    from urllib.parse import urlsplit
+    keys from the environment, which must not go to any other host. Returns the URL as
+    rebuilt from its checked parts."""
+    return safe_url(url)
 
-    host = (urlsplit(url).hostname or "").lower()
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ConfigError(
-            f"--url {url!r}: only an offline server on this machine (127.0.0.1, ::1 or localhost) is "
-            "allowed, since every request carries your Alpaca keys; start one with 'gammaride serve'"
-        )
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would resend the key headers to wherever it points: refuse it."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect refused ({msg})", headers, fp)
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 def _remote_stepped(url: str, keys: Keys) -> SteppedClock:
@@ -160,7 +160,7 @@ def _remote_stepped(url: str, keys: Keys) -> SteppedClock:
             headers={"Content-Type": "application/json", "APCA-API-KEY-ID": keys.key_id,
                      "APCA-API-SECRET-KEY": keys.secret}, method="POST",
         )
-        with urllib.request.urlopen(req, timeout=5) as resp:  # loopback only
+        with _NO_REDIRECTS.open(req, timeout=5) as resp:  # loopback only
             resp.read()
 
     return SteppedClock(advance_to)

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from gammaride.errors import BrokerError
+from gammaride.errors import BrokerError, broker_error
 from gammaride.scanner.contracts import CHAIN_COLUMNS, parse_occ
-from gammaride.scanner.keys import Keys, redact
+from gammaride.scanner.keys import Keys, redact, safe_url
 
 ET = "America/New_York"
 BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
@@ -254,7 +254,7 @@ class AlpacaBroker:
         from alpaca.trading.client import TradingClient
 
         self.paper = paper
-        self.url = url
+        self.url = url = None if url is None else safe_url(url, what="broker URL", alpaca=True)
         self.feed = feed
         self.read_attempts = max(1, int(read_attempts))
         self.key_id_masked = keys.masked
@@ -264,6 +264,7 @@ class AlpacaBroker:
         self.options = OptionHistoricalDataClient(keys.key_id, keys.secret, url_override=url, raw_data=True)
         for client in (self.trading, self.stocks, self.options):
             client._session.request = functools.partial(client._session.request, timeout=timeout)
+            client._session.max_redirects = 0  # a redirect would resend the key headers elsewhere
             if retry_wait is not None:
                 client._retry_wait = retry_wait
             if retries is not None:
@@ -311,10 +312,8 @@ class AlpacaBroker:
             raise self._error(what, f"malformed reply ({type(exc).__name__})", None, "malformed") from None
 
     def _error(self, what: str, text: str, status: int | None, kind: str) -> BrokerError:
-        err = BrokerError(redact(f"{what} failed: {text}", self._secret))
-        err.status = status  # type: ignore[attr-defined]
-        err.kind = kind  # type: ignore[attr-defined]
-        return err
+        return broker_error(redact(f"{what} failed: {text}", self._secret), status, kind,
+                            auth_403=what in ("account", "clock"))
 
     # account and market --------------------------------------------------------
     def account(self) -> Account:
@@ -454,6 +453,28 @@ class AlpacaBroker:
             return out
 
         return self._call("positions", get)
+
+    def account_activities(self, types: tuple[str, ...], after: pd.Timestamp | None = None) -> list[dict]:
+        """Account activities of ``types`` (e.g. OPEXC, OPASN, OPEXP, OPTRD), oldest first,
+        as Alpaca's plain dicts. alpaca-py 0.44 has no method for GET /v2/account/activities:
+        this goes through the trading client's own request path (auth, retries, timeout)."""
+        params = {"activity_types": ",".join(types), "direction": "asc", "page_size": 100}
+        if after is not None:
+            params["after"] = pd.Timestamp(after).tz_convert("UTC").isoformat()
+
+        def get() -> list[dict]:
+            out: list[dict] = []
+            for _ in range(20):  # pages of 100: far more than a day's option events
+                page = self.trading.get("/account/activities", dict(params)) or []
+                if not isinstance(page, list):
+                    raise TypeError("activities reply is not a list")
+                out.extend(a for a in page if isinstance(a, dict))
+                if len(page) < params["page_size"]:
+                    break
+                params["page_token"] = page[-1].get("id")
+            return out
+
+        return self._call("account activities", get)
 
     # dealer gamma ------------------------------------------------------------------
     def gamma_chain(
