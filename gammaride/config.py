@@ -144,6 +144,17 @@ class Settings:
         default=5.0, metadata=_num(0.5, 60.0, "exit checks between scans while a position is open")
     )
 
+    # dealer gamma (measured at every scan; the gate is off until the journal says it helps)
+    gamma_gate: str = field(
+        default="off", metadata=_choice(("off", "short_only"), "enter only when dealers are short gamma")
+    )
+    gamma_expiry_days: int = field(
+        default=7, metadata=_num(0, 60, "expirations within this many days enter the gamma measure")
+    )
+    gamma_strike_range: float = field(
+        default=0.05, metadata=_num(0.005, 0.5, "strikes within this fraction of spot enter the gamma measure")
+    )
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _validate(f, getattr(self, f.name))

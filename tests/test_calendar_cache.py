@@ -49,3 +49,9 @@ def test_dates_outside_the_calendar_fall_back_to_weekdays_and_16_00(fresh_cache)
     assert session.session_close_minutes(pd.DatetimeIndex(["1985-07-03"]))[0] == 16 * 60
     assert session.is_session("1985-07-06") is False  # a Saturday
     assert session.next_session("2150-01-02") == pd.Timestamp("2150-01-05")
+
+
+def test_next_session_is_a_nanosecond_timestamp_like_the_rest_of_pandas(fresh_cache):
+    # callers index with asi8, which counts in the timestamp's own unit
+    for day in ("2013-11-27", "2150-01-02"):
+        assert session.next_session(day).unit == "ns"

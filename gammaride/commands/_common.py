@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from gammaride.journal import Journal
     from gammaride.scanner.setup import ExitPolicy
 
-CALIBRATION_FILE = "calibration.json"
-
 
 def add_journal_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -81,10 +79,9 @@ def calibration_path(args: argparse.Namespace, journal: str | os.PathLike | None
     """``--calibration PATH``, else ``calibration.json`` next to the journal."""
     if getattr(args, "calibration", None):
         return Path(args.calibration)
-    base = Path(journal) if journal is not None else journal_path(args)
-    if str(base) == ":memory:":
-        return Path(CALIBRATION_FILE)
-    return base.parent / CALIBRATION_FILE
+    from gammaride.calibration.document import calibration_path_for
+
+    return calibration_path_for(journal if journal is not None else journal_path(args))
 
 
 def load_policy(path: Path, settings: Settings) -> tuple[ExitPolicy, str]:

@@ -73,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from gammaride.scanner.gamma import REPLAY_REASON
     from gammaride.sim.data import load_bars, load_daily, sample_paths
     from gammaride.sim.replay import IVChoice, run_replay
 
@@ -137,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, default=str))
         return 0
     print(message)
+    print(f"Dealer gamma: not measured ({REPLAY_REASON}); the gamma columns stay empty"
+          + (f" and gamma_gate {settings.gamma_gate} is not applied" if settings.gamma_gate != "off" else ""))
     sessions = len(days)
     print(f"Replayed {len(bars):,} bars ({sessions} sessions) from {source} into {summary['journal']} (run {run_id})")
     print(

@@ -483,7 +483,11 @@ class Journal:
 
     # order intents and the live scanner's bookkeeping ------------------------------
     def write_intent(self, row: Mapping[str, Any]) -> None:
-        """Journal an order before it is sent (state 'intended'); ``detail`` is kept as JSON."""
+        """Journal an order before it is sent (state 'intended'); ``detail`` is kept as JSON.
+        A void or rejected intent (no order at the broker) of the same client id is replaced;
+        any other is a duplicate and refused by the primary key."""
+        self.con.execute("DELETE FROM order_intents WHERE client_order_id = ? AND state IN ('void', 'rejected')",
+                         [row["client_order_id"]])
         data = {k: v for k, v in row.items() if k != "detail"}
         data.setdefault("state", "intended")
         data.setdefault("created_at", _now())
@@ -529,6 +533,11 @@ class Journal:
             f"USING (run_id) WHERE i.client_order_id = ? AND r.mode = ? AND NOT {DRY_RUN_SQL})",
             [client_order_id, mode, client_order_id, mode]).fetchone()
         return bool(row[0])
+
+    def has_trade(self, client_order_id: str) -> bool:
+        """Whether a trade was journaled for this entry client id."""
+        return self.con.execute("SELECT count(*) FROM trades WHERE client_order_id = ?",
+                                [client_order_id]).fetchone()[0] > 0
 
     def open_trades(self) -> pd.DataFrame:
         """Open trades with a client order id, of runs that were not dry, with their run's mode."""

@@ -144,8 +144,9 @@ def next_session(date) -> pd.Timestamp:
     day = _day(date)
     sessions = session_table().days
     if _in_span(day, sessions):
-        return pd.Timestamp(sessions[np.searchsorted(sessions, day, side="right")])
-    return (pd.Timestamp(day) + pd.offsets.BDay(1)).normalize()  # outside the calendar: next weekday
+        return pd.Timestamp(sessions[np.searchsorted(sessions, day, side="right")]).as_unit("ns")
+    # outside the calendar: the next weekday
+    return (pd.Timestamp(day) + pd.offsets.BDay(1)).normalize().as_unit("ns")
 
 
 def trading_day_mask(dates: pd.DatetimeIndex) -> np.ndarray:

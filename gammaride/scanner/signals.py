@@ -24,13 +24,14 @@ SKIP_WARMUP_CODE = "warmup"   # not enough history for the lookbacks yet
 SKIP_VOLUME = "volume"        # no volume spike
 SKIP_IV = "iv"                # IV percentile below the gate, or unknown
 SKIP_DIRECTION = "direction"  # a spike but no price change
+SKIP_GAMMA = "gamma"          # the dealer-gamma gate (settings.gamma_gate) refused the entry
 SKIP_RISK = "risk"            # a risk limit: position open, trades per day, daily loss
 SKIP_DATA = "data"            # no, stale or already-decided bars; replay: data ends before the exit
 SKIP_MARKET = "market"        # market closed
 SKIP_ORDER = "order"          # the entry was not placed (account, contract or order refused)
 SKIP_ERROR = "error"          # the scan failed
-SKIP_CODES = (SKIP_WINDOW, SKIP_WARMUP_CODE, SKIP_VOLUME, SKIP_IV, SKIP_DIRECTION, SKIP_RISK,
-              SKIP_DATA, SKIP_MARKET, SKIP_ORDER, SKIP_ERROR)
+SKIP_CODES = (SKIP_WINDOW, SKIP_WARMUP_CODE, SKIP_VOLUME, SKIP_IV, SKIP_DIRECTION, SKIP_GAMMA,
+              SKIP_RISK, SKIP_DATA, SKIP_MARKET, SKIP_ORDER, SKIP_ERROR)
 
 
 def wilder_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:

@@ -24,6 +24,7 @@ from gammaride.scanner.exits import (
     outlier_prints,
     without_outliers,
 )
+from gammaride.scanner.gamma import REPLAY_REASON
 from gammaride.scanner.risk import DayRisk, entry_block
 from gammaride.scanner.session import expiry_and_hard_stop, session_close_minutes
 from gammaride.scanner.setup import (
@@ -308,6 +309,9 @@ def replay(
     scans["skip_reason"] = _set_rows(scans["skip_reason"], cand, skip)
     scans["skip_code"] = _set_rows(scans["skip_code"], cand, skip_code)
     scans["trade_id"] = pd.arrays.IntegerArray(trade_ids, trade_ids == 0)
+    # no dealer-gamma measure, and so no gamma gate: Alpaca keeps no history of open interest
+    scans["gamma_reason"] = _constant(REPLAY_REASON, n)
+    scans["gamma_gate"] = _constant("off", n)
     option_paths = pd.DataFrame()
     if priced is not None:
         option_paths = pricer.paths_for(k, ids)
