@@ -31,6 +31,7 @@ from gammaride.journal.identity import (
 )
 from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.reports import calibration as calib
+from gammaride.reports import gamma as gamma_section
 from gammaride.reports import stats
 
 SOURCES = ("all", "replay", "offline", "paper", "live")
@@ -130,6 +131,7 @@ def _build(journal: Journal, f: ReportFilters) -> dict[str, Any]:
             "calibration": cal,
             "latest_trades": _latest(trades, f.latest_trades),
             "errors": q.errors(),
+            "gamma": gamma_section.section(journal, closed, f.min_group_trades),
         }
     finally:
         q.unregister()

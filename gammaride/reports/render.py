@@ -21,6 +21,7 @@ from markupsafe import Markup
 from gammaride.journal import Journal
 from gammaride.outputs import write_atomic
 from gammaride.reports import charts
+from gammaride.reports import gamma as gamma_section
 from gammaride.reports.data import ReportFilters, build_report_data
 from gammaride.text import is_missing as _missing
 from gammaride.text import signed_usd, usd
@@ -89,6 +90,7 @@ def _environment() -> jinja2.Environment:
         pct=_pct, usd=_money, signed_usd=_signed_money, r=_r, num=_num, signed=_signed,
         count=_count, missing=_missing, tone=_tone,
     )
+    gamma_section.install(env)
     return env
 
 
