@@ -20,14 +20,15 @@ SESSIONS = slice("2013-10-07", "2013-10-08")
 
 
 def _paper_copy_of(j: Journal, trade: pd.Series) -> int:
-    """A paper fill at the decision minute of a replayed trade, 3 seconds into it."""
+    """A paper fill entered at the decision time of a replayed trade (the scanner journals
+    the decision time, the end of the decision bar, as the entry time)."""
     run = j.start_run("paper", "SPY")
     tid = j.next_trade_id()
     row = {k: trade[k] for k in ("symbol", "direction", "atr", "tp", "sl", "tp_mult", "sl_mult",
                                  "entry_price", "exit_price", "exit_reason", "hard_stop_time",
                                  "r_multiple", "mfe_atr", "mae_atr", "exit_time")}
     j.write_trade({**row, "trade_id": tid, "run_id": run, "status": "closed",
-                   "entry_time": trade["entry_time"] + pd.Timedelta(seconds=3),
+                   "entry_time": trade["entry_time"],
                    "pnl_usd": 12.5, "gross_pnl_usd": 14.0, "fees_usd": 1.5, "pnl_source": "fills",
                    "contracts": 1})
     paths = j.trade_paths([int(trade["trade_id"])]).assign(trade_id=tid)
@@ -101,6 +102,8 @@ def test_calibration_counts_each_trade_once(twice):
     from gammaride.calibration import calibrate
 
     path, n = twice
+    # calibration learns from the underlying's path: the fill and the replay of its minute
+    # are one market moment, and the replay journaled twice is one trade
     with pytest.raises(CalibrationError, match=f"has {n} closed SPY trades"):
         calibrate(path, Settings.load(env={}), min_trades=10_000)
     with Journal(path, read_only=True) as j:
