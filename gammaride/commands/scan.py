@@ -76,10 +76,14 @@ def run(args: argparse.Namespace) -> int:
                 "live trading not confirmed; type 'yes' at the prompt, or set GAMMARIDE_LIVE_CONFIRM=yes "
                 "when running without a terminal"
             )
-    if args.url is not None:  # a URL the keys may not go to is refused before anything else happens
-        from gammaride.scanner.keys import safe_url
+    # keys that cannot work and a URL the keys may not go to are refused before anything
+    # else happens: no journal file, no server, no banner
+    from gammaride.scanner.keys import find_keys, safe_url
 
+    if args.url is not None:
         safe_url(args.url)
+    if not args.offline:
+        find_keys()
     bars = None
     if args.bars:
         from gammaride.sim.data import load_bars
