@@ -23,6 +23,7 @@ from gammaride.calibration import CalibrationResult, calibrate, parse_edges
 from gammaride.calibration.document import FILE_NAME
 from gammaride.commands._common import (
     add_journal_argument,
+    check_seed,
     journal_path,
     load_settings,
     output_path,
@@ -80,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
+    check_seed(args.seed)
     edges = parse_edges(args.edges)
     path = journal_path(args)
     if not path.exists():

@@ -40,6 +40,7 @@ from gammaride.commands._common import (
 )
 from gammaride.commands.fetch import add_cache_arguments, make_fetcher
 from gammaride.errors import ConfigError
+from gammaride.scanner.gamma import REPLAY_REASON
 from gammaride.sim.data import load_bars, load_daily, sample_paths
 from gammaride.sim.replay import IVChoice, run_replay
 from gammaride.text import signed_usd
@@ -136,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, default=str))
         return 0
     print(message)
+    print(f"Dealer gamma: not measured ({REPLAY_REASON}); the gamma columns stay empty"
+          + (f" and gamma_gate {settings.gamma_gate} is not applied" if settings.gamma_gate != "off" else ""))
     sessions = len(set(bars.index.date))
     print(f"Replayed {len(bars):,} bars ({sessions} sessions) from {source} into {summary['journal']} (run {run_id})")
     print(

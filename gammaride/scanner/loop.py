@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
-from gammaride.errors import BrokerAuthError, BrokerError
+from gammaride.errors import BrokerAuthError, BrokerError, JournalError
 from gammaride.journal import Journal
 from gammaride.scanner import ivrank
 from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
@@ -37,6 +37,8 @@ from gammaride.scanner.contracts import (
     marketable_limit,
 )
 from gammaride.scanner.exits import EXIT_MANUAL
+from gammaride.scanner.gamma import gate_block
+from gammaride.scanner.gamma_source import GammaSource
 from gammaride.scanner.positions import (
     MINUTE,
     ExitDecision,
@@ -153,18 +155,23 @@ class Scanner(PositionManager):
         # the first failed journal write: from then on no new entries (no journal, no trade)
         self.journal_failure: str | None = None
         self.failure: str | None = None  # why the run failed, when it did (its status says so)
+        self.gamma = GammaSource(broker, settings, on_error=self._error)  # dealer gamma each scan
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
         s = self.settings
-        self.run_id = self.journal.start_run(
-            self.mode, self.symbol, instrument=s.instrument, source=self.source,
-            phase=self.policy.phase, exit_policy=self.policy.describe(),
-            iv_source="constant" if self.iv_fixed is not None else "auto",
-            # the dry-run flag rides in settings_json (see DRY_RUN_SQL): reports, limits and
-            # calibration can tell simulated trades from the account's own
-            settings={**s.as_dict(), "dry_run": bool(self.dry_run)},
-        )
+        try:
+            self.run_id = self.journal.start_run(
+                self.mode, self.symbol, instrument=s.instrument, source=self.source,
+                phase=self.policy.phase, exit_policy=self.policy.describe(),
+                iv_source="constant" if self.iv_fixed is not None else "auto",
+                # the dry-run flag becomes runs.dry_run (and stays in settings_json): reports,
+                # limits and calibration can tell simulated trades from the account's own
+                settings={**s.as_dict(), "dry_run": bool(self.dry_run)},
+            )
+        except Exception as exc:  # noqa: BLE001 - no journal, no trade: nothing was sent yet
+            raise JournalError(f"cannot start a run in journal {self.journal.path} ({short_error(exc)}); free "
+                               "its disk or pass another --journal PATH") from None
         self.out(f"gammaride scan · run {self.run_id} · {self.mode}{' · DRY RUN (no orders)' if self.dry_run else ''}"
                  f" · {self.symbol} {s.instrument} · {getattr(self.broker, 'key_id_masked', '')}".rstrip(" ·"))
         self.out(self.policy_message)
@@ -247,7 +254,12 @@ class Scanner(PositionManager):
                 break
             self._in_step = True
             try:
-                now = self._broker_now()
+                mc = self.broker.clock()
+                self.clock.sync(mc.timestamp)
+                now = mc.timestamp
+                if not mc.is_open:
+                    self.out("  [WARNING] the market closed with positions open; flattening what can be")
+                    return
                 bars = self.fetch_bars(now)
                 self._manage(bars, now)
                 if self._pending_paths:
@@ -259,11 +271,11 @@ class Scanner(PositionManager):
             except Exception as exc:  # noqa: BLE001 - a failed check is retried a minute later
                 self._error("manage", exc)
                 now = self.clock.now()
-                if any(now >= p.limit + pd.Timedelta(minutes=5) for p in self.positions):
-                    self.out("  [WARNING] positions past their limit could not be closed; flattening")
-                    return
             finally:
                 self._in_step = False
+            if any(now >= p.limit + pd.Timedelta(minutes=5) for p in self.positions):
+                self.out("  [WARNING] position(s) still open 5 minutes past their limit; flattening")
+                return
             if self._stop_requested:
                 raise KeyboardInterrupt
             if self.positions:
@@ -408,6 +420,7 @@ class Scanner(PositionManager):
         row: dict = {
             "run_id": self.run_id, "scan_no": self.scan_no, "symbol": self.symbol,
             "scanned_at": datetime.now(timezone.utc), "signal": False,
+            "gamma_gate": self.settings.gamma_gate,
         }
         info: dict = {}
         try:
@@ -421,6 +434,8 @@ class Scanner(PositionManager):
             row["skip_reason"] = f"error: {'broker unreachable (' if unreachable else ''}{short_error(exc)}" + \
                 (")" if unreachable else "")
             self._error("scan", exc)
+        if "sig" in info and "gamma" not in info:  # after the decision: no order waits for it
+            self._measure_gamma(now, float(info["sig"]["price"]), row, info)
         if row.get("in_window"):
             self.stats.in_window += 1
         if row.get("signal"):
@@ -442,6 +457,11 @@ class Scanner(PositionManager):
         outcome = ScanOutcome(self.scan_no, now, row, line)
         self.outcomes.append(outcome)
         return outcome
+
+    def _measure_gamma(self, now: pd.Timestamp, price: float, row: dict, info: dict) -> None:
+        """Dealer gamma into the scan's row (never raises: a failure is its reason)."""
+        info["gamma"] = self.gamma.measure(now, price)
+        row.update(info["gamma"].row())
 
     def _write_scan(self, row: dict) -> None:
         """The scan row, the IV it observed and new path bars: one commit per scan."""
@@ -487,6 +507,8 @@ class Scanner(PositionManager):
         chain = self.chain(now, price, info)
         iv, ivp, src = self.iv_now(now, price, chain)
         row.update(iv=iv, iv_source=src)
+        if self.settings.gamma_gate != "off":  # the gate needs the measure before an entry
+            self._measure_gamma(now, price, row, info)
         sig = compute_signals(bars.iloc[-_WINDOW:], self.settings, ivp).iloc[-1]
         info["sig"] = sig
         info["bars"] = bars
@@ -494,6 +516,10 @@ class Scanner(PositionManager):
                   "price_change", "direction", "atr", "iv_percentile", "signal", "skip_reason"):
             row[k] = _plain(sig[k])
         if not sig["signal"]:
+            return
+        gated = gate_block(self.settings.gamma_gate, info.get("gamma"))
+        if gated:
+            row.update(signal=False, skip_reason=gated)
             return
         tp_mult, sl_mult, bucket = (np.asarray(v, dtype=object).reshape(-1)[0] for v in self.policy.lookup(sig["atr"]))
         tp, sl = exit_levels(sig["direction"], sig["price"], sig["atr"], tp_mult, sl_mult)
@@ -804,6 +830,7 @@ class Scanner(PositionManager):
             f"    gates: window {'✓' if sig['in_window'] else '✗'} volume {'✓' if sig['vol_spike'] else '✗'} "
             f"IV {'✓' if (sig['iv_percentile'] >= self.settings.iv_threshold) else '✗'} "
             f"direction {'✓' if isinstance(sig['direction'], str) else '✗'}",
+            f"    {info['gamma'].describe()} · gate {self.settings.gamma_gate}",
         ])
 
     def _heartbeat(self, now: pd.Timestamp) -> str:

@@ -203,7 +203,7 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         row = contract_rows.get(c.symbol)
         if row is None:  # listing data never changes for a symbol: build it once
             row = contract_rows[c.symbol] = _contract_row(c)
-        return row
+        return {**row, **book.open_interest_fields(c, now, tape)}  # open interest changes daily
 
     def _contract_row(c):
         exp = datetime.date.fromisoformat(c.expiration)
