@@ -105,7 +105,7 @@ def test_grid_reproduces_replay_on_real_sessions(real_journal):
     with Journal(real_journal, read_only=True) as j:
         trades = j.trades()
         aligned = trade_paths_from_frames(trades, j.trade_paths())
-    assert len(aligned) == 35 and aligned.dropped == 0
+    assert len(aligned) == 34 and aligned.dropped == 0
     journaled = (
         np.where(trades["direction"] == "call", 1, -1)
         * (trades["exit_price"] - trades["entry_price"])
@@ -122,8 +122,8 @@ def test_same_trade_journaled_twice_counts_once(tmp_path):
     with Journal(path, read_only=True) as j:
         trades = j.trades()
         aligned = trade_paths_from_frames(trades, j.trade_paths())
-    assert len(trades) == 70
-    assert len(aligned) == 35 and aligned.dropped == aligned.duplicates == 35
+    assert len(trades) == 68
+    assert len(aligned) == 34 and aligned.dropped == aligned.duplicates == 34
 
 
 # fit ---------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_pure_noise_journal_writes_an_unpublished_file(tmp_path, settings):
 
 
 def test_real_sessions_refuse_below_min_trades(real_journal, settings, tmp_path):
-    with pytest.raises(CalibrationError, match=r"has 35 closed SPY trades .* at least 50") as err:
+    with pytest.raises(CalibrationError, match=r"has 34 closed SPY trades .* at least 50") as err:
         calibrate(real_journal, settings, out=tmp_path / "c.json")
     assert "--min-trades" in str(err.value)
     assert not (tmp_path / "c.json").exists()
@@ -289,9 +289,9 @@ def test_real_sessions_refuse_below_min_trades(real_journal, settings, tmp_path)
 
 def test_real_sessions_with_lower_minimum_explain_the_verdict(real_journal, settings, tmp_path):
     result = calibrate(real_journal, settings, min_trades=20, out=tmp_path / "c.json")
-    assert result.n_trades == 35 and not result.published
+    assert result.n_trades == 34 and not result.published
     assert result.verdict.startswith("NOT PUBLISHED") and "Phase 1" in result.verdict
-    assert sum(b.n for b in result.buckets) == 35
+    assert sum(b.n for b in result.buckets) == 34
     # two manual edges around the sample's ATRs and a looser bucket minimum: still honest
     loose = calibrate(
         real_journal,

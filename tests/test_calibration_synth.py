@@ -138,7 +138,7 @@ def test_frames_fit_the_journal_schema(tmp_path):
 
 
 def replay_journal(path, times: int = 1):
-    """A journal holding ``times`` replays of the bundled real SPY sessions (35 trades each)."""
+    """A journal holding ``times`` replays of the bundled real SPY sessions (34 trades each)."""
     from gammaride.config import Settings
     from gammaride.journal import Journal
     from gammaride.sim.data import sample_bars

@@ -54,7 +54,7 @@ def report(tmp_path_factory):
     with Journal(base / "journal.duckdb") as journal:
         run_replay(journal, sample_bars(), Settings.load(env={}), source="bundled sample")
         out, data = write_report(journal, base / "report.html")
-    assert data["headline"]["n"] == 35
+    assert data["headline"]["n"] == 34
     return out
 
 
