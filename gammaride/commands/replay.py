@@ -15,6 +15,10 @@ IV gate: by default a realized-volatility proxy from daily bars (bundled SPY his
 the cached daily bars with --alpaca); --iv-percentile X uses a constant, --iv-gate off
 switches the gate off. Dollar P&L is net of fees, spread and slippage (gammaride.costs).
 
+Replaying sessions the journal already holds says so: each trade still counts once (the
+latest run's); --replace supersedes the earlier runs' trades for these sessions, so a
+trade the new rules no longer take stops counting.
+
 Example: gammaride replay data/SPY_2024-03-01.csv --journal my.duckdb --iv-percentile 0.45
 Example: gammaride replay --alpaca SPY --start 2024-02-01 --end 2024-12-31
 """
@@ -36,6 +40,7 @@ from gammaride.commands._common import (
 )
 from gammaride.commands.fetch import add_cache_arguments, make_fetcher
 from gammaride.errors import ConfigError
+from gammaride.scanner.gamma import REPLAY_REASON
 from gammaride.sim.data import load_bars, load_daily, sample_paths
 from gammaride.sim.replay import IVChoice, run_replay
 from gammaride.text import signed_usd
@@ -58,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibration file (default: calibration.json next to the journal)")
     parser.add_argument("--config", default=None, metavar="TOML", help="settings file")
     parser.add_argument("--debug", action="store_true", help="debug volume threshold (1.5x)")
+    parser.add_argument("--replace", action="store_true",
+                        help="supersede the trades earlier replays journaled for these sessions")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     history = parser.add_argument_group("Alpaca history (instead of BARS)")
@@ -113,10 +120,15 @@ def run(args: argparse.Namespace) -> int:
         policy, message = load_policy(calibration_path(args, journal.path), settings)
         steps.set_postfix_str("rules + journal")
         steps.update()
-        run_id, result = run_replay(journal, bars, settings, policy, iv, source=source, pricer=pricer)
+        days = sorted(set(bars.index.date))
+        earlier = journal.replayed_runs(settings.symbol, days)
+        with journal.transaction():  # the run and what it supersedes, together or not at all
+            run_id, result = run_replay(journal, bars, settings, policy, iv, source=source, pricer=pricer)
+            replaced = journal.supersede(run_id, settings.symbol, days) if args.replace else []
         steps.update()
         steps.close()
-        summary = {"run_id": run_id, "journal": journal.path, **result.summary()}
+        summary = {"run_id": run_id, "journal": journal.path, **result.summary(),
+                   "earlier_runs": [int(r) for r in earlier["run_id"]], "replaced_runs": replaced}
         if pricer is not None:
             summary["requests"] = fetcher.stats.requests
     if args.json:
@@ -125,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, default=str))
         return 0
     print(message)
+    print(f"Dealer gamma: not measured ({REPLAY_REASON}); the gamma columns stay empty"
+          + (f" and gamma_gate {settings.gamma_gate} is not applied" if settings.gamma_gate != "off" else ""))
     sessions = len(set(bars.index.date))
     print(f"Replayed {len(bars):,} bars ({sessions} sessions) from {source} into {summary['journal']} (run {run_id})")
     print(
@@ -135,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     if pricer is not None:
         sent = summary["requests"]
         print(f"  history: {sent} request(s) sent" if sent else "  history: all from the cache, no request sent")
+    if len(earlier):
+        print(_overlap_line(earlier, replaced))
     return 0
 
 
@@ -161,3 +177,16 @@ def pnl_lines(summary: dict, settings) -> str:
         f"{settings.outlier_atr:g} ATRs beyond their body and neighbours, kept out of TP/SL tests"
     )
     return "\n".join(lines)
+
+
+def _overlap_line(earlier, replaced: list[int]) -> str:
+    runs = ", ".join(
+        f"run {r.run_id} ({r.trades} trades, {r.first} to {r.last})" for r in earlier.itertuples()
+    )
+    if replaced:
+        return f"  superseded the trades of {runs}: each trade counts once, from this run"
+    return (
+        f"  these sessions were already replayed in {runs}. The same trade counts once "
+        "(the latest run's); to drop the earlier runs' trades for these sessions, "
+        "replay again with --replace"
+    )

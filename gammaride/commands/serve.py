@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gammaride.commands._common import check_seed, check_speed
 from gammaride.errors import ConfigError
 
 
@@ -36,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--equity", type=float, default=100_000.0, help="starting cash of the account")
     parser.add_argument("--no-option-stops", action="store_true",
                         help="refuse single-leg option stop orders, as Alpaca did before 2026-08")
+    parser.add_argument("--no-liquidation", action="store_true",
+                        help="do not liquidate expiring options before the close (they are then "
+                             "exercised or expire), as on a day Alpaca does not")
     parser.add_argument("--history", default=None, metavar="START..END",
                         help="serve a simulated SPY history of those dates to 'gammaride fetch --url' "
                              "(stock and option bars; start the clock after END, e.g. --start '2026-11-30 12:00')")
@@ -43,8 +47,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="minute bars on every N-th session of --history only (daily bars on all)")
 
 
+def network_warning(host: str) -> str | None:
+    """A warning when ``--host`` is not loopback: anyone who reaches this machine can trade
+    on the server and read what it is fed."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (f"warning: --host {host} makes the offline server reachable from the network, not only "
+            "from this machine; use --host 127.0.0.1 unless that is what you want")
+
+
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from gammaride.sim.server import OfflineAlpaca
+
+    warning = network_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    check_speed(args.speed)
+    check_seed(args.seed)
 
     bars = None
     if args.bars:
@@ -66,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         srv = OfflineAlpaca(
             bars=bars, start=args.start, speed=args.speed, iv=iv, faults=args.faults,
             seed=args.seed, port=args.port, equity=args.equity, symbol=args.symbol, host=args.host,
-            option_stops=not args.no_option_stops, history=history,
+            option_stops=not args.no_option_stops, liquidation=not args.no_liquidation,
+            history=history,
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None

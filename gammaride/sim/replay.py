@@ -24,6 +24,7 @@ from gammaride.scanner.exits import (
     outlier_prints,
     without_outliers,
 )
+from gammaride.scanner.gamma import REPLAY_REASON
 from gammaride.scanner.risk import DayRisk, entry_block
 from gammaride.scanner.session import expiry_and_hard_stop, session_close_minutes
 from gammaride.scanner.setup import (
@@ -289,6 +290,9 @@ def replay(
     scans["iv_source"] = pd.Series(iv_source, dtype=object)
     scans["skip_reason"] = pd.Series(skip_reason, dtype=object)
     scans["trade_id"] = pd.Series(trade_ids, dtype=object)
+    # no dealer-gamma measure, and so no gamma gate: Alpaca keeps no history of open interest
+    scans["gamma_reason"] = pd.Series(np.full(n, REPLAY_REASON, dtype=object), dtype=object)
+    scans["gamma_gate"] = pd.Series(np.full(n, "off", dtype=object), dtype=object)
     option_paths = pd.DataFrame()
     if priced is not None:
         option_paths = pricer.paths_for(k, ids)

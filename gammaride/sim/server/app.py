@@ -83,6 +83,7 @@ class OfflineAlpaca:
         option_stops: bool = True,
         async_cancels: bool = False,
         partial_fill_max: int | None = None,
+        liquidation: bool = True,
         history=None,
     ) -> None:
         if not key_id or not secret_key:
@@ -106,7 +107,7 @@ class OfflineAlpaca:
         self.broker = Broker(
             self.tape, self.book, self.schedule, float(equity), self.clock.now_ns(),
             seed=seed, settings=settings, option_stops=option_stops, async_cancels=async_cancels,
-            partial_fill_max=partial_fill_max,
+            partial_fill_max=partial_fill_max, liquidation=liquidation,
         )
         self.faults = FaultInjector(faults, seed=seed)
         self.history = history  # a sim.server.history.History: years of bars to fetch

@@ -135,6 +135,23 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
             out.append({"symbol": sym, "status": 200, "body": order.to_json()})
         return 207, out
 
+    def activities(p, q, b, now):
+        """GET /v2/account/activities[/{type}]: Alpaca's query parameters and field names."""
+        raw = p.get("activity_type") or q.get("activity_types") or ""
+        types = {t.strip().upper() for t in str(raw).split(",") if t.strip()} or None
+        direction = q.get("direction", "desc")
+        if direction not in ("asc", "desc"):
+            raise ApiError(422, f"invalid direction: {direction}", 40010001)
+        raw_size = q.get("page_size") or "100"
+        try:
+            size = int(raw_size)
+        except ValueError:
+            raise ApiError(422, f"invalid page_size: {raw_size}", 40010001) from None
+        if not 1 <= size <= 100:
+            raise ApiError(422, "invalid page_size: must be between 1 and 100", 40010001)
+        return 200, broker.activities_json(types, _time_param(q, "after"), _time_param(q, "until"),
+                                           q.get("date") or None, direction == "desc", size, q.get("page_token"))
+
     def submit(p, q, b, now):
         return 200, broker.submit(b, now).to_json(nested=True)
 
@@ -186,7 +203,7 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         row = contract_rows.get(c.symbol)
         if row is None:  # listing data never changes for a symbol: build it once
             row = contract_rows[c.symbol] = _contract_row(c)
-        return row
+        return {**row, **book.open_interest_fields(c, now, tape)}  # open interest changes daily
 
     def _contract_row(c):
         exp = datetime.date.fromisoformat(c.expiration)
@@ -433,6 +450,8 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         ("GET", r"/v2/account", "account", account),
         ("GET", r"/v2/clock", "clock", clock),
         ("GET", r"/v2/calendar", "calendar", calendar),
+        ("GET", r"/v2/account/activities", "account", activities),
+        ("GET", r"/v2/account/activities/(?P<activity_type>[A-Za-z]+)", "account", activities),
         ("GET", r"/v2/positions", "positions", positions),
         ("DELETE", r"/v2/positions", "positions", close_all),
         ("GET", rf"/v2/positions/{sym}", "positions", position),
