@@ -111,7 +111,7 @@ def report(tmp_path_factory):
         run_replay(journal, sample_bars(), Settings.load(env={}), source="bundled sample")
         _paper_fills(journal)
         out, data = write_report(journal, base / "report.html")
-    assert data["backtest"]["summary"]["n"] == 35 and data["fills"]["summary"]["n"] == 3
+    assert data["backtest"]["summary"]["n"] == 34 and data["fills"]["summary"]["n"] == 3
     return out
 
 
@@ -146,7 +146,7 @@ def test_report_opens_without_console_errors_and_has_every_section(report, tmp_p
     assert "<title>gammaride report 2013-10-04 to 2023-08-07</title>" in dom
     assert 'id="funnel-fills"' in dom and ">2,730<" in dom  # every bundled bar was a scan
     assert "-0.00" not in dom and "-$0.00" not in dom
-    assert "25 of 38 trades shown" in dom
+    assert "25 of 37 trades shown" in dom
 
 
 @pytest.mark.parametrize("width", [1280, 390])
