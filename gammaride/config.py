@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 ENV_PREFIX = "GAMMARIDE_"
+# GAMMARIDE_* variables that are not settings
+OTHER_ENV = frozenset({"GAMMARIDE_JOURNAL", "GAMMARIDE_LIVE_CONFIRM", "GAMMARIDE_TRACEBACK"})
 
 
 def _num(lo: float, hi: float, doc: str) -> dict:
@@ -205,18 +208,27 @@ class Settings:
         if path is not None:
             values.update(_read_toml(Path(path)))
         env = os.environ if env is None else env
-        names = {f.name for f in dataclasses.fields(cls)}
         for key, raw in env.items():
-            if key.startswith(ENV_PREFIX):
-                name = key[len(ENV_PREFIX) :].lower()
-                if name in names:
-                    values[name] = raw
+            if key.upper().startswith(ENV_PREFIX) and key.upper() not in OTHER_ENV:
+                values[_env_name(key)] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         _check_names(values)
         return cls(**{k: _coerce(k, v) for k, v in values.items()})
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _env_name(key: str) -> str:
+    """The setting a ``GAMMARIDE_*`` variable names; a misspelt one is refused the way a
+    misspelt TOML key is, with the closest variable name."""
+    name = key[len(ENV_PREFIX) :].lower()
+    if name in _FIELDS:
+        return name
+    names = [ENV_PREFIX + n.upper() for n in _FIELDS] + sorted(OTHER_ENV)
+    close = difflib.get_close_matches(key.upper(), names, n=1)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    raise ConfigError(f"unknown environment variable {key}.{hint} (unset it or fix its name)")
 
 
 def _check_names(values: dict[str, Any]) -> None:
@@ -232,6 +244,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; give the path of a .toml file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); check the path") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
     if "gammaride" not in data:
@@ -246,11 +266,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return dict(table)
 
 
+_KIND_WORDS = {int: "a whole number", float: "a finite number", bool: "true or false",
+               tuple: "a comma-separated list", str: "text"}
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Turn TOML/env text into the field's type, with an error naming the field."""
     f = _FIELDS[name]
     kind = type(f.default)
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"setting {name}={value!r} is a true/false value; give {_KIND_WORDS[kind]}")
+    if isinstance(value, kind):
         return value
     try:
         if kind is bool:
@@ -262,7 +288,7 @@ def _coerce(name: str, value: Any) -> Any:
             raise ValueError
         if kind is int:
             as_float = float(value)
-            if as_float != int(as_float):
+            if not math.isfinite(as_float) or as_float != int(as_float):
                 raise ValueError
             return int(as_float)
         if kind is float:
@@ -273,7 +299,7 @@ def _coerce(name: str, value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"setting {name}={value!r} is not a valid {kind.__name__}; give a {kind.__name__}"
+            f"setting {name}={value!r} is not {_KIND_WORDS[kind]}; give {_KIND_WORDS[kind]}"
         ) from None
 
 

@@ -21,6 +21,17 @@ from gammaride.sim.server import OfflineAlpaca
 SIGNAL_AT = "2013-10-08 14:59:30"  # the 15:00 scan signals and enters a call
 
 
+def refuse_inserts(path, table: str, column: str) -> None:
+    """A journal whose ``table`` refuses every new row (as a full disk refuses every write)."""
+    Journal(path).close()
+    con = duckdb.connect(str(path))
+    cols = con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                       "WHERE table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+    con.execute(f"DROP TABLE {table}")
+    con.execute(f"CREATE TABLE {table} (" + ", ".join(f'"{c}" {t}' for c, t in cols) + f", CHECK ({column} IS NULL))")
+    con.close()
+
+
 def _run_status(path) -> tuple[str, dict]:
     con = duckdb.connect(str(path), read_only=True)
     status, summary = con.execute("SELECT status, summary_json FROM runs ORDER BY run_id DESC").fetchone()
@@ -65,14 +76,7 @@ def test_an_unreachable_broker_is_named_in_the_scan_line_and_a_run_of_failed_sca
 
 def test_no_journal_no_trade_a_failing_journal_stops_entries_and_fails_the_run(tmp_path, capsys):
     path = tmp_path / "j.duckdb"
-    Journal(path).close()
-    con = duckdb.connect(str(path))  # a journal that refuses every order intent, as a full disk would
-    cols = con.execute("SELECT column_name, data_type FROM information_schema.columns "
-                       "WHERE table_name = 'order_intents' ORDER BY ordinal_position").fetchall()
-    con.execute("DROP TABLE order_intents")
-    con.execute("CREATE TABLE order_intents (" + ", ".join(f"{c} {t}" for c, t in cols)
-                + ", CHECK (client_order_id IS NULL))")
-    con.close()
+    refuse_inserts(path, "order_intents", "client_order_id")
     code = cli.main(["scan", "--offline", "--speed", "0", "--scans", "2", "--start", SIGNAL_AT,
                      "--iv-percentile", "0.5", "--journal", str(path)])
     out = capsys.readouterr()
@@ -85,6 +89,18 @@ def test_no_journal_no_trade_a_failing_journal_stops_entries_and_fails_the_run(t
     con = duckdb.connect(str(path), read_only=True)
     assert con.execute("SELECT count(*) FROM trades").fetchone()[0] == 0
     con.close()
+
+
+def test_a_run_that_cannot_be_journaled_does_not_start(tmp_path, capsys):
+    path = tmp_path / "j.duckdb"
+    refuse_inserts(path, "runs", "run_id")
+    with OfflineAlpaca(start=SIGNAL_AT, speed=0) as srv:
+        code = cli.main(["scan", "--url", srv.url, "--speed", "0", "--scans", "3", "--iv-percentile", "0.5",
+                         "--journal", str(path)])
+        sent = srv.orders_received()
+    err = capsys.readouterr().err
+    assert code == 4 and sent == []
+    assert f"cannot start a run in journal {path}" in err and "Traceback" not in err
 
 
 def test_url_is_honoured_with_offline(tmp_path, capsys):

@@ -392,3 +392,27 @@ def test_the_backstop_waits_until_the_entry_order_is_final(tmp_path):
     assert pos.backstop_id == stops[0].id and stops[0].qty == 2
     assert not any("backstop stop not accepted" in ln for ln in lines)
     journal.close()
+
+
+def test_an_intent_the_broker_never_received_is_void_and_does_not_block_the_decision(tmp_path):
+    """Killed after journaling an entry intent but before sending it: the broker knows no
+    such order, so the restart voids the intent and the decision is still free to trade."""
+    with OfflineAlpaca(start="2013-10-08 14:59:30", speed=0, seed=7) as srv:
+        journal = Journal(tmp_path / "j.duckdb")
+        run_id = journal.start_run("offline", "SPY", settings={})
+        cid = "gr-SPY-201310081500-C"
+        journal.write_intent({"client_order_id": cid, "run_id": run_id, "trade_id": 1, "purpose": "entry",
+                              "symbol": "SPY131008C00166000", "underlying": "SPY", "side": "buy", "qty": 10,
+                              "detail": {"tp": 1.0}})
+        journal.finish_run(run_id, "interrupted")
+        sc, lines = scanner(srv, journal)
+        sc.start()
+        assert journal.query("SELECT state FROM order_intents")["state"].tolist() == ["void"]
+        assert not sc._already_entered(cid)
+        srv.advance_to("2013-10-08 15:00:05")
+        outcome = step_now(sc)
+        assert outcome.row["trade_id"] is not None  # the 15:00 signal is traded once, now
+        sc.finish("interrupted")
+    intents = journal.query("SELECT client_order_id, purpose, state FROM order_intents")
+    assert set(intents["purpose"]) == {"entry", "backstop", "exit"} and set(intents["state"]) == {"booked"}
+    journal.close()

@@ -5,11 +5,13 @@ Layout under the cache folder (``history/`` next to the journal unless ``--cache
     stocks/SPY/1Min/2024-02.parquet     minute bars of SPY in February 2024
     stocks/SPY/1Day/2024-02.parquet     its daily bars
     options/SPY/2024-02.parquet         minute bars of the SPY contracts replay priced that month
+                                        (each on the session it was bought)
 
 Each file carries its own record in the Parquet metadata: the feed it holds (``sip`` or
 ``iex`` for stocks, ``opra``/``indicative`` for options), the time its data runs
 ``through`` and whether the month is ``complete``; an option file also lists every
-contract asked for, so a contract without a single bar is not asked for again. Files
+contract and session asked for (``SPY240205C00404000@2024-02-05``), so a contract that
+never traded that session is not asked for again. Files
 are written to a temporary name and renamed, so an interrupted fetch leaves whole
 months only.
 """

@@ -241,52 +241,62 @@ class Fetcher:
             self.stats.months_fetched.append(f"{timeframe} {month}")
 
     # ------------------------------------------------------------------ options
-    def fetch_options(self, underlying: str, contracts_by_month: dict[str, Iterable[str]]) -> FetchStats:
-        """Minute bars of every listed contract, one request series per month for all the
-        month's contracts not yet cached (alpaca-py batches the symbols in one query)."""
+    def fetch_options(self, underlying: str, contracts_by_day: dict[str, Iterable[str]]) -> FetchStats:
+        """Minute bars of contracts on the sessions they are needed (``{'2024-02-05': {OCC, ...}}``).
+        One request series per session for all its contracts not yet cached (alpaca-py
+        batches the symbols in one query); the cache keeps them by month."""
         underlying = check_symbol(underlying)
-        todo = {}
-        for month, symbols in sorted(contracts_by_month.items()):
+        by_month: dict[str, dict[str, list[str]]] = collections.defaultdict(dict)
+        for day, symbols in sorted(contracts_by_day.items()):
+            month = day[:7]
             rec = self.cache.record(self.cache.option_path(underlying, month))
             have = rec.contracts if rec is not None and rec.feed == self.option_feed else frozenset()
-            missing = sorted(set(symbols) - have)
+            missing = sorted(s for s in set(symbols) if f"{s}@{day}" not in have)
             if missing:
-                todo[month] = (missing, rec if have else None)
-        bar = progress(len(todo), f"option bars {underlying}", self.quiet)
+                by_month[month][day] = missing
+        bar = progress(sum(len(d) for d in by_month.values()), f"option bars {underlying}", self.quiet)
         try:
-            for month, (missing, rec) in todo.items():
-                self._fetch_option_month(underlying, month, missing, rec)
-                bar.update()
+            for month, days in by_month.items():
+                self._fetch_option_days(underlying, month, days, bar)
         finally:
             bar.close()
         return self.stats
 
-    def _fetch_option_month(self, underlying: str, month: str, symbols: list[str], rec) -> None:
+    def _fetch_option_days(self, underlying: str, month: str, days: dict[str, list[str]], bar) -> None:
         from alpaca.data.requests import OptionBarsRequest
         from alpaca.data.timeframe import TimeFrame
 
-        lo, hi = month_bounds(month)
-        through = min(hi, self.now() - SIP_DELAY)
-        frames = []
-        for chunk in _chunks(symbols, 100):  # keep the query string of one request short
-            req = OptionBarsRequest(symbol_or_symbols=chunk, timeframe=TimeFrame.Minute,
-                                    start=lo.tz_convert("UTC").to_pydatetime(),
-                                    end=through.tz_convert("UTC").to_pydatetime(), limit=None)
-            raw = self._call(lambda r=req: self._client("option").get_option_bars(r))
-            for sym, rows in (raw or {}).items():
-                f = _bars_frame(rows)
-                f.insert(0, "symbol", sym)
-                frames.append(f)
         path = self.cache.option_path(underlying, month)
-        if rec is not None:
-            frames.insert(0, self.cache.read_options(underlying, [month]))
+        rec = self.cache.record(path)
+        keep = rec is not None and rec.feed == self.option_feed
+        frames = [self.cache.read_options(underlying, [month])] if keep else []
+        keys = set(rec.contracts) if keep else set()
+        fresh = 0
+        for day, symbols in days.items():
+            lo = pd.Timestamp(day).tz_localize(ET)
+            through = min(lo + pd.Timedelta(days=1), self.now() - SIP_DELAY)
+            if through <= lo:
+                continue
+            for chunk in _chunks(symbols, 100):  # keep the query string of one request short
+                req = OptionBarsRequest(symbol_or_symbols=chunk, timeframe=TimeFrame.Minute,
+                                        start=lo.tz_convert("UTC").to_pydatetime(),
+                                        end=through.tz_convert("UTC").to_pydatetime(), limit=None)
+                raw = self._call(lambda r=req: self._client("option").get_option_bars(r))
+                for sym, rows in (raw or {}).items():
+                    f = _bars_frame(rows)
+                    f.insert(0, "symbol", sym)
+                    frames.append(f)
+                    fresh += len(f)
+            keys |= {f"{s}@{day}" for s in symbols}
+            self.stats.contracts += len(symbols)
+            bar.update()
         frame = pd.concat(frames) if frames else _bars_frame([]).assign(symbol=pd.Series(dtype=object))
         frame = frame[["symbol", *BAR_COLUMNS]]
-        self.stats.bars += sum(len(f) for f in frames[1 if rec is not None else 0:])
-        self.stats.contracts += len(symbols)
-        contracts = frozenset(symbols) | (rec.contracts if rec is not None else frozenset())
+        self.stats.bars += fresh
+        lo, hi = month_bounds(month)
+        through = min(hi, self.now() - SIP_DELAY)
         self.cache.write(path, _to_utc(frame), MonthRecord(self.option_feed, through.tz_convert("UTC"),
-                                                            through >= hi, contracts))
+                                                            through >= hi, frozenset(keys)))
         self.stats.months_fetched.append(f"options {month}")
 
 

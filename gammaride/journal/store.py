@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,39 @@ ENV_JOURNAL = "GAMMARIDE_JOURNAL"
 ET = "America/New_York"
 
 
+@lru_cache(maxsize=1)
+def _expected_schema() -> frozenset[tuple[str, str]]:
+    """(table, column) of every table the migrations create, from a fresh in-memory journal."""
+    con = duckdb.connect(":memory:")
+    try:
+        for _, fn in MIGRATIONS:
+            fn(con)
+        return frozenset(_columns(con))
+    finally:
+        con.close()
+
+
+def _columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    return con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
+    ).fetchall()
+
+
+def _check_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """A journal missing a table or column its migrations made (dropped by hand, a damaged
+    file) is refused on open, before any command reads or writes half of it."""
+    missing = sorted(_expected_schema() - set(_columns(con)))
+    if missing:
+        tables = {t for t, _ in _columns(con)}
+        gone = sorted({t for t, _ in missing if t not in tables})
+        what = (f"table(s) {', '.join(gone)}" if gone else
+                "column(s) " + ", ".join(f"{t}.{c}" for t, c in missing[:5]))
+        raise JournalError(
+            f"journal {path} is damaged: {what} missing; restore it from a copy, or pass another "
+            "--journal PATH (a new file starts a new journal)"
+        )
+
+
 def default_journal_path() -> Path:
     return Path(os.environ.get(ENV_JOURNAL) or DEFAULT_JOURNAL)
 
@@ -58,18 +92,37 @@ class Journal:
                 f"journal {self.path} does not exist; run 'gammaride replay' or 'gammaride scan' "
                 "first, or pass --journal PATH"
             )
+        if not self.path.strip():
+            raise JournalError("the journal path is empty; give a file such as gammaride.duckdb")
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise JournalError(
+                    f"cannot create the folder of journal {self.path} ({exc.strerror}: "
+                    f"{exc.filename}); pass a --journal PATH in a folder you can write"
+                ) from None
         self._depth = 0
         self._connect(read_only)
-        if read_only and self._pending():
-            # an older journal: upgrade it once with a short writing open, then read
+        try:
+            if read_only and self._pending():
+                # an older journal: upgrade it once with a short writing open, then read
+                self.con.close()
+                self._connect(False)
+                self._migrate(False)
+                self.con.close()
+                self._connect(True)
+            self._migrate(read_only)
+            _check_schema(self.con, self.path)
+        except duckdb.Error as exc:
             self.con.close()
-            self._connect(False)
-            self._migrate(False)
+            raise JournalError(
+                f"journal {self.path} cannot be read or upgraded ({' '.join(str(exc).split())[:300]}); "
+                "check the disk has space, or restore the file from a copy"
+            ) from None
+        except JournalError:
             self.con.close()
-            self._connect(True)
-        self._migrate(read_only)
+            raise
 
     def _pending(self) -> bool:
         tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -429,7 +482,11 @@ class Journal:
 
     # order intents and the live scanner's bookkeeping ------------------------------
     def write_intent(self, row: Mapping[str, Any]) -> None:
-        """Journal an order before it is sent (state 'intended'); ``detail`` is kept as JSON."""
+        """Journal an order before it is sent (state 'intended'); ``detail`` is kept as JSON.
+        A void or rejected intent (no order at the broker) of the same client id is replaced;
+        any other is a duplicate and refused by the primary key."""
+        self.con.execute("DELETE FROM order_intents WHERE client_order_id = ? AND state IN ('void', 'rejected')",
+                         [row["client_order_id"]])
         data = {k: v for k, v in row.items() if k != "detail"}
         data.setdefault("state", "intended")
         data.setdefault("created_at", _now())
@@ -475,6 +532,11 @@ class Journal:
             f"USING (run_id) WHERE i.client_order_id = ? AND r.mode = ? AND NOT {DRY_RUN_SQL})",
             [client_order_id, mode, client_order_id, mode]).fetchone()
         return bool(row[0])
+
+    def has_trade(self, client_order_id: str) -> bool:
+        """Whether a trade was journaled for this entry client id."""
+        return self.con.execute("SELECT count(*) FROM trades WHERE client_order_id = ?",
+                                [client_order_id]).fetchone()[0] > 0
 
     def open_trades(self) -> pd.DataFrame:
         """Open trades with a client order id, of runs that were not dry, with their run's mode."""

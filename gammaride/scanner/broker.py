@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Protocol
 
 import pandas as pd
@@ -229,6 +229,12 @@ def chain_frame(raw: dict[str, dict]) -> pd.DataFrame:
     return frame.sort_values(["expiration", "type", "strike"]).reset_index(drop=True)
 
 
+def _utc(ts: object) -> datetime:
+    """A UTC ``datetime`` for alpaca-py, floored to the microsecond (a clock estimate with
+    nanoseconds would make pandas warn "Discarding nonzero nanoseconds" on every scan)."""
+    return pd.Timestamp(ts).tz_convert("UTC").floor("us").to_pydatetime()
+
+
 # --- alpaca-py -----------------------------------------------------------------------
 class AlpacaBroker:
     """alpaca-py's trading, stock-data and option-data clients behind the ``Broker`` protocol.
@@ -360,8 +366,8 @@ class AlpacaBroker:
 
         req = StockBarsRequest(
             symbol_or_symbols=symbol, timeframe=TimeFrame.Minute,
-            start=pd.Timestamp(start).tz_convert("UTC").to_pydatetime(),
-            end=pd.Timestamp(end).tz_convert("UTC").to_pydatetime(), feed=DataFeed(self.feed),
+            start=_utc(start),
+            end=_utc(end), feed=DataFeed(self.feed),
         )
         return self._call("bars", lambda: bars_frame(self.stocks.get_stock_bars(req).get(symbol, [])))
 
@@ -372,8 +378,8 @@ class AlpacaBroker:
 
         req = StockBarsRequest(
             symbol_or_symbols=symbol, timeframe=TimeFrame.Day,
-            start=pd.Timestamp(start).tz_convert("UTC").to_pydatetime(),
-            end=pd.Timestamp(end).tz_convert("UTC").to_pydatetime(), feed=DataFeed(self.feed),
+            start=_utc(start),
+            end=_utc(end), feed=DataFeed(self.feed),
         )
 
         def get() -> pd.Series:
@@ -437,7 +443,7 @@ class AlpacaBroker:
 
         req = GetOrdersRequest(
             status=QueryOrderStatus(status), limit=500, nested=True,
-            after=pd.Timestamp(after).tz_convert("UTC").to_pydatetime() if after is not None else None,
+            after=_utc(after) if after is not None else None,
         )
         return self._call("list orders", lambda: [_order(o) for o in self.trading.get_orders(req)])
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
-from gammaride.errors import BrokerAuthError, BrokerError
+from gammaride.errors import BrokerAuthError, BrokerError, JournalError
 from gammaride.journal import Journal
 from gammaride.scanner import ivrank
 from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
@@ -160,14 +160,18 @@ class Scanner(PositionManager):
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
         s = self.settings
-        self.run_id = self.journal.start_run(
-            self.mode, self.symbol, instrument=s.instrument, source=self.source,
-            phase=self.policy.phase, exit_policy=self.policy.describe(),
-            iv_source="constant" if self.iv_fixed is not None else "auto",
-            # the dry-run flag rides in settings_json (see DRY_RUN_SQL): reports, limits and
-            # calibration can tell simulated trades from the account's own
-            settings={**s.as_dict(), "dry_run": bool(self.dry_run)},
-        )
+        try:
+            self.run_id = self.journal.start_run(
+                self.mode, self.symbol, instrument=s.instrument, source=self.source,
+                phase=self.policy.phase, exit_policy=self.policy.describe(),
+                iv_source="constant" if self.iv_fixed is not None else "auto",
+                # the dry-run flag becomes runs.dry_run (and stays in settings_json): reports,
+                # limits and calibration can tell simulated trades from the account's own
+                settings={**s.as_dict(), "dry_run": bool(self.dry_run)},
+            )
+        except Exception as exc:  # noqa: BLE001 - no journal, no trade: nothing was sent yet
+            raise JournalError(f"cannot start a run in journal {self.journal.path} ({short_error(exc)}); free "
+                               "its disk or pass another --journal PATH") from None
         self.out(f"gammaride scan · run {self.run_id} · {self.mode}{' · DRY RUN (no orders)' if self.dry_run else ''}"
                  f" · {self.symbol} {s.instrument} · {getattr(self.broker, 'key_id_masked', '')}".rstrip(" ·"))
         self.out(self.policy_message)
@@ -250,7 +254,12 @@ class Scanner(PositionManager):
                 break
             self._in_step = True
             try:
-                now = self._broker_now()
+                mc = self.broker.clock()
+                self.clock.sync(mc.timestamp)
+                now = mc.timestamp
+                if not mc.is_open:
+                    self.out("  [WARNING] the market closed with positions open; flattening what can be")
+                    return
                 bars = self.fetch_bars(now)
                 self._manage(bars, now)
                 if self._pending_paths:
@@ -262,11 +271,11 @@ class Scanner(PositionManager):
             except Exception as exc:  # noqa: BLE001 - a failed check is retried a minute later
                 self._error("manage", exc)
                 now = self.clock.now()
-                if any(now >= p.limit + pd.Timedelta(minutes=5) for p in self.positions):
-                    self.out("  [WARNING] positions past their limit could not be closed; flattening")
-                    return
             finally:
                 self._in_step = False
+            if any(now >= p.limit + pd.Timedelta(minutes=5) for p in self.positions):
+                self.out("  [WARNING] position(s) still open 5 minutes past their limit; flattening")
+                return
             if self._stop_requested:
                 raise KeyboardInterrupt
             if self.positions:

@@ -44,6 +44,9 @@ OPTION_EVENTS = ("OPEXC", "OPASN", "OPEXP")
 # for broad-based ETFs, 15:30 others, earlier when buying power cannot cover exercise): a
 # sell not sent by gammaride in that hour of the expiry day is the broker's liquidation
 LIQUIDATION_WINDOW = pd.Timedelta(hours=1)
+# a position missing at the broker with no order or activity to explain it is booked
+# 'manual' only once it has been missing this long (position lists can lag fills)
+MISSING_GRACE = pd.Timedelta(seconds=60)
 
 
 def client_order_id(symbol: str, decision_time: pd.Timestamp, direction: str) -> str:
@@ -84,6 +87,7 @@ class Position:
     backstop_id: str | None = None
     bracket_id: str | None = None
     entry_order_id: str | None = None  # set while the entry order is not final (no backstop yet)
+    missing_since: pd.Timestamp | None = None  # when the broker first showed less than qty
     adopted: bool = False
     exit_attempts: int = 0
     backstops: int = 0  # backstop orders placed so far: each new one needs a new client id
@@ -612,8 +616,7 @@ class PositionManager:
                     self._safe_journal(lambda o=found, t=it: self._tx(
                         self._journal_order, order_row(o, int(t.run_id), None, "entry"), None, "entry"), "entry order")
                 continue
-            if self.journal.knows_order(cid, self.mode) and len(
-                    self.journal.query("SELECT 1 FROM trades WHERE client_order_id = ?", [cid])):
+            if self.journal.has_trade(cid):
                 self._safe_journal(lambda c=cid: self._tx(self.journal.update_intents, "booked", client_order_id=c),
                                    "order intent")
                 continue
@@ -664,6 +667,7 @@ class PositionManager:
                 self._entry_final(pos)
             at = held.get(pos.contract_symbol)
             if at is not None and abs(at.qty) >= pos.qty - 1e-9:
+                pos.missing_since = None
                 continue
             try:
                 if self._closed_at_broker(pos):
@@ -726,6 +730,13 @@ class PositionManager:
                 except BrokerError as exc:
                     self._error("positions", exc)
             return
+        if not restart:
+            # nothing explains it yet: a position list can lag a fill by a moment, so the
+            # trade stays managed until the absence has lasted MISSING_GRACE
+            now = self.clock.now()
+            pos.missing_since = pos.missing_since or now
+            if now - pos.missing_since < MISSING_GRACE:
+                return
         self.out(f"Trade {pos.trade_id} ({pos.contract_symbol}) has no position at the broker any more and no "
                  "order or activity there explains it; booked as closed outside gammaride (manual)")
         values = dict(status="closed", exit_reason=EXIT_MANUAL, exit_time=None, exit_premium=float("nan"),

@@ -63,9 +63,13 @@ class History:
                 f"history every={every!r}, missing_share={missing_share!r}, iv={iv!r}, price={price!r}: "
                 "give every >= 1, a share in [0, 1), iv in (0, 5) and a positive price"
             )
+        try:
+            first, last = pd.Timestamp(start), pd.Timestamp(end)
+        except (TypeError, ValueError):
+            raise ConfigError(f"history {start!r} .. {end!r}: give ISO dates such as 2023-01-03") from None
         sched = schedule()
-        lo = int(np.searchsorted(np.array(sched.dates), str(pd.Timestamp(start).date())))
-        hi = int(np.searchsorted(np.array(sched.dates), str(pd.Timestamp(end).date()), side="right"))
+        lo = int(np.searchsorted(np.array(sched.dates), str(first.date())))
+        hi = int(np.searchsorted(np.array(sched.dates), str(last.date()), side="right"))
         if hi <= lo:
             raise ConfigError(f"history {start} .. {end} holds no session; give start <= end")
         self.symbol = symbol.upper()
