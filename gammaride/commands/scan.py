@@ -76,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
                 "live trading not confirmed; type 'yes' at the prompt, or set GAMMARIDE_LIVE_CONFIRM=yes "
                 "when running without a terminal"
             )
+    if args.url is not None:  # a URL the keys may not go to is refused before anything else happens
+        from gammaride.scanner.keys import safe_url
+
+        safe_url(args.url)
     bars = None
     if args.bars:
         from gammaride.sim.data import load_bars
