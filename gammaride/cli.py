@@ -16,6 +16,7 @@ from gammaride.errors import GammarideError, JournalError
 COMMANDS = [
     ("scan", "gammaride.commands.scan", "run the live scanner (paper by default)"),
     ("replay", "gammaride.commands.replay", "replay bars files through the rules into the journal"),
+    ("fetch", "gammaride.commands.fetch", "download Alpaca bars into the local history cache"),
     ("calibrate", "gammaride.commands.calibrate", "fit Phase 2 exits from the journal"),
     ("report", "gammaride.commands.report", "write the HTML win-rate report"),
     ("demo", "gammaride.commands.demo", "offline scan + replay + calibrate + report, no keys"),

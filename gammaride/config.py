@@ -104,6 +104,25 @@ class Settings:
     replay_delta: float = field(
         default=0.5, metadata=_num(0.01, 1.0, "option delta assumed for replay dollar P&L")
     )
+    # costs of an option round trip (gammaride.costs) and replay of real history
+    option_fee_per_contract: float = field(
+        default=0.03, metadata=_num(0.0, 10.0, "regulatory/clearing fees passed through, $ per contract per side")
+    )
+    option_spread: float = field(
+        default=0.03, metadata=_num(0.0, 10.0, "option bid-ask width where no quote is known, $ per share")
+    )
+    option_slippage: float = field(
+        default=0.01, metadata=_num(0.0, 10.0, "fill beyond the half spread, $ per share per side")
+    )
+    option_strike_step: float = field(
+        default=1.0, metadata=_num(0.01, 100.0, "strike grid of the replayed option chain")
+    )
+    option_bar_max_age_minutes: int = field(
+        default=3, metadata=_num(0, 30, "oldest option bar that prices a minute without its own bar")
+    )
+    outlier_atr: float = field(
+        default=5.0, metadata=_num(1.0, 1000.0, "ATRs beyond its body and its neighbours' that make a print an outlier")
+    )
     # live scanner
     scans: int = field(default=55, metadata=_num(1, 10000, "scans per run"))
     scan_offset_seconds: float = field(
@@ -122,6 +141,17 @@ class Settings:
     )
     monitor_seconds: float = field(
         default=5.0, metadata=_num(0.5, 60.0, "exit checks between scans while a position is open")
+    )
+
+    # dealer gamma (measured at every scan; the gate is off until the journal says it helps)
+    gamma_gate: str = field(
+        default="off", metadata=_choice(("off", "short_only"), "enter only when dealers are short gamma")
+    )
+    gamma_expiry_days: int = field(
+        default=7, metadata=_num(0, 60, "expirations within this many days enter the gamma measure")
+    )
+    gamma_strike_range: float = field(
+        default=0.05, metadata=_num(0.005, 0.5, "strikes within this fraction of spot enter the gamma measure")
     )
 
     def __post_init__(self) -> None:

@@ -8,13 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gammaride.calibration.document import calibration_path_for
 from gammaride.config import Settings
 from gammaride.errors import ConfigError, OutputError
 from gammaride.journal import Journal, default_journal_path
 from gammaride.outputs import check_target
 from gammaride.scanner.setup import ExitPolicy
-
-CALIBRATION_FILE = "calibration.json"
 
 
 def add_journal_argument(parser: argparse.ArgumentParser) -> None:
@@ -72,10 +71,7 @@ def calibration_path(args: argparse.Namespace, journal: str | os.PathLike | None
     """``--calibration PATH``, else ``calibration.json`` next to the journal."""
     if getattr(args, "calibration", None):
         return Path(args.calibration)
-    base = Path(journal) if journal is not None else journal_path(args)
-    if str(base) == ":memory:":
-        return Path(CALIBRATION_FILE)
-    return base.parent / CALIBRATION_FILE
+    return calibration_path_for(journal if journal is not None else journal_path(args))
 
 
 def load_policy(path: Path, settings: Settings) -> tuple[ExitPolicy, str]:

@@ -21,7 +21,7 @@ from gammaride.commands._common import (
     load_policy,
 )
 from gammaride.config import Settings
-from gammaride.errors import ConfigError
+from gammaride.errors import BrokerError, ConfigError, JournalError
 from gammaride.journal import Journal
 
 
@@ -104,4 +104,10 @@ def run(args: argparse.Namespace) -> int:
             scanner.start()
             print(f"Journal: {path}")
             scanner.run(settings.scans)
+    if scanner.journal_failure:
+        raise JournalError(f"run {scanner.run_id} failed: {scanner.failure}; free the journal's disk or "
+                           "pass another --journal PATH, then run again")
+    if scanner.failure:
+        raise BrokerError(f"run {scanner.run_id} failed: {scanner.failure}; run 'gammaride check' to see "
+                          "what the broker answers")
     return 0

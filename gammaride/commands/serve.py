@@ -37,6 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--equity", type=float, default=100_000.0, help="starting cash of the account")
     parser.add_argument("--no-option-stops", action="store_true",
                         help="refuse single-leg option stop orders, as Alpaca did before 2026-08")
+    parser.add_argument("--no-liquidation", action="store_true",
+                        help="do not liquidate expiring options before the close (they are then "
+                             "exercised or expire), as on a day Alpaca does not")
+    parser.add_argument("--history", default=None, metavar="START..END",
+                        help="serve a simulated SPY history of those dates to 'gammaride fetch --url' "
+                             "(stock and option bars; start the clock after END, e.g. --start '2026-11-30 12:00')")
+    parser.add_argument("--history-every", type=int, default=1, metavar="N",
+                        help="minute bars on every N-th session of --history only (daily bars on all)")
 
 
 def network_warning(host: str) -> str | None:
@@ -71,13 +79,22 @@ def run(args: argparse.Namespace) -> int:
 
         bars = load_bars(args.bars)
     iv = _read_iv(args.iv)
+    history = None
+    if args.history:
+        from gammaride.sim.server.history import History
+
+        first, sep, last = args.history.partition("..")
+        if not sep:
+            raise ConfigError(f"--history {args.history!r}: write START..END, e.g. 2023-01-03..2024-12-31")
+        history = History(symbol=args.symbol, start=first, end=last, every=args.history_every)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a TCP port; give 0..65535")
     try:
         srv = OfflineAlpaca(
             bars=bars, start=args.start, speed=args.speed, iv=iv, faults=args.faults,
             seed=args.seed, port=args.port, equity=args.equity, symbol=args.symbol, host=args.host,
-            option_stops=not args.no_option_stops,
+            option_stops=not args.no_option_stops, liquidation=not args.no_liquidation,
+            history=history,
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None
@@ -86,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  APCA-API-SECRET-KEY: {srv.secret_key}", flush=True)
     print(f"  market time {srv.now():%Y-%m-%d %H:%M:%S %Z}, speed {args.speed:g}x, "
           f"{len(srv.tape)} bars of {srv.tape.symbol}; Ctrl-C stops", flush=True)
+    if history is not None:
+        print(f"  history: {history.dates[0]} .. {history.dates[-1]} ({len(history.dates)} sessions) for "
+              f"gammaride fetch/replay --alpaca --url {srv.url}", flush=True)
     try:
         srv.serve_forever()
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from gammaride.journal import Journal
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.clock import Clock, ScaledClock, SteppedClock, WallClock
 from gammaride.scanner.contracts import choose_contract, marketable_limit
+from gammaride.scanner.gamma import gate_block
 from gammaride.scanner.keys import Keys, find_keys, safe_url
 from gammaride.scanner.loop import Scanner
 from gammaride.scanner.positions import (
@@ -102,11 +103,11 @@ def connect(
         url = check_offline_url(url)
     if keys is None and not offline:
         keys = find_keys(env)
-    if url and keys is None and not offline:
+    if url and keys is None:  # also with offline: --url names the offline server to use
         from gammaride.sim.server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
 
         keys = Keys(DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, "offline server")  # 'gammaride serve' prints these
-    if offline or keys is None:
+    if (offline or keys is None) and not url:
         from gammaride.sim.server import OfflineAlpaca
 
         if live:
@@ -188,9 +189,11 @@ def check_conditions(
     info: dict = {}
     chain = sc.chain(now, price, info)
     iv, ivp, source = sc.iv_now(now, price, chain)
+    gamma = sc.gamma.measure(now, price)  # dealer gamma: regime, net exposure, zero-gamma level
     last = compute_signals(bars.iloc[-400:], conn.settings, ivp).iloc[-1]
     age = (now - (bars.index[-1] + pd.Timedelta(minutes=1))).total_seconds() / 60
     stale = age > conn.settings.stale_after_minutes
+    gated = gate_block(conn.settings.gamma_gate, gamma) if last["signal"] else None
     return {
         "in_window": bool(last["in_window"]),
         "vol_spike": bool(last["vol_spike"]),
@@ -204,12 +207,13 @@ def check_conditions(
         "atr": float(last["atr"]),
         "price": price,
         "decision_time": bars.index[-1] + pd.Timedelta(minutes=1),
-        "signal": bool(last["signal"]) and mc.is_open and not stale,
+        "signal": bool(last["signal"]) and mc.is_open and not stale and not gated,
         "skip_reason": ("market closed" if not mc.is_open else
-                        f"stale data ({age:.1f} min old)" if stale else last["skip_reason"]),
+                        f"stale data ({age:.1f} min old)" if stale else gated or last["skip_reason"]),
         "market_open": mc.is_open,
         "now": now,
         "chain": chain,
+        "gamma": gamma,
     }
 
 

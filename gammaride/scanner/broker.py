@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from gammaride.errors import BrokerError
+from gammaride.errors import BrokerError, broker_error
 from gammaride.scanner.contracts import CHAIN_COLUMNS, parse_occ
 from gammaride.scanner.keys import Keys, redact, safe_url
 
@@ -136,6 +136,14 @@ class Broker(Protocol):
     def cancel_order(self, order_id: str) -> None: ...
     def orders(self, status: str = "all", after: pd.Timestamp | None = None) -> list[OrderInfo]: ...
     def positions(self) -> list[PositionInfo]: ...
+    def gamma_chain(
+        self, symbol: str, expiration_gte: date, expiration_lte: date,
+        strike_gte: float | None = None, strike_lte: float | None = None,
+    ) -> pd.DataFrame: ...
+    def open_interest(
+        self, symbol: str, expiration_gte: date, expiration_lte: date,
+        strike_gte: float | None = None, strike_lte: float | None = None,
+    ) -> pd.DataFrame: ...
 
 
 # --- conversions ---------------------------------------------------------------------
@@ -310,10 +318,8 @@ class AlpacaBroker:
             raise self._error(what, f"malformed reply ({type(exc).__name__})", None, "malformed") from None
 
     def _error(self, what: str, text: str, status: int | None, kind: str) -> BrokerError:
-        err = BrokerError(redact(f"{what} failed: {text}", self._secret))
-        err.status = status  # type: ignore[attr-defined]
-        err.kind = kind  # type: ignore[attr-defined]
-        return err
+        return broker_error(redact(f"{what} failed: {text}", self._secret), status, kind,
+                            auth_403=what in ("account", "clock"))
 
     # account and market --------------------------------------------------------
     def account(self) -> Account:
@@ -454,6 +460,76 @@ class AlpacaBroker:
 
         return self._call("positions", get)
 
+    def account_activities(self, types: tuple[str, ...], after: pd.Timestamp | None = None) -> list[dict]:
+        """Account activities of ``types`` (e.g. OPEXC, OPASN, OPEXP, OPTRD), oldest first,
+        as Alpaca's plain dicts. alpaca-py 0.44 has no method for GET /v2/account/activities:
+        this goes through the trading client's own request path (auth, retries, timeout)."""
+        params = {"activity_types": ",".join(types), "direction": "asc", "page_size": 100}
+        if after is not None:
+            params["after"] = pd.Timestamp(after).tz_convert("UTC").isoformat()
+
+        def get() -> list[dict]:
+            out: list[dict] = []
+            for _ in range(20):  # pages of 100: far more than a day's option events
+                page = self.trading.get("/account/activities", dict(params)) or []
+                if not isinstance(page, list):
+                    raise TypeError("activities reply is not a list")
+                out.extend(a for a in page if isinstance(a, dict))
+                if len(page) < params["page_size"]:
+                    break
+                params["page_token"] = page[-1].get("id")
+            return out
+
+        return self._call("account activities", get)
+
+    # dealer gamma ------------------------------------------------------------------
+    def gamma_chain(
+        self, symbol: str, expiration_gte: date, expiration_lte: date,
+        strike_gte: float | None = None, strike_lte: float | None = None,
+    ) -> pd.DataFrame:
+        """The chain frame plus each snapshot's ``gamma`` (NaN where the snapshot has none);
+        alpaca-py follows the pages (1,000 snapshots each)."""
+        from alpaca.data.enums import OptionsFeed
+        from alpaca.data.requests import OptionChainRequest
+
+        req = OptionChainRequest(
+            underlying_symbol=symbol, feed=OptionsFeed.INDICATIVE,
+            expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
+            strike_price_gte=strike_gte, strike_price_lte=strike_lte,
+        )
+        return self._call("gamma chain", lambda: gamma_chain_frame(self.options.get_option_chain(req)))
+
+    def open_interest(
+        self, symbol: str, expiration_gte: date, expiration_lte: date,
+        strike_gte: float | None = None, strike_lte: float | None = None,
+    ) -> pd.DataFrame:
+        """Open interest of the underlying's active contracts from the option contracts
+        endpoint: ``symbol``, ``open_interest`` (NaN when absent), ``open_interest_date``.
+        Alpaca publishes it once a day (the previous session's figure), so call it once a
+        session. Every page (10,000 contracts each) is its own retried request."""
+        from alpaca.trading.enums import AssetStatus
+        from alpaca.trading.requests import GetOptionContractsRequest
+
+        rows: list[tuple] = []
+        token: str | None = None
+        for _ in range(_MAX_CONTRACT_PAGES):
+            req = GetOptionContractsRequest(
+                underlying_symbols=[symbol], status=AssetStatus.ACTIVE,
+                expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
+                strike_price_gte=None if strike_gte is None else f"{strike_gte:g}",
+                strike_price_lte=None if strike_lte is None else f"{strike_lte:g}",
+                limit=10_000, page_token=token,
+            )
+            page = self._call("option contracts", self.trading.get_option_contracts, req)
+            rows += [(str(c.symbol), money(c.open_interest), c.open_interest_date) for c in page.option_contracts or ()]
+            token = page.next_page_token
+            if not token:
+                break
+        frame = pd.DataFrame(rows, columns=["symbol", "open_interest", "open_interest_date"])
+        frame["open_interest"] = frame["open_interest"].astype(float)
+        frame["open_interest_date"] = pd.to_datetime(frame["open_interest_date"])
+        return frame.drop_duplicates("symbol", keep="last").reset_index(drop=True)
+
 
 def _local(value: Any) -> pd.Timestamp:
     ts = pd.Timestamp(value)
@@ -497,3 +573,15 @@ def _request(spec: OrderSpec):
     if spec.type == "stop":
         return StopOrderRequest(stop_price=round(spec.stop_price, 2), **common)
     raise ValueError(f"order type {spec.type!r} is not market, limit or stop")
+
+
+_MAX_CONTRACT_PAGES = 20  # 200,000 contracts: far beyond any underlying's 60-day chain
+
+
+def gamma_chain_frame(raw: dict[str, dict]) -> pd.DataFrame:
+    """:func:`chain_frame` plus each snapshot's ``gamma`` (NaN when it has none)."""
+    frame = chain_frame(raw)
+    greeks = {sym: (snap or {}).get("greeks") or {} for sym, snap in (raw or {}).items()}
+    frame["gamma"] = [money(greeks.get(sym, {}).get("gamma")) for sym in frame["symbol"]]
+    frame["gamma"] = frame["gamma"].astype(float)
+    return frame

@@ -317,6 +317,8 @@ def print_conditions(cond: Mapping[str, Any], settings: Settings, out: Out = _sa
     direction = cond["direction"]
     move = {"call": "price up over 5 bars", "put": "price down over 5 bars"}.get(direction, "no spike or no move")
     out(f"{_ok(direction)} direction {(direction or 'none').upper()} ({move})")
+    if cond.get("gamma") is not None:
+        out(f"· {cond['gamma'].describe()} (gamma gate {settings.gamma_gate})")
     if cond["signal"]:
         out("✓ SIGNAL: every gate passes")
     else:

@@ -83,6 +83,8 @@ class OfflineAlpaca:
         option_stops: bool = True,
         async_cancels: bool = False,
         partial_fill_max: int | None = None,
+        liquidation: bool = True,
+        history=None,
     ) -> None:
         if not key_id or not secret_key:
             raise ConfigError("key_id and secret_key must be non-empty strings")
@@ -105,9 +107,10 @@ class OfflineAlpaca:
         self.broker = Broker(
             self.tape, self.book, self.schedule, float(equity), self.clock.now_ns(),
             seed=seed, settings=settings, option_stops=option_stops, async_cancels=async_cancels,
-            partial_fill_max=partial_fill_max,
+            partial_fill_max=partial_fill_max, liquidation=liquidation,
         )
         self.faults = FaultInjector(faults, seed=seed)
+        self.history = history  # a sim.server.history.History: years of bars to fetch
         self.request_log: list[dict] = []
         self.max_log = int(max_log)  # oldest entries go first, so a long rehearsal stays small
         self.errors: list[str] = []  # tracebacks of server bugs (tests assert it stays empty)
