@@ -16,7 +16,7 @@ import sys
 from gammaride.commands._common import (
     add_journal_argument,
     calibration_path,
-    check_speed,
+    check_offline_arguments,
     journal_path,
     load_policy,
 )
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.debug:
         overrides["debug"] = True
     settings = Settings.load(args.config, **overrides)
-    check_speed(args.speed)
+    check_offline_arguments(args)
     if args.iv_percentile is not None and not 0 <= args.iv_percentile <= 1:
         raise ConfigError(f"--iv-percentile {args.iv_percentile} is not in [0, 1]; pass e.g. 0.45")
     if args.live:
@@ -89,21 +89,16 @@ def run(args: argparse.Namespace) -> int:
         from gammaride.sim.data import load_bars
 
         bars = load_bars(args.bars)
-    path = journal_path(args)
-    journal = Journal(path)  # a journal that cannot open is refused before any server or banner
-    try:
-        conn = connect(settings=settings, offline=args.offline, live=args.live, url=args.url,
-                       speed=args.speed, start=args.start, bars=bars, faults=args.faults)
-    except BaseException:
-        journal.close()
-        raise
+    conn = connect(settings=settings, offline=args.offline, live=args.live, url=args.url,
+                   speed=args.speed, start=args.start, bars=bars, faults=args.faults)
     with conn:
-        for note in conn.notes:
-            print("=" * len(note))
-            print(note)
-            print("=" * len(note))
+        path = journal_path(args)
         policy, message = load_policy(calibration_path(args, path), settings)
-        with journal:
+        with Journal(path) as journal:  # a journal that cannot open is refused before any banner
+            for note in conn.notes:
+                print("=" * len(note))
+                print(note)
+                print("=" * len(note))
             scanner = conn.scanner(
                 journal, policy=policy, policy_message=message, dry_run=args.dry_run,
                 iv_percentile=args.iv_percentile, backstop=not args.no_backstop,
