@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gammaride.scanner.blocks import connect, live_confirmed
+    from gammaride.scanner.keys import find_keys, safe_url
 
     overrides = {"symbol": args.symbol, "instrument": args.instrument, "scans": args.scans}
     if args.debug:
@@ -66,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
     if args.live:
         if args.offline or args.url:
             raise ConfigError("--live cannot be combined with --offline/--url; choose one")
-        from gammaride.scanner.keys import find_keys
-
         if find_keys() is None:  # before asking to confirm: there is nothing to confirm
             raise ConfigError("--live needs Alpaca keys and none were found: set ALPACA_API_KEY and "
                               "ALPACA_SECRET_KEY (the live account's), or drop --live")
@@ -78,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
             )
     # keys that cannot work and a URL the keys may not go to are refused before anything
     # else happens: no journal file, no server, no banner
-    from gammaride.scanner.keys import find_keys, safe_url
-
     if args.url is not None:
         safe_url(args.url)
     if not args.offline:
