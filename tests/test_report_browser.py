@@ -119,7 +119,7 @@ def report(tmp_path_factory):
         run_replay(journal, sample_bars(), Settings.load(env={}), source="bundled sample")
         _paper_fills(journal)
         out, data = write_report(journal, base / "report.html")
-    assert data["backtest"]["summary"]["n"] > 30 and data["fills"]["summary"]["n"] == 3
+    assert data["backtest"]["summary"]["n"] == 34 and data["fills"]["summary"]["n"] == 3
     return out, data["latest_trades"]["total"]
 
 

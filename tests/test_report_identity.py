@@ -20,8 +20,8 @@ SESSIONS = slice("2013-10-07", "2013-10-08")
 
 
 def _paper_copy_of(j: Journal, trade: pd.Series) -> int:
-    """A paper fill entered at the decision time of a replayed trade (the scanner journals
-    the decision time, the end of the decision bar, as the entry time)."""
+    """A paper fill of a replayed trade's decision: the live scanner journals the decision
+    time (the end of the decision bar) as entry_time, as replay does."""
     run = j.start_run("paper", "SPY")
     tid = j.next_trade_id()
     row = {k: trade[k] for k in ("symbol", "direction", "atr", "tp", "sl", "tp_mult", "sl_mult",
@@ -102,8 +102,6 @@ def test_calibration_counts_each_trade_once(twice):
     from gammaride.calibration import calibrate
 
     path, n = twice
-    # calibration learns from the underlying's path: the fill and the replay of its minute
-    # are one market moment, and the replay journaled twice is one trade
     with pytest.raises(CalibrationError, match=f"has {n} closed SPY trades"):
         calibrate(path, Settings.load(env={}), min_trades=10_000)
     with Journal(path, read_only=True) as j:
