@@ -25,8 +25,12 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 ENV_PREFIX = "GAMMARIDE_"
-# GAMMARIDE_* variables that are not settings
-OTHER_ENV = frozenset({"GAMMARIDE_JOURNAL", "GAMMARIDE_LIVE_CONFIRM", "GAMMARIDE_TRACEBACK"})
+# GAMMARIDE_* variables that are not settings (the last two steer the notebook's CI run
+# and where the browser test keeps its screenshots)
+OTHER_ENV = frozenset({
+    "GAMMARIDE_JOURNAL", "GAMMARIDE_LIVE_CONFIRM", "GAMMARIDE_TRACEBACK",
+    "GAMMARIDE_NOTEBOOK_CI", "GAMMARIDE_SCREENSHOTS",
+})
 
 
 def _num(lo: float, hi: float, doc: str) -> dict:

@@ -30,19 +30,28 @@ def shared_file(relative: str) -> Path:
     return path
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A tiny tmpfs (one 4 KiB page, nothing else fits): a real full disk. Needs root to
-    mount; skipped elsewhere."""
+def _tmpfs(path, options: str):
+    """Mount a tmpfs at ``path`` (root only); yield it, unmount after; skip elsewhere."""
     import subprocess
 
-    mount = tmp_path / "full"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mount)],
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
                           capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
-        yield mount
+        yield path
     finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A tiny tmpfs (one 4 KiB page, nothing else fits): a real full disk."""
+    yield from _tmpfs(tmp_path / "full", "size=4k")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A read-only file system: nothing can be created in it, not even by root."""
+    yield from _tmpfs(tmp_path / "ro", "ro,size=4k")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gammaride.commands._common import check_seed, check_speed
+from gammaride.commands._common import check_offline_arguments, check_seed
 from gammaride.errors import ConfigError
 
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     warning = network_warning(args.host)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    check_speed(args.speed)
+    check_offline_arguments(args)
     check_seed(args.seed)
 
     bars = None
