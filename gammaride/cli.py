@@ -104,7 +104,8 @@ def unexpected_error(exc: BaseException) -> tuple[str, int]:
     journal's database failing (full disk, damaged file), the operating system refusing a
     file, or a bug."""
     text = " ".join(str(exc).split())[:400]
-    if type(exc).__module__.split(".")[0] == "duckdb":
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None and isinstance(exc, duckdb.Error):
         return (f"the journal failed ({type(exc).__name__}: {text}); nothing more was written. "
                 "Check the disk has space and the file is a gammaride journal", JournalError.exit_code)
     if isinstance(exc, MemoryError):

@@ -26,8 +26,12 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 ENV_PREFIX = "GAMMARIDE_"
 ET = "America/New_York"  # market time: every bar, decision and session date
-# GAMMARIDE_* variables that are not settings
-OTHER_ENV = frozenset({"GAMMARIDE_JOURNAL", "GAMMARIDE_LIVE_CONFIRM", "GAMMARIDE_TRACEBACK", "GAMMARIDE_CACHE_DIR"})
+# GAMMARIDE_* variables that are not settings (the notebook's CI run, where the browser
+# test keeps its screenshots, where the exchange calendar's table is cached)
+OTHER_ENV = frozenset({
+    "GAMMARIDE_JOURNAL", "GAMMARIDE_LIVE_CONFIRM", "GAMMARIDE_TRACEBACK",
+    "GAMMARIDE_NOTEBOOK_CI", "GAMMARIDE_SCREENSHOTS", "GAMMARIDE_CACHE_DIR",
+})
 
 
 def _num(lo: float, hi: float, doc: str) -> dict:

@@ -53,11 +53,15 @@ def check_speed(speed: float) -> float:
 
 
 def check_offline_arguments(args: argparse.Namespace) -> None:
-    """``--speed``, ``--start`` and ``--faults`` checked before anything is opened or started."""
+    """``--speed``, ``--url``, ``--start`` and ``--faults`` checked before anything is opened
+    or started."""
+    from gammaride.scanner.keys import safe_url
     from gammaride.sim.server.faults import FaultSpec
     from gammaride.sim.server.market import to_ns
 
     check_speed(args.speed)
+    if getattr(args, "url", None) is not None:
+        safe_url(args.url)
     if getattr(args, "start", None) is not None:
         to_ns(args.start)
     FaultSpec.parse(getattr(args, "faults", None))

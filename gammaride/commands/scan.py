@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gammaride.journal import Journal
     from gammaride.scanner.blocks import connect, live_confirmed
+    from gammaride.scanner.keys import find_keys, safe_url
 
     overrides = {"symbol": args.symbol, "instrument": args.instrument, "scans": args.scans}
     if args.debug:
@@ -66,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
     if args.live:
         if args.offline or args.url:
             raise ConfigError("--live cannot be combined with --offline/--url; choose one")
-        from gammaride.scanner.keys import find_keys
-
         if find_keys() is None:  # before asking to confirm: there is nothing to confirm
             raise ConfigError("--live needs Alpaca keys and none were found: set ALPACA_API_KEY and "
                               "ALPACA_SECRET_KEY (the live account's), or drop --live")
@@ -76,30 +75,27 @@ def run(args: argparse.Namespace) -> int:
                 "live trading not confirmed; type 'yes' at the prompt, or set GAMMARIDE_LIVE_CONFIRM=yes "
                 "when running without a terminal"
             )
-    if args.url is not None:  # a URL the keys may not go to is refused before anything else happens
-        from gammaride.scanner.keys import safe_url
-
+    # keys that cannot work and a URL the keys may not go to are refused before anything
+    # else happens: no journal file, no server, no banner
+    if args.url is not None:
         safe_url(args.url)
+    if not args.offline:
+        find_keys()
     bars = None
     if args.bars:
         from gammaride.sim.data import load_bars
 
         bars = load_bars(args.bars)
-    path = journal_path(args)
-    journal = Journal(path)  # a journal that cannot open is refused before any server or banner
-    try:
-        conn = connect(settings=settings, offline=args.offline, live=args.live, url=args.url,
-                       speed=args.speed, start=args.start, bars=bars, faults=args.faults)
-    except BaseException:
-        journal.close()
-        raise
+    conn = connect(settings=settings, offline=args.offline, live=args.live, url=args.url,
+                   speed=args.speed, start=args.start, bars=bars, faults=args.faults)
     with conn:
-        for note in conn.notes:
-            print("=" * len(note))
-            print(note)
-            print("=" * len(note))
+        path = journal_path(args)
         policy, message = load_policy(calibration_path(args, path), settings)
-        with journal:
+        with Journal(path) as journal:  # a journal that cannot open is refused before any banner
+            for note in conn.notes:
+                print("=" * len(note))
+                print(note)
+                print("=" * len(note))
             scanner = conn.scanner(
                 journal, policy=policy, policy_message=message, dry_run=args.dry_run,
                 iv_percentile=args.iv_percentile, backstop=not args.no_backstop,
