@@ -153,28 +153,34 @@ def et(value: Any) -> pd.Timestamp | None:
     return (ts.tz_localize("UTC") if ts.tz is None else ts).tz_convert(ET)
 
 
-def _enum(value: Any) -> str:
-    return str(getattr(value, "value", value) or "")
-
-
-def _order(o: Any) -> OrderInfo:
+def _order(o: dict) -> OrderInfo:
+    """One order from Alpaca's raw JSON. Read field by field, so an order of an asset class
+    alpaca-py does not know (treasury, us_index, ...) is read like any other."""
     return OrderInfo(
-        id=str(o.id),
-        client_order_id=str(o.client_order_id or ""),
-        symbol=str(o.symbol or ""),
-        side=_enum(o.side),
-        qty=money(o.qty),
-        filled_qty=money(o.filled_qty) if o.filled_qty is not None else 0.0,
-        filled_avg_price=money(o.filled_avg_price),
-        status=_enum(o.status),
-        type=_enum(getattr(o, "order_type", None) or o.type),
-        order_class=_enum(o.order_class) or "simple",
-        limit_price=money(o.limit_price),
-        stop_price=money(o.stop_price),
-        submitted_at=et(o.submitted_at),
-        filled_at=et(o.filled_at),
-        legs=tuple(_order(leg) for leg in (o.legs or ())),
+        id=str(o["id"]),
+        client_order_id=str(o.get("client_order_id") or ""),
+        symbol=str(o.get("symbol") or ""),
+        side=str(o.get("side") or ""),
+        qty=money(o.get("qty")),
+        filled_qty=money(o.get("filled_qty")) if o.get("filled_qty") is not None else 0.0,
+        filled_avg_price=money(o.get("filled_avg_price")),
+        status=str(o.get("status") or ""),
+        type=str(o.get("order_type") or o.get("type") or ""),
+        order_class=str(o.get("order_class") or "simple"),
+        limit_price=money(o.get("limit_price")),
+        stop_price=money(o.get("stop_price")),
+        submitted_at=et(o.get("submitted_at")),
+        filled_at=et(o.get("filled_at")),
+        legs=tuple(_order(leg) for leg in (o.get("legs") or ())),
     )
+
+
+def _position(p: dict) -> PositionInfo:
+    qty = money(p.get("qty"))
+    if str(p.get("side") or "") == "short" and qty > 0:
+        qty = -qty
+    return PositionInfo(str(p.get("symbol") or ""), qty, money(p.get("avg_entry_price")),
+                        money(p.get("current_price")), str(p.get("asset_class") or ""))
 
 
 def bars_frame(raw: list[dict]) -> pd.DataFrame:
@@ -251,7 +257,10 @@ class AlpacaBroker:
         self.read_attempts = max(1, int(read_attempts))
         self.key_id_masked = keys.masked
         self._secret = keys.secret  # only to scrub it from error text
-        self.trading = TradingClient(keys.key_id, keys.secret, paper=paper, url_override=url)
+        # raw JSON from the trading API too: alpaca-py 0.44 validates enums strictly, and one
+        # position or order of an asset class it does not know (Alpaca also lists treasury,
+        # corporate, global_equity, us_index, us_equity_chain, ipo) fails the whole list
+        self.trading = TradingClient(keys.key_id, keys.secret, paper=paper, url_override=url, raw_data=True)
         self.stocks = StockHistoricalDataClient(keys.key_id, keys.secret, url_override=url, raw_data=True)
         self.options = OptionHistoricalDataClient(keys.key_id, keys.secret, url_override=url, raw_data=True)
         for client in (self.trading, self.stocks, self.options):
@@ -312,15 +321,17 @@ class AlpacaBroker:
     def account(self) -> Account:
         def get() -> Account:
             a = self.trading.get_account()
+            obp = a.get("options_buying_power")
+            level = a.get("options_trading_level")
             return Account(
-                equity=money(a.equity),
-                last_equity=money(a.last_equity),
-                cash=money(a.cash),
-                buying_power=money(a.buying_power),
-                options_buying_power=money(a.options_buying_power if a.options_buying_power is not None else a.buying_power),
-                options_level=a.options_trading_level,
-                status=_enum(a.status),
-                currency=str(a.currency or "USD"),
+                equity=money(a["equity"]),
+                last_equity=money(a.get("last_equity")),
+                cash=money(a.get("cash")),
+                buying_power=money(a.get("buying_power")),
+                options_buying_power=money(obp if obp is not None else a.get("buying_power")),
+                options_level=int(level) if level is not None else None,
+                status=str(a.get("status") or ""),
+                currency=str(a.get("currency") or "USD"),
             )
 
         return self._call("account", get)
@@ -328,7 +339,7 @@ class AlpacaBroker:
     def clock(self) -> MarketClock:
         def get() -> MarketClock:
             c = self.trading.get_clock()
-            return MarketClock(et(c.timestamp), bool(c.is_open), et(c.next_open), et(c.next_close))
+            return MarketClock(et(c["timestamp"]), bool(c["is_open"]), et(c["next_open"]), et(c["next_close"]))
 
         return self._call("clock", get)
 
@@ -339,9 +350,9 @@ class AlpacaBroker:
             days = self.trading.get_calendar(GetCalendarRequest(start=start, end=end))
             out = []
             for d in days:
-                day = pd.Timestamp(d.date)
-                # the SDK builds naive datetimes from the exchange's local HH:MM
-                out.append(SessionDay(day, _local(d.open), _local(d.close)))
+                day = pd.Timestamp(d["date"])
+                # the exchange's local HH:MM on that day
+                out.append(SessionDay(day, _local(f"{d['date']} {d['open']}"), _local(f"{d['date']} {d['close']}")))
             return out
 
         return self._call("calendar", get)
@@ -435,17 +446,7 @@ class AlpacaBroker:
         return self._call("list orders", lambda: [_order(o) for o in self.trading.get_orders(req)])
 
     def positions(self) -> list[PositionInfo]:
-        def get() -> list[PositionInfo]:
-            out = []
-            for p in self.trading.get_all_positions():
-                qty = money(p.qty)
-                if _enum(p.side) == "short" and qty > 0:
-                    qty = -qty
-                out.append(PositionInfo(str(p.symbol), qty, money(p.avg_entry_price),
-                                        money(p.current_price), _enum(p.asset_class)))
-            return out
-
-        return self._call("positions", get)
+        return self._call("positions", lambda: [_position(p) for p in self.trading.get_all_positions()])
 
 
 def _local(value: Any) -> pd.Timestamp:

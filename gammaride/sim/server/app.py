@@ -83,6 +83,7 @@ class OfflineAlpaca:
         option_stops: bool = True,
         async_cancels: bool = False,
         partial_fill_max: int | None = None,
+        foreign_holdings: list[dict] | None = None,
     ) -> None:
         if not key_id or not secret_key:
             raise ConfigError("key_id and secret_key must be non-empty strings")
@@ -108,6 +109,9 @@ class OfflineAlpaca:
             partial_fill_max=partial_fill_max,
         )
         self.faults = FaultInjector(faults, seed=seed)
+        # positions (and their filled buy orders) the account holds outside gammaride, in
+        # asset classes alpaca-py may not know: {"symbol", "asset_class", "qty", "price"}
+        self.foreign_holdings = [_foreign(h, self.clock.now_ns()) for h in (foreign_holdings or [])]
         self.request_log: list[dict] = []
         self.max_log = int(max_log)  # oldest entries go first, so a long rehearsal stays small
         self.errors: list[str] = []  # tracebacks of server bugs (tests assert it stays empty)
@@ -256,6 +260,17 @@ class OfflineAlpaca:
             if match:
                 return fn, match.groupdict(), endpoint
         return None, {}, None
+
+
+def _foreign(h: dict, now_ns: int) -> dict:
+    try:
+        return {"symbol": str(h["symbol"]).upper(), "asset_class": str(h["asset_class"]),
+                "qty": float(h["qty"]), "price": float(h["price"]), "created_ns": int(now_ns)}
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(
+            f"foreign holding {h!r}: give symbol, asset_class, qty and price, e.g. "
+            '{"symbol": "912797LB1", "asset_class": "treasury", "qty": 10, "price": 98.5}'
+        ) from None
 
 
 def _fault_answer(kind: str) -> tuple[int, dict, dict]:

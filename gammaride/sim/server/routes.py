@@ -74,6 +74,38 @@ def _float_param(query: dict, key: str) -> float | None:
         raise ApiError(422, f"invalid {key}: {raw}", 40010001) from None
 
 
+def _foreign_position_json(h: dict) -> dict:
+    """A position held outside gammaride, in Alpaca's shape (its class may be one alpaca-py
+    does not know)."""
+    value = decimal_str(round(h["qty"] * h["price"], 2))
+    return {
+        "asset_id": contract_id(h["symbol"]), "symbol": h["symbol"], "exchange": "",
+        "asset_class": h["asset_class"], "asset_marginable": False,
+        "avg_entry_price": decimal_str(h["price"]), "qty": decimal_str(h["qty"]), "side": "long",
+        "market_value": value, "cost_basis": value, "unrealized_pl": "0", "unrealized_plpc": "0",
+        "unrealized_intraday_pl": "0", "unrealized_intraday_plpc": "0",
+        "current_price": decimal_str(h["price"]), "lastday_price": decimal_str(h["price"]),
+        "change_today": "0", "qty_available": decimal_str(h["qty"]),
+    }
+
+
+def _foreign_order_json(h: dict) -> dict:
+    """The filled buy that opened a foreign holding."""
+    t = rfc3339(h["created_ns"])
+    return {
+        "id": contract_id("order/" + h["symbol"]), "client_order_id": "web-" + h["symbol"].lower(),
+        "created_at": t, "updated_at": t, "submitted_at": t, "filled_at": t, "expired_at": None,
+        "canceled_at": None, "failed_at": None, "replaced_at": None, "replaced_by": None, "replaces": None,
+        "asset_id": contract_id(h["symbol"]), "symbol": h["symbol"], "asset_class": h["asset_class"],
+        "notional": None, "qty": decimal_str(h["qty"]), "filled_qty": decimal_str(h["qty"]),
+        "filled_avg_price": decimal_str(h["price"]), "order_class": "simple", "order_type": "market",
+        "type": "market", "side": "buy", "position_intent": "buy_to_open", "time_in_force": "day",
+        "limit_price": None, "stop_price": None, "status": "filled", "extended_hours": False, "legs": None,
+        "trail_percent": None, "trail_price": None, "hwm": None, "subtag": None, "source": None,
+        "expires_at": None,
+    }
+
+
 def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, Callable]]:
     broker, tape, book, sched = app.broker, app.tape, app.book, app.schedule
 
@@ -108,7 +140,8 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         return 200, rows
 
     def positions(p, q, b, now):
-        return 200, [broker.position_json(pos, now) for pos in broker.positions.values()]
+        return 200, [broker.position_json(pos, now) for pos in broker.positions.values()] + [
+            _foreign_position_json(h) for h in app.foreign_holdings]
 
     def position(p, q, b, now):
         pos = broker.positions.get(p["symbol"].upper())
@@ -156,9 +189,12 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
                 continue
             if after is not None and o.created_ns <= after or until is not None and o.created_ns >= until:
                 continue
-            rows.append((o.created_ns, seq, o))
+            rows.append((o.created_ns, seq, o.to_json(nested=nested)))
+        if status != "open":
+            rows += [(h["created_ns"], -1 - i, _foreign_order_json(h)) for i, h in enumerate(app.foreign_holdings)
+                     if (not symbols or h["symbol"] in symbols) and side in (None, "", "buy")]
         rows.sort(key=lambda r: (r[0], r[1]), reverse=q.get("direction", "desc") != "asc")
-        return 200, [o.to_json(nested=nested) for _, _, o in rows[:limit]]
+        return 200, [o for _, _, o in rows[:limit]]
 
     def get_order(p, q, b, now):
         order = broker.orders.get(p["id"])

@@ -1,0 +1,64 @@
+"""The live path against what the real Alpaca does: asset classes alpaca-py does not know,
+price increments, the free plan's feeds, the account's shape. Real alpaca-py clients over
+loopback against the offline server, real DuckDB journals."""
+
+from __future__ import annotations
+
+import pytest
+from alpaca.trading.client import TradingClient
+
+from gammaride.config import Settings
+from gammaride.journal import Journal
+from gammaride.scanner.broker import AlpacaBroker
+from gammaride.scanner.clock import SteppedClock
+from gammaride.scanner.keys import Keys
+from gammaride.scanner.loop import Scanner
+from gammaride.sim.server import OfflineAlpaca
+
+ET = "America/New_York"
+FOREIGN = [
+    {"symbol": "912797LB1", "asset_class": "treasury", "qty": 10, "price": 98.5},
+    {"symbol": "SPX", "asset_class": "us_index", "qty": 1, "price": 1655.0},
+]
+
+
+def _broker(srv: OfflineAlpaca, cls=AlpacaBroker, **kw) -> AlpacaBroker:
+    return cls(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01, **kw)
+
+
+# --- point 4: SDK strictness -----------------------------------------------------------
+def test_alpaca_py_models_reject_an_asset_class_they_do_not_know():
+    """The failure this guards against is real: alpaca-py 0.44's models refuse the list."""
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, foreign_holdings=FOREIGN) as srv:
+        client = TradingClient(srv.key_id, srv.secret_key, paper=True, url_override=srv.url)
+        with pytest.raises(Exception, match="asset_class|AssetClass|treasury"):
+            client.get_all_positions()
+
+
+def test_positions_and_orders_survive_unknown_asset_classes():
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, foreign_holdings=FOREIGN) as srv:
+        broker = _broker(srv)
+        held = {p.symbol: p for p in broker.positions()}
+        orders = broker.orders("all")
+    assert held["912797LB1"].asset_class == "treasury" and held["912797LB1"].qty == 10
+    assert held["SPX"].asset_class == "us_index" and held["SPX"].avg_entry_price == 1655.0
+    assert {o.symbol for o in orders} == {"912797LB1", "SPX"}
+    assert all(o.is_filled and o.filled_avg_price > 0 for o in orders)
+
+
+def test_a_scan_trades_and_reconciles_beside_foreign_holdings(tmp_path):
+    """Reconcile names the foreign items and leaves them alone; the scanner's own trade is
+    entered, monitored and closed as usual."""
+    lines: list[str] = []
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, foreign_holdings=FOREIGN) as srv:
+        journal = Journal(tmp_path / "j.duckdb")
+        sc = Scanner(_broker(srv), journal, Settings.load(env={}), SteppedClock(srv.advance_to),
+                     mode="offline", iv_percentile=0.5, out=lines.append)
+        sc.run(8)
+        left = {p.symbol for p in _broker(srv).positions()}
+    assert any("Leaving 2 position(s) not opened by gammaride alone: 912797LB1, SPX" in ln for ln in lines)
+    assert sc.stats.entries == 1 and sum(sc.stats.exits.values()) == 1
+    errors = journal.query("SELECT context, message FROM errors")
+    assert not errors["context"].str.contains("reconcile|monitor").any(), errors
+    assert left == {"912797LB1", "SPX"}
+    journal.close()
