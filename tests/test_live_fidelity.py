@@ -4,13 +4,16 @@ loopback against the offline server, real DuckDB journals."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from alpaca.trading.client import TradingClient
 
 from gammaride.config import Settings
+from gammaride.errors import BrokerError
 from gammaride.journal import Journal
-from gammaride.scanner.broker import AlpacaBroker
+from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.clock import SteppedClock
+from gammaride.scanner.contracts import marketable_limit, premium_at, price_increment, to_tick
 from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import Scanner
 from gammaride.sim.server import OfflineAlpaca
@@ -62,3 +65,36 @@ def test_a_scan_trades_and_reconciles_beside_foreign_holdings(tmp_path):
     assert not errors["context"].str.contains("reconcile|monitor").any(), errors
     assert left == {"912797LB1", "SPX"}
     journal.close()
+
+
+# --- point 5: price increments ---------------------------------------------------------
+@pytest.mark.parametrize(("root", "price", "tick"), [
+    ("SPY", 0.42, 0.01), ("SPY", 12.37, 0.01), ("QQQ", 5.0, 0.01), ("IWM", 3.01, 0.01),
+    ("AAPL", 2.99, 0.01), ("AAPL", 3.0, 0.05), ("XYZ", 2.99, 0.05), ("XYZ", 3.0, 0.10),
+])
+def test_price_increment_per_underlying(root, price, tick):
+    assert price_increment(root, price) == tick
+
+
+def test_limit_prices_land_on_the_underlyings_grid():
+    assert marketable_limit("buy", 1.20, 1.30, root="SPY") == 1.31
+    assert marketable_limit("buy", 1.20, 1.30, root="XYZ") == 1.35  # 1.31 up to the nickel
+    assert marketable_limit("sell", 1.20, 1.30, root="XYZ") == 1.15  # 1.19 down to the nickel
+    assert marketable_limit("buy", 2.90, 2.98, root="XYZ") == 3.00  # 2.99 up to the nickel
+    assert marketable_limit("buy", 3.00, 3.04, root="XYZ") == 3.10  # at $3 and above: dimes
+    assert to_tick(3.04, "AAPL", up=None) == 3.05 and to_tick(1.234, "SPY", up=None) == 1.23
+    assert premium_at(1.00, 0.5, 1, -3.0, "XYZ") == 0.05  # floored at one tick, not a cent
+
+
+def test_offline_server_rejects_off_tick_option_prices_like_alpaca():
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, symbol="XYZ", daily=None) as srv:
+        broker = _broker(srv)
+        price = broker.latest_trade("XYZ").price
+        chain = broker.option_chain("XYZ", pd.Timestamp("2013-10-08").date(), pd.Timestamp("2013-10-08").date(),
+                                    round(price), round(price))
+        call = chain[chain["type"] == "call"].iloc[0]
+        with pytest.raises(BrokerError, match=r"HTTP 422: invalid limit_price 0.53: XYZ options .* \$0.05"):
+            broker.submit_order(OrderSpec(call["symbol"], 1, "buy", "limit", limit_price=0.53))
+        ok = broker.submit_order(OrderSpec(call["symbol"], 1, "buy", "limit",
+                                           limit_price=marketable_limit("buy", call["bid"], call["ask"], root="XYZ")))
+    assert ok.status in ("filled", "new", "accepted")

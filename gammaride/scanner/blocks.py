@@ -275,7 +275,7 @@ def submit_order(
                 "message": f"dry run: would buy {setup['contracts']} {choice.symbol} at ${choice.ask:.2f}"}
     cid = client_order_id(conn.settings.symbol, conditions["decision_time"], direction)
     spec = OrderSpec(choice.symbol, int(setup["contracts"]), "buy", "limit",
-                     limit_price=marketable_limit("buy", choice.bid, choice.ask), client_order_id=cid)
+                     limit_price=marketable_limit("buy", choice.bid, choice.ask, root=conn.settings.symbol), client_order_id=cid)
     try:
         order = submit_idempotent(conn.broker, spec)
         order = wait_for_fill(conn.broker, order, conn.clock, conn.settings.entry_timeout_seconds)

@@ -176,20 +176,67 @@ def atm_iv(chain: pd.DataFrame, underlying_price: float, on_or_after: pd.Timesta
     return float(at["iv"].mean()), str(at["symbol"].iloc[0])
 
 
-def premium_at(entry_premium: float, delta: float, sign: int, underlying_move: float) -> float:
+# Alpaca's option price increments. SPY, QQQ and IWM trade in pennies at every price;
+# Penny Program classes in pennies below $3 and nickels at or above; all others in nickels
+# below $3 and dimes at or above. A name missing from PENNY_PROGRAM is priced on the coarser
+# grid, which is always on the finer one too: never an off-tick price, at worst a cent less
+# aggressive than needed.
+PENNY_EVERYWHERE = frozenset({"SPY", "QQQ", "IWM"})
+PENNY_PROGRAM = frozenset({
+    "AAPL", "AMD", "AMZN", "BAC", "C", "DIA", "EEM", "F", "GDX", "GLD", "GOOGL", "INTC", "META",
+    "MSFT", "NFLX", "NVDA", "SLV", "SMH", "T", "TLT", "TSLA", "USO", "XLE", "XLF", "XLK",
+})
+
+
+def price_increment(root: str, price: float) -> float:
+    """The tick of an option on ``root`` trading at ``price`` (dollars per share)."""
+    root = str(root).upper()
+    if root in PENNY_EVERYWHERE:
+        return 0.01
+    if root in PENNY_PROGRAM:
+        return 0.01 if price < 3.0 else 0.05
+    return 0.05 if price < 3.0 else 0.10
+
+
+def to_tick(price: float, root: str, up: bool | None) -> float:
+    """``price`` moved onto ``root``'s grid: up, down, or to the nearest tick (``up=None``);
+    at least one tick."""
+    def snap(tick: float) -> float:
+        n = float(price) / tick
+        n = round(n) if up is None else (np.ceil(n - 1e-6) if up else np.floor(n + 1e-6))
+        return round(max(1.0, n) * tick, 2)
+
+    tick = price_increment(root, price)
+    out = snap(tick)
+    # the grid changes at $3: a price snapped on the finer grid may land where the coarser applies
+    coarser = price_increment(root, out)
+    return float(snap(coarser) if coarser != tick else out)
+
+
+def on_tick(price: float, root: str) -> bool:
+    """Whether ``price`` is a multiple of ``root``'s increment at that price."""
+    tick = price_increment(root, price)
+    n = float(price) / tick
+    return abs(n - round(n)) < 1e-6
+
+
+def premium_at(entry_premium: float, delta: float, sign: int, underlying_move: float, root: str = "SPY") -> float:
     """Delta estimate of the option premium after the underlying moves by ``underlying_move``.
 
     ``sign`` +1 for a call, -1 for a put; ``delta`` as quoted (negative for puts) or its
-    absolute value. Floored at one cent: a stop at zero would never trigger.
+    absolute value. On ``root``'s price grid, floored at one tick: a stop at zero would
+    never trigger.
     """
     d = abs(delta) if np.isfinite(delta) else 0.5
-    return max(0.01, round(entry_premium + sign * d * underlying_move, 2))
+    return to_tick(max(0.0, entry_premium + sign * d * underlying_move), root, up=None)
 
 
-def marketable_limit(side: str, bid: float, ask: float, cushion: float = 0.05) -> float:
-    """A limit that crosses the spread by ``cushion`` of it (at least a cent), in pennies."""
+def marketable_limit(side: str, bid: float, ask: float, cushion: float = 0.05, root: str = "SPY",
+                     extra: float = 0.0) -> float:
+    """A limit that crosses the spread by ``cushion`` of it (at least a tick) plus ``extra``
+    dollars, on ``root``'s price grid: a buy rounded up from the ask, a sell down from the bid."""
     spread = max(ask - bid, 0.0)
-    pad = max(0.01, round(spread * cushion, 2))
+    pad = max(0.01, round(spread * cushion, 2)) + max(0.0, extra)
     if side == "buy":
-        return round(ask + pad, 2)
-    return max(0.01, round(bid - pad, 2))
+        return to_tick(ask + pad, root, up=True)
+    return to_tick(max(0.0, bid - pad), root, up=False)

@@ -558,7 +558,7 @@ class Scanner(PositionManager):
                 return None, f"no contract: {why}"
             stop_min = choice.hard_stop_min
             # the order goes in at ask + pad: size against that, not the ask
-            limit = marketable_limit("buy", choice.bid, choice.ask)
+            limit = marketable_limit("buy", choice.bid, choice.ask, root=self.symbol)
             qty = int(position_size(equity, atr, iv_mult, s, buying_power=bp, premium=limit))
             if qty < 1:
                 return None, f"buying power ${bp:,.0f} cannot pay one contract at ${limit:.2f}"
@@ -645,7 +645,7 @@ class Scanner(PositionManager):
                              order_class="bracket", take_profit=pos.tp, stop_loss=pos.sl)
         else:
             spec = OrderSpec(pos.contract_symbol, pos.qty, "buy", "limit",
-                             limit_price=marketable_limit("buy", choice.bid, choice.ask),
+                             limit_price=marketable_limit("buy", choice.bid, choice.ask, root=self.symbol),
                              client_order_id=pos.client_order_id)
         try:
             sent = submit_idempotent(self.broker, spec)

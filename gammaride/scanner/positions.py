@@ -285,7 +285,7 @@ class PositionManager:
         price paid: a stop below the ask by only delta x SL distance fires on the spread.
         """
         ref = pos.entry_bid if np.isfinite(pos.entry_bid) else pos.entry_premium
-        stop = premium_at(ref, pos.delta, pos.sign, pos.sl - pos.entry_price)
+        stop = premium_at(ref, pos.delta, pos.sign, pos.sl - pos.entry_price, pos.symbol)
         pos.backstops += 1
         spec = OrderSpec(pos.contract_symbol, pos.qty, "sell", "stop", stop_price=stop,
                          client_order_id=backstop_client_id(pos.client_order_id, pos.backstops))
@@ -459,7 +459,7 @@ class PositionManager:
         if pos.instrument == "options":
             bid, ask = self._quote(pos)
             spec = (OrderSpec(pos.contract_symbol, pos.qty, "sell", "limit",
-                              limit_price=marketable_limit("sell", bid, ask), client_order_id=cid)
+                              limit_price=marketable_limit("sell", bid, ask, root=pos.symbol), client_order_id=cid)
                     if np.isfinite(bid) and bid > 0 else
                     OrderSpec(pos.contract_symbol, pos.qty, "sell", "market", client_order_id=cid))
         else:

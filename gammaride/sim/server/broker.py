@@ -27,6 +27,7 @@ from gammaride.sim.server.orders import (
     Fill,
     Order,
     Position,
+    check_tick,
     decimal_str,
     invalid,
     parse_price,
@@ -304,8 +305,7 @@ class Broker:
         if not self.book.is_known(contract, now_ns):
             raise invalid(f'asset "{contract.symbol}" not found or not tradable')
         for px, name in ((limit, "limit_price"), (stop, "stop_price")):
-            if px is not None and abs(px * 100 - round(px * 100)) > 1e-6:
-                raise invalid(f"{name} must be in penny increments for options")
+            check_tick(contract.root, px, name)
         self._check_cutoff(contract, now_ns)
         pos = self.positions.get(contract.symbol)
         held = pos.qty if pos else 0.0
