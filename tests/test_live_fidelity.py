@@ -98,3 +98,70 @@ def test_offline_server_rejects_off_tick_option_prices_like_alpaca():
         ok = broker.submit_order(OrderSpec(call["symbol"], 1, "buy", "limit",
                                            limit_price=marketable_limit("buy", call["bid"], call["ask"], root="XYZ")))
     assert ok.status in ("filled", "new", "accepted")
+
+
+# --- point 2: quotes that are not tradable ---------------------------------------------
+def _scan(srv, tmp_path, scans, **settings):
+    lines: list[str] = []
+    journal = Journal(tmp_path / "j.duckdb")
+    sc = Scanner(_broker(srv, option_feed=settings.pop("option_feed", "auto")), journal,
+                 Settings.load(env={}, **settings), SteppedClock(srv.advance_to),
+                 mode="offline", iv_percentile=0.5, out=lines.append)
+    sc.run(scans)
+    return sc, journal, lines
+
+
+def test_auto_option_feed_falls_back_to_indicative_without_opra(tmp_path):
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7) as srv:
+        sc, journal, lines = _scan(srv, tmp_path, 2)
+        refused = [e for e in srv.request_log if e["query"].get("feed") == "opra"]
+    assert refused and all(e["status"] == 403 for e in refused)
+    assert sc.broker.option_feed_used == "indicative"
+    feeds = journal.query("SELECT DISTINCT option_feed FROM scans WHERE option_feed IS NOT NULL")
+    assert list(feeds["option_feed"]) == ["indicative"]
+    assert sum("option quotes: indicative feed" in ln for ln in lines) == 1
+    journal.close()
+
+
+def test_auto_option_feed_uses_opra_when_the_account_has_it(tmp_path):
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, subscription="plus") as srv:
+        sc, journal, lines = _scan(srv, tmp_path, 2)
+    assert sc.broker.option_feed_used == "opra"
+    assert any("option quotes: OPRA feed" in ln for ln in lines)
+    journal.close()
+
+
+def test_opra_asked_for_without_subscription_is_refused():
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0) as srv:
+        broker = _broker(srv, option_feed="opra")
+        with pytest.raises(BrokerError, match="HTTP 403: subscription does not permit querying OPRA data"):
+            broker.option_chain("SPY", pd.Timestamp("2013-10-08").date(), pd.Timestamp("2013-10-08").date())
+
+
+def test_entry_reprices_past_a_modified_quote_and_journals_its_slippage(tmp_path):
+    """Indicative asks 3 cents under the market that fills: the first limit (ask + 1 cent)
+    rests unfilled, a reprice within the $10/contract budget fills."""
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, indicative_skew=0.03) as srv:
+        sc, journal, lines = _scan(srv, tmp_path, 8)
+        buys = [o for o in srv.broker.orders.values() if o.side == "buy"]
+    assert sc.stats.entries == 1
+    assert [o.client_order_id for o in buys] == ["gr-SPY-201310071008-C", "gr-SPY-201310071008-C-r1"]
+    assert buys[0].filled_qty == 0 and buys[1].filled_qty > 0
+    fills = journal.query("SELECT f.side, f.price, f.quote_price, f.slippage FROM fills f ORDER BY filled_at")
+    buy = fills[fills["side"] == "buy"].iloc[0]
+    assert buy["price"] - buy["quote_price"] == pytest.approx(0.03, abs=1e-9)  # the true ask
+    assert buy["slippage"] == pytest.approx(3.0)  # USD per contract past the quote
+    assert 0 < buy["slippage"] <= Settings().max_slippage_per_contract
+    sell = fills[fills["side"] == "sell"].iloc[0]
+    assert sell["slippage"] == pytest.approx((sell["quote_price"] - sell["price"]) * 100)
+    journal.close()
+
+
+def test_a_stale_quote_prices_no_entry(tmp_path):
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, quote_age_seconds=60) as srv:
+        sc, journal, _ = _scan(srv, tmp_path, 3)
+        buys = [o for o in srv.broker.orders.values() if o.side == "buy"]
+    assert sc.stats.entries == 0 and buys == []
+    reasons = journal.query("SELECT skip_reason FROM scans WHERE signal")["skip_reason"]
+    assert reasons.str.contains(r"entry not filled: quote for SPY\w+ is 60s old").any()
+    journal.close()

@@ -116,7 +116,7 @@ def connect(
         srv = OfflineAlpaca(bars=bars, start=start or OFFLINE_START, speed=speed, faults=faults,
                             symbol=settings.symbol, settings=settings).start()
         broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key, "offline server"), url=srv.url,
-                              feed=settings.feed, timeout=min(timeout, 2.0), retry_wait=0.05)
+                              feed=settings.feed, option_feed=settings.option_feed, timeout=min(timeout, 2.0), retry_wait=0.05)
         clock: Clock = SteppedClock(srv.advance_to) if speed == 0 else ScaledClock(speed)
         note = ("OFFLINE: no Alpaca keys found, running against the built-in offline server"
                 if not offline else "OFFLINE: running against the built-in offline server")
@@ -124,11 +124,11 @@ def connect(
                           notes=[f"{note} ({srv.url}, market time {srv.now():%Y-%m-%d %H:%M} ET, "
                                  f"{'stepped clock' if speed == 0 else f'{speed:g}x speed'}); no real orders"])
     if url:
-        broker = AlpacaBroker(keys, url=url, feed=settings.feed, timeout=min(timeout, 2.0), retry_wait=0.05)
+        broker = AlpacaBroker(keys, url=url, feed=settings.feed, option_feed=settings.option_feed, timeout=min(timeout, 2.0), retry_wait=0.05)
         clock = _remote_stepped(url, keys) if speed == 0 else ScaledClock(speed)
         return Connection(broker, clock, "offline", settings,
                           notes=[f"OFFLINE: running against the server at {url}; no real orders"])
-    broker = AlpacaBroker(keys, paper=not live, feed=settings.feed, timeout=timeout)
+    broker = AlpacaBroker(keys, paper=not live, feed=settings.feed, option_feed=settings.option_feed, timeout=timeout)
     return Connection(broker, WallClock(), "live" if live else "paper", settings)
 
 

@@ -60,6 +60,17 @@ class LatestTrade:
 
 
 @dataclass(frozen=True)
+class OptionQuote:
+    """The latest quote of one contract, with its time and the feed it came from."""
+
+    symbol: str
+    bid: float  # NaN or 0 when one-sided
+    ask: float
+    time: pd.Timestamp | None
+    feed: str  # opra | indicative
+
+
+@dataclass(frozen=True)
 class OrderSpec:
     """What to send. ``type`` market | limit | stop; ``order_class`` simple | bracket."""
 
@@ -242,6 +253,7 @@ class AlpacaBroker:
         paper: bool = True,
         url: str | None = None,
         feed: str = "iex",
+        option_feed: str = "auto",
         timeout: float = 10.0,
         retry_wait: float | None = None,
         retries: int | None = None,
@@ -254,6 +266,12 @@ class AlpacaBroker:
         self.paper = paper
         self.url = url
         self.feed = feed
+        if option_feed not in ("auto", "opra", "indicative"):
+            raise ValueError(f"option_feed {option_feed!r} is not auto, opra or indicative")
+        self.option_feed = option_feed
+        # the option feed in use: known once an option request succeeded (auto tries OPRA
+        # first and keeps to indicative after a 403: the account has no OPRA subscription)
+        self.option_feed_used: str | None = None if option_feed == "auto" else option_feed
         self.read_attempts = max(1, int(read_attempts))
         self.key_id_masked = keys.masked
         self._secret = keys.secret  # only to scrub it from error text
@@ -367,7 +385,20 @@ class AlpacaBroker:
             start=pd.Timestamp(start).tz_convert("UTC").to_pydatetime(),
             end=pd.Timestamp(end).tz_convert("UTC").to_pydatetime(), feed=DataFeed(self.feed),
         )
-        return self._call("bars", lambda: bars_frame(self.stocks.get_stock_bars(req).get(symbol, [])))
+        return self._stock_data("bars", lambda: bars_frame(self.stocks.get_stock_bars(req).get(symbol, [])))
+
+    def _stock_data(self, what: str, get):
+        """A stock-data call; a 403 on the SIP feed gets its cause and fix (the free plan
+        serves no SIP data from the last 15 minutes and none on latest endpoints)."""
+        try:
+            return self._call(what, get)
+        except BrokerError as exc:
+            if self.feed != "sip" or getattr(exc, "status", None) != 403:
+                raise
+            err = BrokerError(f"{exc} - the sip feed needs a paid data plan for the last 15 minutes; "
+                              'set feed = "iex" (GAMMARIDE_FEED=iex) or subscribe to Algo Trader Plus')
+            err.status, err.kind = 403, "http"  # type: ignore[attr-defined]
+            raise err from None
 
     def daily_closes(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
         from alpaca.data.enums import DataFeed
@@ -385,7 +416,7 @@ class AlpacaBroker:
             days = pd.to_datetime([r["t"] for r in raw], utc=True).tz_convert(ET).tz_localize(None).normalize()
             return pd.Series([float(r["c"]) for r in raw], index=pd.DatetimeIndex(days), dtype=float)
 
-        return self._call("daily bars", get)
+        return self._stock_data("daily bars", get)
 
     def latest_trade(self, symbol: str) -> LatestTrade:
         from alpaca.data.enums import DataFeed
@@ -397,21 +428,48 @@ class AlpacaBroker:
             raw = self.stocks.get_stock_latest_trade(req)[symbol]
             return LatestTrade(float(raw["p"]), et(raw["t"]))
 
-        return self._call("latest trade", get)
+        return self._stock_data("latest trade", get)
 
     def option_chain(
         self, symbol: str, expiration_gte: date, expiration_lte: date,
         strike_gte: float | None = None, strike_lte: float | None = None,
     ) -> pd.DataFrame:
-        from alpaca.data.enums import OptionsFeed
         from alpaca.data.requests import OptionChainRequest
 
-        req = OptionChainRequest(
-            underlying_symbol=symbol, feed=OptionsFeed.INDICATIVE,
-            expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
-            strike_price_gte=strike_gte, strike_price_lte=strike_lte,
-        )
-        return self._call("option chain", lambda: chain_frame(self.options.get_option_chain(req)))
+        def get(feed):
+            req = OptionChainRequest(
+                underlying_symbol=symbol, feed=feed,
+                expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
+                strike_price_gte=strike_gte, strike_price_lte=strike_lte,
+            )
+            return chain_frame(self.options.get_option_chain(req))
+
+        return self._option_data("option chain", get)
+
+    def option_quote(self, contract: str) -> OptionQuote:
+        """The contract's latest quote (its time says how old it is)."""
+        from alpaca.data.requests import OptionLatestQuoteRequest
+
+        def get(feed):
+            raw = self.options.get_option_latest_quote(OptionLatestQuoteRequest(symbol_or_symbols=contract, feed=feed))
+            q = raw[contract]
+            return OptionQuote(contract, money(q.get("bp")), money(q.get("ap")), et(q.get("t")), feed.value)
+
+        return self._option_data("option quote", get)
+
+    def _option_data(self, what: str, get):
+        from alpaca.data.enums import OptionsFeed
+
+        feed = self.option_feed_used or "opra"
+        try:
+            out = self._call(what, get, OptionsFeed(feed))
+        except BrokerError as exc:
+            if not (self.option_feed == "auto" and feed == "opra" and getattr(exc, "status", None) == 403):
+                raise
+            feed = "indicative"
+            out = self._call(what, get, OptionsFeed(feed))
+        self.option_feed_used = feed
+        return out
 
     # orders and positions --------------------------------------------------------
     def submit_order(self, spec: OrderSpec) -> OrderInfo:

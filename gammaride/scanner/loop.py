@@ -37,6 +37,7 @@ from gammaride.scanner.contracts import (
     hard_stop_minute,
     marketable_limit,
 )
+from gammaride.scanner.execution import fill_marketable
 from gammaride.scanner.exits import EXIT_MANUAL
 from gammaride.scanner.positions import (
     MINUTE,
@@ -61,6 +62,11 @@ SKIP_CLOSED = "market closed"
 SKIP_NO_DATA = "no data"
 SKIP_STALE = "stale data"
 SKIP_DECIDED = "bar already decided"
+_FEED_NOTE = {
+    "opra": "  option quotes: OPRA feed (real-time NBBO)",
+    "indicative": "  option quotes: indicative feed (free plan: modified quotes, not the NBBO; "
+                  "limits reprice within max_slippage_per_contract)",
+}
 # Bars kept for a decision: enough that Wilder's ATR has forgotten its seed (1e-6 agreement).
 _WINDOW = 400
 
@@ -150,6 +156,8 @@ class Scanner(PositionManager):
         self._in_step = False
         self._stop_requested = False
         self._last_decided: pd.Timestamp | None = None  # the newest decision bar end acted on
+        self._fill_quotes: dict[str, float] = {}  # order id -> the quote its limit priced from
+        self._feed_said: str | None = None  # the option feed the output last named
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
@@ -336,6 +344,9 @@ class Scanner(PositionManager):
         try:
             line = self._line(now, row, info)
             self.out(line)
+            if row.get("option_feed") and row["option_feed"] != self._feed_said:
+                self._feed_said = row["option_feed"]
+                self.out(_FEED_NOTE.get(self._feed_said, f"  option quotes: {self._feed_said} feed"))
             if self.settings.debug:
                 self.out(self._debug_block(row, info))
             if self.scan_no % 10 == 0:
@@ -388,6 +399,7 @@ class Scanner(PositionManager):
         self._last_decided = last_end
         price = float(bars["close"].iloc[-1])
         chain = self.chain(now, price, info)
+        row["option_feed"] = getattr(self.broker, "option_feed_used", None)
         iv, ivp, src = self.iv_now(now, price, chain)
         row.update(iv=iv, iv_source=src)
         sig = compute_signals(bars.iloc[-_WINDOW:], self.settings, ivp).iloc[-1]
@@ -576,7 +588,7 @@ class Scanner(PositionManager):
             entry_premium=premium, delta=choice.delta if choice else 1.0, client_order_id=cid,
             entry_bid=choice.bid if choice else float("nan"),
         )
-        order, fill_price, filled_qty, why = self._send_entry(pos, choice, now)
+        orders, fill_price, filled_qty, why = self._send_entry(pos, choice, now)
         if filled_qty <= 0:
             return None, why
         pos.qty = filled_qty
@@ -604,8 +616,9 @@ class Scanner(PositionManager):
         def write() -> None:
             with self.journal.transaction():
                 self.journal.write_trade(trade)
-                self._journal_order(order, trade_id, "bracket" if s.instrument == "shares" else "entry")
-                self._journal_fill(order, trade_id, fill_price, filled_qty)
+                for order, price, qty, at in orders:  # one per price step of the entry
+                    self._journal_order(order, trade_id, "bracket" if s.instrument == "shares" else "entry")
+                    self._journal_fill(order, trade_id, price, qty, at)
 
         self._safe_journal(write, "write trade")
         return trade_id, None
@@ -632,38 +645,57 @@ class Scanner(PositionManager):
         except BrokerError:
             return True  # cannot tell: refusing loses one entry, a phantom trade is worse
 
-    def _send_entry(self, pos: Position, choice: ContractChoice | None, now) -> tuple[dict, float, float, str | None]:
-        """(order row, fill price, filled qty, reason when nothing filled)."""
+    def _send_entry(self, pos: Position, choice: ContractChoice | None, now) -> tuple[list, float, float, str | None]:
+        """([(order row, fill price, filled qty, fill time)...], average fill price, filled
+        qty, reason when nothing filled)."""
         s = self.settings
         side = "buy" if (pos.instrument == "options" or pos.direction == "call") else "sell"
         if self.dry_run:
             price = choice.ask if choice else pos.entry_price
             order = self._sim_order(pos, "buy" if choice else side, pos.qty, price, "entry")
-            return order, price, pos.qty, None
-        if pos.instrument == "shares":
-            spec = OrderSpec(pos.symbol, pos.qty, side, "market", client_order_id=pos.client_order_id,
-                             order_class="bracket", take_profit=pos.tp, stop_loss=pos.sl)
-        else:
-            spec = OrderSpec(pos.contract_symbol, pos.qty, "buy", "limit",
-                             limit_price=marketable_limit("buy", choice.bid, choice.ask, root=self.symbol),
-                             client_order_id=pos.client_order_id)
+            return [(order, price, pos.qty, None)], price, pos.qty, None
+        if pos.instrument == "options":
+            return self._send_option_entry(pos)
+        spec = OrderSpec(pos.symbol, pos.qty, side, "market", client_order_id=pos.client_order_id,
+                         order_class="bracket", take_profit=pos.tp, stop_loss=pos.sl)
         try:
             sent = submit_idempotent(self.broker, spec)
         except BrokerError as exc:
             self._journal_rejected(spec, pos, "entry", exc)
-            return {}, float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
+            return [], float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
         filled = wait_for_fill(self.broker, sent, self.clock, s.entry_timeout_seconds)
         if not filled.is_filled:
             filled = cancel_and_settle(self.broker, filled, clock=self.clock)
-        pos.bracket_id = filled.id if pos.instrument == "shares" else None
-        order = order_row(filled, self.run_id, None, "bracket" if pos.instrument == "shares" else "entry")
+        pos.bracket_id = filled.id
+        order = order_row(filled, self.run_id, None, "bracket")
         if filled.filled_qty <= 0:
             with self.journal.transaction():
                 self.journal.write_order(order)
-            return order, float("nan"), 0.0, (
+            return [], float("nan"), 0.0, (
                 f"entry not filled within {s.entry_timeout_seconds:g}s (cancelled)"
             )
-        return order, float(filled.filled_avg_price), float(filled.filled_qty), None
+        return ([(order, float(filled.filled_avg_price), float(filled.filled_qty), filled.filled_at)],
+                float(filled.filled_avg_price), float(filled.filled_qty), None)
+
+    def _send_option_entry(self, pos: Position) -> tuple[list, float, float, str | None]:
+        """A marketable limit from a fresh quote, repriced within the slippage budget."""
+        try:
+            ex = fill_marketable(self.broker, self.clock, self.settings, contract=pos.contract_symbol,
+                                 root=self.symbol, side="buy", qty=pos.qty, client_order_id=pos.client_order_id)
+        except BrokerError as exc:
+            spec = OrderSpec(pos.contract_symbol, pos.qty, "buy", "limit", client_order_id=pos.client_order_id)
+            self._journal_rejected(spec, pos, "entry", exc)
+            return [], float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
+        self._fill_quotes.update(ex.quotes)
+        rows = [(order_row(o, self.run_id, None, "entry"), float(o.filled_avg_price), float(o.filled_qty), o.filled_at)
+                for o in ex.orders]
+        if ex.filled_qty <= 0:
+            if rows:
+                with self.journal.transaction():
+                    for row, *_ in rows:
+                        self.journal.write_order(row)
+            return [], float("nan"), 0.0, f"entry not filled: {ex.reason} (cancelled)"
+        return rows, ex.avg_price, ex.filled_qty, None
 
 
     # ------------------------------------------------------------------ output

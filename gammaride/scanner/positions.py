@@ -20,7 +20,8 @@ from gammaride.errors import BrokerError
 from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.scanner.broker import Broker, OrderInfo, OrderSpec
 from gammaride.scanner.clock import Clock
-from gammaride.scanner.contracts import marketable_limit, premium_at
+from gammaride.scanner.contracts import premium_at
+from gammaride.scanner.execution import slippage_per_contract
 from gammaride.scanner.exits import (
     EXIT_HARD_STOP,
     EXIT_MANUAL,
@@ -457,11 +458,23 @@ class PositionManager:
         cid = f"{pos.client_order_id}-x{pos.exit_attempts}"
         side = "sell" if (pos.instrument == "options" or pos.direction == "call") else "buy"
         if pos.instrument == "options":
-            bid, ask = self._quote(pos)
-            spec = (OrderSpec(pos.contract_symbol, pos.qty, "sell", "limit",
-                              limit_price=marketable_limit("sell", bid, ask, root=pos.symbol), client_order_id=cid)
-                    if np.isfinite(bid) and bid > 0 else
-                    OrderSpec(pos.contract_symbol, pos.qty, "sell", "market", client_order_id=cid))
+            from gammaride.scanner.execution import fill_marketable
+
+            ex = fill_marketable(self.broker, self.clock, self.settings, contract=pos.contract_symbol,
+                                 root=pos.symbol, side="sell", qty=pos.qty, client_order_id=cid)
+            self._fill_quotes.update(ex.quotes)
+            if ex.orders:
+                *earlier, done = ex.orders
+                for o in earlier:  # price steps that sold part of the position
+                    self._partial_exit(pos, o, "exit")
+                if done.filled_qty < pos.qty:
+                    self._partial_exit(pos, done, "exit")
+                    self.out(f"  [EXIT] trade {pos.trade_id}: {ex.reason}; retrying at the next check")
+                    return None
+                return done
+            # no quote to price from (one-sided, stale, missing): an exit must still go out
+            self.out(f"  [EXIT] trade {pos.trade_id}: {ex.reason}; selling at market")
+            spec = OrderSpec(pos.contract_symbol, pos.qty, "sell", "market", client_order_id=cid)
         else:
             spec = OrderSpec(pos.symbol, pos.qty, side, "market", client_order_id=cid)
         sent = submit_idempotent(self.broker, spec)
@@ -642,9 +655,11 @@ class PositionManager:
         oid = order["order_id"] if isinstance(order, dict) else order.id
         side = order["side"] if isinstance(order, dict) else order.side
         sym = order["symbol"] if isinstance(order, dict) else order.symbol
+        quote = self._fill_quotes.get(oid)  # the quote its limit priced from, when one did
         self.journal.write_fill({"order_id": oid, "run_id": self.run_id, "trade_id": trade_id, "symbol": sym,
                                  "side": side, "qty": float(qty), "price": float(price),
-                                 "filled_at": at or self.clock.now()})
+                                 "filled_at": at or self.clock.now(), "quote_price": quote,
+                                 "slippage": slippage_per_contract(side, float(price), quote) if quote else None})
 
     def _journal_rejected(self, spec: OrderSpec, pos: Position, purpose: str, exc: BaseException) -> None:
         row = {"order_id": f"REJECTED-{spec.client_order_id}", "client_order_id": spec.client_order_id,

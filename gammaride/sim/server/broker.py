@@ -35,6 +35,10 @@ from gammaride.sim.server.orders import (
 )
 
 _LIQUIDATION_BEFORE_CLOSE_NS = 15 * NS_MIN  # 15:45 on a 16:00 close
+# Alpaca's expiry-day order cut-off, its own rule (not the scanner's settings): 15:30 ET
+# for the broad-based ETFs, 15:15 for other underlyings, moved with an early close.
+BROAD_ETFS = frozenset({"SPY", "QQQ", "IWM"})
+_CUTOFF_BEFORE_CLOSE_NS = {True: 30 * NS_MIN, False: 45 * NS_MIN}
 
 
 class Broker:
@@ -71,6 +75,9 @@ class Broker:
         # book): orders go partially_filled first; None fills whole orders
         self.partial_fill_max = int(partial_fill_max) if partial_fill_max else None
         self.cash = float(equity)
+        # a margin account: shares may use `margin` x cash, options only cash (Alpaca's
+        # options_buying_power differs from buying_power on margin accounts)
+        self.margin = 2.0
         self.last_equity = float(equity)
         self.positions: dict[str, Position] = {}
         self.orders: dict[str, Order] = {}
@@ -132,7 +139,8 @@ class Broker:
             else:
                 short_mv += mv
         equity = self.cash + long_mv + short_mv
-        buying_power = max(0.0, self.cash - self._reserved(now_ns))
+        options_bp = max(0.0, self.cash - self._reserved(now_ns))
+        buying_power = self.margin * options_bp
         day = to_et(now_ns).strftime("%Y-%m-%d")
         return {
             "id": self.account_id,
@@ -144,22 +152,20 @@ class Broker:
             "currency": "USD",
             "buying_power": decimal_str(round(buying_power, 2)),
             "regt_buying_power": decimal_str(round(buying_power, 2)),
-            "daytrading_buying_power": "0",
             "effective_buying_power": decimal_str(round(buying_power, 2)),
-            "non_marginable_buying_power": decimal_str(round(buying_power, 2)),
-            "options_buying_power": decimal_str(round(buying_power, 2)),
+            "non_marginable_buying_power": decimal_str(round(options_bp, 2)),
+            "options_buying_power": decimal_str(round(options_bp, 2)),
             "bod_dtbp": "0",
             "cash": decimal_str(round(self.cash, 2)),
             "accrued_fees": "0",
             "pending_transfer_in": "0",
             "portfolio_value": decimal_str(round(equity, 2)),
-            "pattern_day_trader": False,
             "trading_blocked": False,
             "transfers_blocked": False,
             "account_blocked": False,
             "created_at": rfc3339(self.created_ns),
             "trade_suspended_by_user": False,
-            "multiplier": "1",
+            "multiplier": decimal_str(self.margin),
             "shorting_enabled": True,
             "equity": decimal_str(round(equity, 2)),
             "last_equity": decimal_str(round(self.last_equity, 2)),
@@ -170,7 +176,6 @@ class Broker:
             "maintenance_margin": "0",
             "last_maintenance_margin": "0",
             "sma": "0",
-            "daytrade_count": 0,
             "balance_asof": day,
             "crypto_tier": 0,
             "options_approved_level": self.options_level,
@@ -296,7 +301,7 @@ class Broker:
         if order_class != "simple":
             # Alpaca: options take only simple (and multi-leg) orders; no bracket/OCO/OTO.
             raise unprocessable("order_class provided not supported for options trading")
-        if tif != "day":
+        if tif not in ("day", "gtc"):
             raise unprocessable("order_time_in_force provided not supported for options trading")
         if otype == "stop" and not self.option_stops:
             raise unprocessable("order type stop is not supported for options trading")
@@ -339,13 +344,7 @@ class Broker:
         i = self.schedule.position_of_date(contract.expiration)
         if i < 0:
             return None
-        close = int(self.schedule.closes[i])
-        etf = contract.root in self.settings.index_etfs
-        name = "index_etf_cutoff" if etf else "other_cutoff"
-        t = self.settings.clock(name)
-        # The regular cut-off sits before a 16:00 close; an early close moves it as much.
-        before_close = (16 * 60 - (t.hour * 60 + t.minute)) * NS_MIN
-        return close - before_close
+        return int(self.schedule.closes[i]) - _CUTOFF_BEFORE_CLOSE_NS[contract.root in BROAD_ETFS]
 
     def _check_cutoff(self, contract: Contract, now_ns: int) -> None:
         cutoff = self.cutoff_ns(contract)
@@ -367,7 +366,7 @@ class Broker:
             raise invalid(f"order_class {order_class} is not supported by the offline server for shares")
         cost = (limit or self.tape.price_at(now_ns)) * qty
         pos = self.positions.get(symbol)
-        if side == "buy" and not (pos and pos.qty < 0) and cost > self.cash - self._reserved(now_ns) + 1e-9:
+        if side == "buy" and not (pos and pos.qty < 0) and cost > self.margin * (self.cash - self._reserved(now_ns)) + 1e-9:
             raise ApiError(403, "insufficient buying power", 40310000)
         held = pos.qty if pos else 0.0
         if side == "buy":

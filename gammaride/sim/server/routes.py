@@ -281,27 +281,59 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
             raise ApiError(404, "option contract not found", 40410000)
         return 200, _contract_json(c, now)
 
-    def _option_quote_json(px, ts):
-        return {"ap": px["ask"], "as": 10, "ax": "C", "bp": px["bid"], "bs": 10, "bx": "C", "c": "A", "t": ts}
+    def _otm(c, spot, which):
+        return which == "all" or which == "otm" and (c.strike > spot if c.right == "C" else c.strike < spot)
+
+    def _option_quote_json(px, ts, one_sided=False, feed="opra"):
+        bid, ask = px["bid"], px["ask"]
+        if feed == "indicative" and app.indicative_skew and bid > 0:
+            k = min(app.indicative_skew, round((ask - bid) / 2, 2))  # never crossed
+            bid, ask = round(bid + k, 2), round(ask - k, 2)
+        bid, size = (0, 0) if one_sided else (bid, 10)
+        return {"ap": ask, "as": 10, "ax": "C", "bp": bid, "bs": size, "bx": "C", "c": "A", "t": ts}
+
+    def _option_feed(q):
+        """Alpaca's default is OPRA with the subscription, else indicative; asking for OPRA
+        without it is refused."""
+        feed = q.get("feed") or ("opra" if app.subscription == "plus" else "indicative")
+        if feed not in ("opra", "indicative"):
+            raise ApiError(400, f"invalid feed: {feed}", 40010001)
+        if feed == "opra" and app.subscription != "plus":
+            raise ApiError(403, "subscription does not permit querying OPRA data")
+        return feed
+
+    def _stock_feed(q, end_ns, now):
+        """The free plan serves SIP only older than 15 minutes, and never on latest endpoints."""
+        feed = q.get("feed") or ("sip" if app.subscription == "plus" else "iex")
+        if feed not in ("iex", "sip", "otc", "boats", "overnight"):
+            raise ApiError(400, f"invalid feed: {feed}", 40010001)
+        if feed == "sip" and app.subscription != "plus" and (end_ns is None or end_ns > now - 15 * 60 * 10**9):
+            raise ApiError(403, "subscription does not permit querying recent SIP data")
 
     def _option_trade_json(px, ts):
         return {"c": "I", "p": round(px["mid"], 2), "s": 1, "t": ts, "x": "C"}
 
-    def _snapshot(c, now, spot, ts):
+    def _snapshot(c, now, spot, ts, feed):
         px = book.price(c, now, spot)
-        return {
-            "latestQuote": _option_quote_json(px, ts),
+        snap = {
+            "latestQuote": _option_quote_json(px, ts, _otm(c, spot, app.one_sided), feed),
             "latestTrade": _option_trade_json(px, ts),
-            "impliedVolatility": round(px["iv"], 6),
-            "greeks": {k: round(px[k], 6) for k in ("delta", "gamma", "rho", "theta", "vega")},
         }
+        if not _otm(c, spot, app.missing_iv):  # optional fields: OTM 0DTE contracts may lack them
+            snap["impliedVolatility"] = round(px["iv"], 6)
+            snap["greeks"] = {k: round(px[k], 6) for k in ("delta", "gamma", "rho", "theta", "vega")}
+        return snap
+
+    def _quote_time(now):
+        return rfc3339(now - app.quote_age_ns)
 
     def snapshots(p, q, b, now):
+        feed = _option_feed(q)
         if p["underlying"].upper() != book.underlying:
             return 200, {"snapshots": {}, "next_page_token": None}
         page, nxt = _page(_filtered_chain(q, now), q, 100, 1000)
-        spot, ts = tape.price_at(now), rfc3339(now)
-        return 200, {"snapshots": {c.symbol: _snapshot(c, now, spot, ts) for c in page}, "next_page_token": nxt}
+        spot, ts = tape.price_at(now), _quote_time(now)
+        return 200, {"snapshots": {c.symbol: _snapshot(c, now, spot, ts, feed) for c in page}, "next_page_token": nxt}
 
     def _listed(q, now):
         """Contracts named in ``symbols`` that this market lists (unknown ones are left out)."""
@@ -315,19 +347,25 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         return out
 
     def option_snapshots(p, q, b, now):
-        spot, ts = tape.price_at(now), rfc3339(now)
-        return 200, {"snapshots": {c.symbol: _snapshot(c, now, spot, ts) for c in _listed(q, now)},
+        feed = _option_feed(q)
+        spot, ts = tape.price_at(now), _quote_time(now)
+        return 200, {"snapshots": {c.symbol: _snapshot(c, now, spot, ts, feed) for c in _listed(q, now)},
                      "next_page_token": None}
 
     def option_quotes(p, q, b, now):
-        spot, ts = tape.price_at(now), rfc3339(now)
-        return 200, {"quotes": {c.symbol: _option_quote_json(book.price(c, now, spot), ts) for c in _listed(q, now)}}
+        feed = _option_feed(q)
+        spot, ts = tape.price_at(now), _quote_time(now)
+        return 200, {"quotes": {c.symbol: _option_quote_json(book.price(c, now, spot), ts,
+                                                             _otm(c, spot, app.one_sided), feed)
+                                for c in _listed(q, now)}}
 
     def option_trades(p, q, b, now):
+        _option_feed(q)
         spot, ts = tape.price_at(now), rfc3339(now)
         return 200, {"trades": {c.symbol: _option_trade_json(book.price(c, now, spot), ts) for c in _listed(q, now)}}
 
     def stock_quotes(p, q, b, now):
+        _stock_feed(q, None, now)
         symbols = [s.strip().upper() for s in q.get("symbols", "").split(",") if s.strip()]
         if not symbols:
             raise ApiError(422, "symbols is required", 40010001)
@@ -350,6 +388,7 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         }
 
     def _bars_for(symbol, q, now):
+        _stock_feed(q, _time_param(q, "end"), now)
         try:
             arr = tape.timeframe(q.get("timeframe", ""))
         except ValueError as exc:
@@ -402,12 +441,14 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
                 "c": ["@"], "i": int(t // 1_000_000), "z": "B"}
 
     def trades_multi(p, q, b, now):
+        _stock_feed(q, None, now)
         symbols = [s.strip().upper() for s in q.get("symbols", "").split(",") if s.strip()]
         if not symbols:
             raise ApiError(422, "symbols is required", 40010001)
         return 200, {"trades": {s: _latest_trade(now) for s in symbols if s == tape.symbol}}
 
     def trade_single(p, q, b, now):
+        _stock_feed(q, None, now)
         if p["symbol"].upper() != tape.symbol:
             raise ApiError(404, f"no trade found for {p['symbol']}", 40410000)
         return 200, {"symbol": tape.symbol, "trade": _latest_trade(now)}
