@@ -165,3 +165,78 @@ def test_a_stale_quote_prices_no_entry(tmp_path):
     reasons = journal.query("SELECT skip_reason FROM scans WHERE signal")["skip_reason"]
     assert reasons.str.contains(r"entry not filled: quote for SPY\w+ is 60s old").any()
     journal.close()
+
+
+# --- point 3: IV from one series -------------------------------------------------------
+def _history(path, dte="0dte", base=0.10, step=0.01, start="2013-09-09"):
+    journal = Journal(path)
+    with journal.transaction():
+        for k, day in enumerate(pd.bdate_range(start, periods=20)):
+            journal.record_iv(pd.Timestamp(f"{day.date()} 15:00", tz=ET), "SPY", base + step * k, "snapshot",
+                              f"SPY{day:%y%m%d}C00168000", day, 168.0, dte)
+    journal.close()
+
+
+def _iv_scan(srv, path, scans=2):
+    journal = Journal(path)
+    sc = Scanner(_broker(srv), journal, Settings.load(env={}), SteppedClock(srv.advance_to), mode="offline",
+                 out=lambda s: None)
+    sc.run(scans)
+    return journal
+
+
+def test_iv_is_journaled_with_its_contract_expiry_strike_and_class(tmp_path):
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7) as srv:
+        journal = _iv_scan(srv, tmp_path / "j.duckdb")
+    obs = journal.query("SELECT * FROM iv_observations")
+    scans = journal.query("SELECT iv_contract FROM scans")
+    assert len(obs) == 2 and (obs["dte_class"] == "0dte").all()
+    assert (obs["expiry"].astype(str) == "2013-10-07").all()
+    assert (obs["contract"].str.slice(0, 9) == "SPY131007").all()
+    assert (obs["strike"] == obs["contract"].str.slice(-8).astype(int) / 1000).all()
+    assert list(scans["iv_contract"]) == list(obs["contract"])
+    journal.close()
+
+
+def test_the_percentile_ranks_only_the_same_days_to_expiry_class(tmp_path):
+    _history(tmp_path / "j.duckdb")  # 0dte: 0.10 .. 0.29
+    _history(tmp_path / "j.duckdb", dte="2-7dte", base=0.50, start="2013-08-12")  # another series, all higher
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7) as srv:
+        journal = _iv_scan(srv, tmp_path / "j.duckdb")
+    scans = journal.query("SELECT iv_source, iv_percentile FROM scans")
+    assert (scans["iv_source"] == "iv_history").all()
+    assert scans["iv_percentile"].tolist() == pytest.approx([11 / 20] * 2)  # 0.20 among 0dte only
+    journal.close()
+
+
+def test_a_missing_iv_is_a_skip_reason_not_another_expiry(tmp_path):
+    _history(tmp_path / "j.duckdb")
+    with OfflineAlpaca(start="2013-10-07 10:07:30", speed=0, seed=7, missing_iv="all") as srv:
+        journal = _iv_scan(srv, tmp_path / "j.duckdb", scans=1)
+        orders = list(srv.broker.orders.values())
+    scan = journal.query("SELECT * FROM scans").iloc[0]
+    assert scan["iv_source"] == "none" and pd.isna(scan["iv_percentile"]) and pd.isna(scan["iv"])
+    assert scan["vol_spike"] and scan["skip_reason"].startswith("no IV: snapshot of SPY131007")
+    assert scan["iv_contract"].startswith("SPY131007")  # the series that had none, not tomorrow's
+    assert orders == []
+    assert journal.query("SELECT count(*) AS n FROM iv_observations WHERE session_date = '2013-10-07'")["n"][0] == 0
+    journal.close()
+
+
+def test_m004_recovers_the_series_of_earlier_iv_observations(tmp_path):
+    import duckdb
+
+    from gammaride.journal import schema
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
+    for name, fn in schema.MIGRATIONS[:3]:  # a journal from before m004
+        fn(con)
+        con.execute("INSERT INTO schema_migrations VALUES (?, now())", [name])
+    con.execute("INSERT INTO iv_observations VALUES ('2024-03-05 15:00-05', '2024-03-05', 'SPY', "
+                "'SPY240306P00512500', 0.15, 'snapshot')")
+    con.close()
+    with Journal(path) as journal:
+        row = journal.query("SELECT expiry, strike, dte_class FROM iv_observations").iloc[0]
+    assert str(row["expiry"])[:10] == "2024-03-06" and row["strike"] == 512.5 and row["dte_class"] == "1dte"

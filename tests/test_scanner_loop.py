@@ -292,7 +292,8 @@ def test_iv_percentile_from_the_proxy_until_20_sessions_then_from_history(tmp_pa
     days = pd.bdate_range("2013-09-09", periods=20)
     with journal.transaction():
         for k, day in enumerate(days):
-            journal.record_iv(pd.Timestamp(f"{day.date()} 15:00", tz=ET), "SPY", 0.10 + 0.01 * k, "snapshot")
+            journal.record_iv(pd.Timestamp(f"{day.date()} 15:00", tz=ET), "SPY", 0.10 + 0.01 * k, "snapshot",
+                              f"SPY{day:%y%m%d}C00168000", day, 168.0, "0dte")
     journal.close()
     sc, journal, _, _, _ = run_session(tmp_path, "2013-10-07 10:06:30", 2, iv_percentile=None,
                                        daily_fallback=_bundled_daily, name="history")

@@ -271,21 +271,29 @@ class Journal:
              "context": context, "error_type": kind, "message": str(error)[:2000]},
         )
 
-    def record_iv(self, observed_at: datetime, symbol: str, iv: float, source: str, contract: str | None = None) -> None:
+    def record_iv(self, observed_at: datetime, symbol: str, iv: float, source: str, contract: str | None = None,
+                  expiry: Any = None, strike: float | None = None, dte_class: str | None = None) -> None:
+        """One ATM IV observation with the series it came from (contract, expiry, strike,
+        days-to-expiry class)."""
         ts = pd.Timestamp(observed_at).tz_convert(ET)
         self._insert_row(
             "iv_observations",
             {"observed_at": ts, "session_date": ts.date(), "symbol": symbol, "contract": contract,
-             "iv": iv, "source": source},
+             "iv": iv, "source": source, "expiry": pd.Timestamp(expiry).date() if expiry is not None else None,
+             "strike": strike, "dte_class": dte_class},
         )
 
-    def iv_history(self, symbol: str, before: datetime | None = None) -> pd.Series:
-        """One IV per recorded session (the last observation of the day), oldest first."""
+    def iv_history(self, symbol: str, before: datetime | None = None, dte_class: str | None = None) -> pd.Series:
+        """One IV per recorded session (the last observation of the day), oldest first; with
+        ``dte_class`` only observations of that days-to-expiry class (like with like)."""
         sql = (
             "SELECT session_date, arg_max(iv, observed_at) AS iv FROM iv_observations "
             "WHERE symbol = ? AND iv IS NOT NULL AND source = 'snapshot'"
         )
         params: list[Any] = [symbol]
+        if dte_class is not None:
+            sql += " AND dte_class = ?"
+            params.append(dte_class)
         if before is not None:
             sql += " AND session_date < ?"
             params.append(pd.Timestamp(before).tz_convert(ET).date())

@@ -160,20 +160,57 @@ def choose_contract(
     )
 
 
-def atm_iv(chain: pd.DataFrame, underlying_price: float, on_or_after: pd.Timestamp | None = None) -> tuple[float, str | None]:
-    """Today's at-the-money IV: the mean IV of the call and put at the strike nearest the
-    price in the nearest expiration (on or after ``on_or_after``). (NaN, None) without data."""
+@dataclass(frozen=True)
+class IVReading:
+    """Today's at-the-money IV and the one series it came from: the contract, its expiry and
+    strike, and the days-to-expiry class the percentile compares it within."""
+
+    iv: float  # NaN when the ATM contracts of that expiry carry no IV
+    contract: str | None = None
+    expiry: pd.Timestamp | None = None
+    strike: float = float("nan")
+    dte_class: str | None = None
+    reason: str | None = None  # why iv is NaN
+
+
+def dte_class(expiry: pd.Timestamp, session: pd.Timestamp) -> str:
+    """Days-to-expiry class: 0dte, 1dte, 2-7dte or 8+dte (calendar days)."""
+    days = (pd.Timestamp(expiry).normalize() - pd.Timestamp(session).normalize()).days
+    return "0dte" if days <= 0 else "1dte" if days == 1 else "2-7dte" if days <= 7 else "8+dte"
+
+
+def atm_reading(chain: pd.DataFrame | None, underlying_price: float, session: pd.Timestamp) -> IVReading:
+    """The ATM IV of the nearest expiration on or after ``session``: the mean IV of the call
+    and put at the strike nearest the price. When those contracts carry no IV the reading
+    is NaN with its reason: never an IV from another expiry or strike, which would mix
+    series the percentile cannot compare."""
     if chain is None or chain.empty:
-        return float("nan"), None
-    c = chain[np.isfinite(chain["iv"].to_numpy(dtype=float)) & (chain["iv"].to_numpy(dtype=float) > 0)]
-    if on_or_after is not None:
-        c = c[c["expiration"].dt.normalize() >= pd.Timestamp(on_or_after).normalize()]
+        return IVReading(float("nan"), reason="no option chain")
+    session = pd.Timestamp(session).normalize()
+    c = chain[chain["expiration"].dt.normalize() >= session]
     if c.empty:
-        return float("nan"), None
-    c = c[c["expiration"] == c["expiration"].min()]
+        return IVReading(float("nan"), reason=f"no expiration on or after {session:%Y-%m-%d} in the chain")
+    expiry = c["expiration"].min()
+    c = c[c["expiration"] == expiry]
     dist = (c["strike"] - underlying_price).abs()
     at = c[dist == dist.min()]
-    return float(at["iv"].mean()), str(at["symbol"].iloc[0])
+    strike = float(at["strike"].iloc[0])
+    ivs = at["iv"].to_numpy(dtype=float)
+    ivs = ivs[np.isfinite(ivs) & (ivs > 0)]
+    contract = str(at.sort_values("type")["symbol"].iloc[0])
+    common = dict(contract=contract, expiry=pd.Timestamp(expiry), strike=strike, dte_class=dte_class(expiry, session))
+    if not len(ivs):
+        return IVReading(float("nan"), reason=f"snapshot of {contract} has no IV", **common)
+    return IVReading(float(ivs.mean()), **common)
+
+
+def atm_iv(chain: pd.DataFrame, underlying_price: float, on_or_after: pd.Timestamp | None = None) -> tuple[float, str | None]:
+    """(ATM IV, contract) of :func:`atm_reading` from ``on_or_after`` (default: the chain's
+    nearest expiration); (NaN, ...) without an IV."""
+    if chain is None or chain.empty:
+        return float("nan"), None
+    r = atm_reading(chain, underlying_price, chain["expiration"].min() if on_or_after is None else on_or_after)
+    return r.iv, r.contract
 
 
 # Alpaca's option price increments. SPY, QQQ and IWM trade in pennies at every price;

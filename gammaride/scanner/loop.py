@@ -32,7 +32,8 @@ from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
 from gammaride.scanner.clock import Clock, next_scan_time
 from gammaride.scanner.contracts import (
     ContractChoice,
-    atm_iv,
+    IVReading,
+    atm_reading,
     choose_contract,
     hard_stop_minute,
     marketable_limit,
@@ -369,7 +370,8 @@ class Scanner(PositionManager):
             if iv is not None:
                 # only a real chain seen by a real run builds the IV history the gate ranks against
                 source = "offline" if (self.mode == "offline" or self.dry_run) else "snapshot"
-                self.journal.record_iv(iv[0], self.symbol, iv[1], source, iv[2])
+                now_, r = iv
+                self.journal.record_iv(now_, self.symbol, r.iv, source, r.contract, r.expiry, r.strike, r.dte_class)
 
     def _scan(self, now: pd.Timestamp, market: MarketClock | None, row: dict, info: dict) -> None:
         if market is None:
@@ -400,14 +402,16 @@ class Scanner(PositionManager):
         price = float(bars["close"].iloc[-1])
         chain = self.chain(now, price, info)
         row["option_feed"] = getattr(self.broker, "option_feed_used", None)
-        iv, ivp, src = self.iv_now(now, price, chain)
-        row.update(iv=iv, iv_source=src)
+        iv, ivp, src = self.iv_now(now, price, chain, info)
+        row.update(iv=iv, iv_source=src, iv_contract=info.get("iv_contract"))
         sig = compute_signals(bars.iloc[-_WINDOW:], self.settings, ivp).iloc[-1]
         info["sig"] = sig
         info["bars"] = bars
         for k in ("in_window", "window", "volume", "avg_volume", "vol_ratio", "vol_spike", "price",
                   "price_change", "direction", "atr", "iv_percentile", "signal", "skip_reason"):
             row[k] = _plain(sig[k])
+        if info.get("iv_missing") and str(row.get("skip_reason") or "").startswith("no IV data"):
+            row["skip_reason"] = f"no IV: {info['iv_missing']}"  # the gate had no like-for-like IV
         if not sig["signal"]:
             return
         tp_mult, sl_mult, bucket = (np.asarray(v, dtype=object).reshape(-1)[0] for v in self.policy.lookup(sig["atr"]))
@@ -486,19 +490,29 @@ class Scanner(PositionManager):
             return None
         return chain
 
-    def iv_now(self, now: pd.Timestamp, price: float, chain: pd.DataFrame | None) -> tuple[float, float | None, str]:
-        """(ATM IV, percentile, source). Records the IV. Fixed override wins for the gate."""
-        iv, contract = atm_iv(chain, price, now.normalize().tz_localize(None)) if chain is not None else (float("nan"), None)
+    def iv_now(self, now: pd.Timestamp, price: float, chain: pd.DataFrame | None,
+               info: dict | None = None) -> tuple[float, float | None, str]:
+        """(ATM IV, percentile, source). Records the IV with its series. The percentile ranks
+        today's ATM IV among recorded ATM IVs of the same days-to-expiry class; with that
+        history but no IV today, the percentile is missing (a skip reason), never taken
+        from another expiry. A fixed override wins for the gate."""
+        info = {} if info is None else info
+        reading = atm_reading(chain, price, now.normalize().tz_localize(None)) if chain is not None \
+            else IVReading(float("nan"), reason="no option chain")
+        iv = reading.iv
+        info["iv_contract"] = reading.contract
         if np.isfinite(iv):
-            self._pending_iv = (now, iv, contract)  # committed with this scan's row
+            self._pending_iv = (now, reading)  # committed with this scan's row
         if self.iv_fixed is not None:
             return iv, float(self.iv_fixed), ivrank.SOURCE_CONSTANT
-        history = self.journal.iv_history(self.symbol, before=now)
-        if len(history) >= self.settings.iv_history_sessions and np.isfinite(iv):
+        history = self.journal.iv_history(self.symbol, before=now, dte_class=reading.dte_class or "0dte")
+        if len(history) >= self.settings.iv_history_sessions:
+            if not np.isfinite(iv):
+                info["iv_missing"] = reading.reason
+                return iv, float("nan"), ivrank.SOURCE_NONE
             return iv, ivrank.percentile_from_history(iv, history.to_numpy()), ivrank.SOURCE_HISTORY
         ivp = self._proxy(now, price)
         return iv, ivp, ivrank.SOURCE_PROXY if np.isfinite(ivp) else ivrank.SOURCE_NONE
-
 
     def _proxy(self, now: pd.Timestamp, price: float) -> float:
         today = pd.Timestamp(now.date())
