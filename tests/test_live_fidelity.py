@@ -240,3 +240,28 @@ def test_m004_recovers_the_series_of_earlier_iv_observations(tmp_path):
     with Journal(path) as journal:
         row = journal.query("SELECT expiry, strike, dte_class FROM iv_observations").iloc[0]
     assert str(row["expiry"])[:10] == "2024-03-06" and row["strike"] == 512.5 and row["dte_class"] == "1dte"
+
+
+# --- point 7: feeds on the free plan ---------------------------------------------------
+def test_sip_on_the_free_plan_is_refused_for_recent_data_and_check_gives_the_fix(monkeypatch, capsys):
+    from gammaride import cli
+
+    monkeypatch.setenv("GAMMARIDE_FEED", "sip")
+    code = cli.main(["check", "--offline", "--start", "2013-10-07 10:06:30"])
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "market data" in ln)
+    assert code == 1 and line.startswith("✗ market data refused")
+    assert "subscription does not permit querying recent SIP data" in line
+    assert 'set feed = "iex" (GAMMARIDE_FEED=iex)' in line
+
+
+def test_sip_history_older_than_15_minutes_is_served_on_the_free_plan():
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
+        broker = _broker(srv, feed="sip")
+        now = srv.now()
+        old = broker.bars("SPY", now - pd.Timedelta(minutes=40), now - pd.Timedelta(minutes=16))
+        with pytest.raises(BrokerError, match="recent SIP data"):
+            broker.bars("SPY", now - pd.Timedelta(minutes=40), now)
+        with pytest.raises(BrokerError, match="recent SIP data"):
+            broker.latest_trade("SPY")
+    assert len(old) == 21 and old.index[-1] == pd.Timestamp("2013-10-07 09:50", tz=ET)
