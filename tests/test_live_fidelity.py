@@ -265,3 +265,59 @@ def test_sip_history_older_than_15_minutes_is_served_on_the_free_plan():
         with pytest.raises(BrokerError, match="recent SIP data"):
             broker.latest_trade("SPY")
     assert len(old) == 21 and old.index[-1] == pd.Timestamp("2013-10-07 09:50", tz=ET)
+
+
+# --- point 12: offline server fidelity -------------------------------------------------
+def test_bad_keys_get_alpacas_401_body():
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0) as srv:
+        bad = AlpacaBroker(Keys("PKWRONG0000000000000", "Wr0ngSecretAbc123Def456Ghi789Jkl012Mno3"), url=srv.url, timeout=2.0, retry_wait=0.01)
+        with pytest.raises(BrokerError) as err:
+            bad.account()
+        body = srv.request_log[-1]["response"]
+    assert body == {"code": 40110000, "message": "request is not authorized"}
+    assert err.value.status == 401 and "request is not authorized" in str(err.value)
+
+
+def test_account_has_no_pdt_fields_and_options_buying_power_of_its_own():
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0) as srv:
+        acct = TradingClient(srv.key_id, srv.secret_key, url_override=srv.url, raw_data=True).get_account()
+        ours = _broker(srv).account()
+    assert not {"pattern_day_trader", "daytrade_count", "daytrading_buying_power"} & set(acct)
+    assert float(acct["buying_power"]) == 2 * float(acct["options_buying_power"]) == 200_000.0
+    assert ours.options_buying_power == 100_000.0 and ours.buying_power == 200_000.0
+
+
+def test_gtc_option_orders_are_accepted():
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0) as srv:
+        broker = _broker(srv)
+        chain = broker.option_chain("SPY", pd.Timestamp("2013-10-08").date(), pd.Timestamp("2013-10-08").date())
+        sym = chain["symbol"].iloc[0]
+        o = broker.submit_order(OrderSpec(sym, 1, "buy", "limit", limit_price=0.01, time_in_force="gtc"))
+    assert o.status == "new"
+
+
+@pytest.mark.parametrize(("root", "accepted", "refused"), [("SPY", "15:29:30", "15:30:00"),
+                                                           ("XYZ", "15:14:30", "15:15:00")])
+def test_the_expiry_day_cutoff_is_the_servers_own_rule(root, accepted, refused):
+    """The scanner's settings do not move Alpaca's cut-off."""
+    moved = Settings.load(env={}, index_etf_cutoff="14:00", other_cutoff="14:00", symbol=root)
+    with OfflineAlpaca(start=f"2013-10-08 {accepted}", speed=0, symbol=root, daily=None, settings=moved) as srv:
+        broker = _broker(srv)
+        day = pd.Timestamp("2013-10-08").date()
+        sym = broker.option_chain(root, day, day)["symbol"].iloc[0]
+        ok = broker.submit_order(OrderSpec(sym, 1, "buy", "limit", limit_price=0.05))
+        srv.advance_to(f"2013-10-08 {refused}")
+        with pytest.raises(BrokerError, match="HTTP 422: orders for .* not accepted after"):
+            broker.submit_order(OrderSpec(sym, 1, "buy", "limit", limit_price=0.05))
+    assert ok.status in ("new", "filled")
+
+
+def test_one_sided_quotes_for_out_of_the_money_contracts():
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, one_sided="otm", missing_iv="otm") as srv:
+        broker = _broker(srv)
+        price = broker.latest_trade("SPY").price
+        day = pd.Timestamp("2013-10-08").date()
+        chain = broker.option_chain("SPY", day, day)
+    otm = ((chain["type"] == "call") & (chain["strike"] > price)) | ((chain["type"] == "put") & (chain["strike"] < price))
+    assert (chain.loc[otm, "bid"] == 0).all() and chain.loc[otm, "iv"].isna().all() and chain.loc[otm, "delta"].isna().all()
+    assert (chain.loc[~otm, "bid"] > 0).all() and chain.loc[~otm, "iv"].notna().all()
