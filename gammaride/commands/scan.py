@@ -88,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
             print("=" * len(note))
         path = journal_path(args)
         policy, message = load_policy(calibration_path(args, path), settings)
-        with Journal(path) as journal:
+        # shared: the scan holds the file only while it writes, so report/journal/calibrate
+        # can read it meanwhile
+        with Journal(path, shared=True) as journal:
             scanner = conn.scanner(
                 journal, policy=policy, policy_message=message, dry_run=args.dry_run,
                 iv_percentile=args.iv_percentile, backstop=not args.no_backstop,

@@ -3,13 +3,21 @@
 ``Journal`` owns its connection. Writes that belong together go through
 :meth:`Journal.transaction`, so a failed replay leaves no partial run and the live
 scanner's scans are each committed as they happen.
+
+DuckDB lets one process hold a file at a time. So that ``report``, ``journal`` and
+``calibrate`` work on the journal of a running scan, the scanner opens it ``shared``: it
+holds the file only while it writes (each scan's transaction) and waits briefly when a
+reader has it; a reader opened ``read_only`` copies the journal into memory and lets go of
+the file at once, waiting briefly when the scanner is mid-write.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -46,10 +54,28 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _holding(method):
+    """Run ``method`` with the file held (a shared journal opens it for the call, unless an
+    outer call or transaction holds it already, and lets go after)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._held():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "different configuration" in text
+
+
 class Journal:
     """A DuckDB journal file (or ``":memory:"``), migrated to the current schema on open."""
 
-    def __init__(self, path: str | os.PathLike = DEFAULT_JOURNAL, read_only: bool = False):
+    def __init__(self, path: str | os.PathLike = DEFAULT_JOURNAL, read_only: bool = False,
+                 shared: bool = False, lock_wait: float | None = None):
         self.path = str(path)
         if read_only and self.path != ":memory:" and not Path(self.path).exists():
             raise JournalError(
@@ -59,15 +85,58 @@ class Journal:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._depth = 0
+        self._holds = 0
+        # shared: hold the file only while writing (a running scanner); readers may open it between
+        self.shared = bool(shared) and not read_only and self.path != ":memory:"
+        # how long to wait for a file another process holds: a reader's copy or a scan's
+        # write takes a fraction of a second, so a short wait; a writer must not lose a scan
+        self.lock_wait = float(lock_wait) if lock_wait is not None else (60.0 if self.shared else 15.0)
+        self.con: duckdb.DuckDBPyConnection | None = None
+        if read_only and self.path != ":memory:":
+            self._snapshot()
+            return
         self._connect(read_only)
-        if read_only and self._pending():
-            # an older journal: upgrade it once with a short writing open, then read
-            self.con.close()
+        with self._held():  # every migration under one hold: no reader between two of them
+            self._migrate(read_only)
+
+    def _snapshot(self) -> None:
+        """Copy the file into an in-memory database and let go of the file: a reader never
+        keeps a running scanner from writing. An older journal is upgraded first."""
+        self._connect(True)
+        pending = self._pending()
+        self.con.close()
+        if pending:  # an older journal: upgrade it once with a short writing open
             self._connect(False)
             self._migrate(False)
             self.con.close()
-            self._connect(True)
-        self._migrate(read_only)
+        mem = duckdb.connect(":memory:")
+        quoted = self.path.replace("'", "''")
+        self._retry(lambda: mem.execute(f"ATTACH '{quoted}' AS src (READ_ONLY)"))
+        try:
+            mem.execute("COPY FROM DATABASE src TO memory")
+        finally:
+            mem.execute("DETACH src")
+        mem.execute(f"SET TimeZone='{ET}'")
+        self.con = mem
+        self._migrate(True)
+
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        """The file held for the duration (nests); a shared journal lets go at the end."""
+        if self.con is None:
+            self._connect(False)
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if self.shared and self._holds == 0 and self._depth == 0:
+                self._release()
+
+    def _release(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
 
     def _pending(self) -> bool:
         tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -76,25 +145,35 @@ class Journal:
         applied = {r[0] for r in self.con.execute("SELECT name FROM schema_migrations").fetchall()}
         return any(name not in applied for name, _ in MIGRATIONS)
 
+    def _retry(self, fn):
+        """``fn()``, retried while another process holds the file, up to ``lock_wait`` s."""
+        deadline = time.monotonic() + self.lock_wait
+        pause = 0.02
+        while True:
+            try:
+                return fn()
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc):
+                    raise JournalError(
+                        f"cannot open {self.path} as a journal ({exc}); pass another --journal PATH"
+                    ) from None
+                if time.monotonic() >= deadline:
+                    raise JournalError(
+                        f"cannot open journal {self.path}: another process has held it for "
+                        f"{self.lock_wait:g}s ({exc}). A scanner holds it only while it writes; "
+                        "a program that keeps it open (a notebook's Journal, a duckdb shell) "
+                        "must close it first"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
+
     def _connect(self, read_only: bool) -> None:
-        try:
-            self.con = duckdb.connect(self.path, read_only=read_only)
-        except duckdb.Error as exc:
-            text = str(exc)
-            if "lock" in text.lower() or "different configuration" in text:
-                raise JournalError(
-                    f"cannot open journal {self.path} ({text}). Another process or notebook "
-                    "cell has it open (a running scanner?): wait for it, pass that open Journal, "
-                    "or copy the file and open the copy"
-                ) from None
-            raise JournalError(
-                f"cannot open {self.path} as a journal ({text}); pass another --journal PATH"
-            ) from None
+        self.con = self._retry(lambda: duckdb.connect(self.path, read_only=read_only))
         self.con.execute(f"SET TimeZone='{ET}'")
 
     # lifecycle ------------------------------------------------------------------
     def close(self) -> None:
-        self.con.close()
+        self._release()
 
     def __enter__(self) -> Journal:
         return self
@@ -112,16 +191,17 @@ class Journal:
             finally:
                 self._depth -= 1
             return
-        self.con.execute("BEGIN TRANSACTION")
-        self._depth = 1
-        try:
-            yield self
-        except BaseException:
+        with self._held():
+            self.con.execute("BEGIN TRANSACTION")
+            self._depth = 1
+            try:
+                yield self
+            except BaseException:
+                self._depth = 0
+                self.con.execute("ROLLBACK")
+                raise
             self._depth = 0
-            self.con.execute("ROLLBACK")
-            raise
-        self._depth = 0
-        self.con.execute("COMMIT")
+            self.con.execute("COMMIT")
 
     # schema ---------------------------------------------------------------------
     def _migrate(self, read_only: bool) -> None:
@@ -153,10 +233,12 @@ class Journal:
                 self.con.execute("INSERT INTO schema_migrations VALUES (?, ?)", [name, _now()])
 
     @property
+    @_holding
     def schema_version(self) -> int:
         return int(self.con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0])
 
     # runs -----------------------------------------------------------------------
+    @_holding
     def start_run(
         self,
         mode: str,
@@ -186,6 +268,7 @@ class Journal:
             )
         return run_id
 
+    @_holding
     def finish_run(self, run_id: int, status: str = "completed", summary: Mapping | None = None) -> None:
         with self.transaction():
             self.con.execute(
@@ -194,6 +277,7 @@ class Journal:
             )
 
     # bulk writes ----------------------------------------------------------------
+    @_holding
     def _insert_frame(self, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
         if frame.empty:
             return
@@ -220,10 +304,12 @@ class Journal:
     def write_paths(self, paths: pd.DataFrame) -> None:
         self._insert_frame("trade_paths", paths, PATH_COLUMNS)
 
+    @_holding
     def next_trade_id(self) -> int:
         return int(self.con.execute("SELECT coalesce(max(trade_id), 0) + 1 FROM trades").fetchone()[0])
 
     # single-row writes (live scanner) -------------------------------------------
+    @_holding
     def _insert_row(self, table: str, row: Mapping[str, Any]) -> None:
         cols = list(row)
         quoted = ", ".join(f'"{c}"' for c in cols)
@@ -236,6 +322,7 @@ class Journal:
     def write_trade(self, row: Mapping[str, Any]) -> None:
         self._insert_row("trades", {k: row.get(k) for k in TRADE_COLUMNS if k in row})
 
+    @_holding
     def update_trade(self, trade_id: int, **values: Any) -> None:
         unknown = [k for k in values if k not in TRADE_COLUMNS]
         if unknown:
@@ -245,6 +332,7 @@ class Journal:
             f"UPDATE trades SET {sets} WHERE trade_id = ?", [*map(_plain, values.values()), trade_id]
         )
 
+    @_holding
     def write_order(self, row: Mapping[str, Any]) -> None:
         """Insert or update an order by its id."""
         exists = self.con.execute("SELECT 1 FROM orders WHERE order_id = ?", [row["order_id"]]).fetchone()
@@ -271,6 +359,7 @@ class Journal:
              "context": context, "error_type": kind, "message": str(error)[:2000]},
         )
 
+    @_holding
     def record_iv(self, observed_at: datetime, symbol: str, iv: float, source: str, contract: str | None = None,
                   expiry: Any = None, strike: float | None = None, dte_class: str | None = None) -> None:
         """One ATM IV observation with the series it came from (contract, expiry, strike,
@@ -283,6 +372,7 @@ class Journal:
              "strike": strike, "dte_class": dte_class},
         )
 
+    @_holding
     def iv_history(self, symbol: str, before: datetime | None = None, dte_class: str | None = None) -> pd.Series:
         """One IV per recorded session (the last observation of the day), oldest first; with
         ``dte_class`` only observations of that days-to-expiry class (like with like)."""
@@ -301,11 +391,13 @@ class Journal:
         return pd.Series([r[1] for r in rows], index=pd.DatetimeIndex([r[0] for r in rows]), dtype=float)
 
     # reads ----------------------------------------------------------------------
+    @_holding
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # duckdb's pandas export warns on pandas 3
             return self.con.execute(sql, params or []).df()
 
+    @_holding
     def trades(
         self, closed_only: bool = True, mode: str | None = None, dry_runs: bool = False
     ) -> pd.DataFrame:
@@ -321,6 +413,7 @@ class Journal:
             params.append(mode)
         return self.query(sql + " ORDER BY t.entry_time, t.trade_id", params)
 
+    @_holding
     def trade_paths(self, trade_ids: list[int] | None = None) -> pd.DataFrame:
         if trade_ids is None:
             return self.query("SELECT * FROM trade_paths ORDER BY trade_id, minute")
@@ -333,6 +426,7 @@ class Journal:
         finally:
             self.con.unregister("_wanted")
 
+    @_holding
     def fingerprint(self) -> str:
         """A digest of the closed trades and their paths: changes whenever they change."""
         rows = self.con.execute(
@@ -344,6 +438,7 @@ class Journal:
         ).fetchone()
         return hashlib.sha256(json.dumps([str(v) for v in (*rows, *paths)]).encode()).hexdigest()[:16]
 
+    @_holding
     def summary(self) -> dict[str, Any]:
         """What the journal holds: runs, scans, signals, trades, win rate, by mode."""
         runs = self.query("SELECT mode, count(*) AS n FROM runs GROUP BY mode ORDER BY mode")
