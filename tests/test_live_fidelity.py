@@ -321,3 +321,61 @@ def test_one_sided_quotes_for_out_of_the_money_contracts():
     otm = ((chain["type"] == "call") & (chain["strike"] > price)) | ((chain["type"] == "put") & (chain["strike"] < price))
     assert (chain.loc[otm, "bid"] == 0).all() and chain.loc[otm, "iv"].isna().all() and chain.loc[otm, "delta"].isna().all()
     assert (chain.loc[~otm, "bid"] > 0).all() and chain.loc[~otm, "iv"].notna().all()
+
+
+# --- point 11: the seed's print contract -----------------------------------------------
+def test_an_error_scan_prints_x_error_with_what_failed(tmp_path):
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
+        lines: list[str] = []
+        sc = Scanner(_broker(srv), Journal(tmp_path / "j.duckdb"), Settings.load(env={}),
+                     SteppedClock(srv.advance_to), mode="offline", out=lines.append)
+        sc.start()
+        outcome = sc.step(srv.now(), None)  # the broker's clock could not be read
+        sc.journal.close()
+    assert outcome.line == "[SCAN 1] 10:06:30 - ✗ Error: broker clock unavailable"
+
+
+def test_signal_line_comes_before_the_order_is_sent(tmp_path):
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7) as srv:
+        seen: list[tuple[str, int]] = []
+        sc = Scanner(_broker(srv), Journal(tmp_path / "j.duckdb"), Settings.load(env={}),
+                     SteppedClock(srv.advance_to), mode="offline", iv_percentile=0.5,
+                     out=lambda s: seen.append((s, len(srv.orders_received()))))
+        sc.run(3)
+        sc.journal.close()
+    text = [s for s, _ in seen]
+    i = next(k for k, s in enumerate(text) if s.startswith("  ✓ SIGNAL - Submitting order... CALL"))
+    j = next(k for k, s in enumerate(text) if s.endswith("✓ SUBMITTED"))
+    assert i < j and seen[i][1] == 0 and seen[j][1] >= 1
+
+
+def test_block_3_prints_the_price_change_and_block_4_the_cap():
+    from gammaride.scanner.blocks import calculate_setup, check_conditions, connect
+    from gammaride.scanner.colab import print_conditions, print_setup
+
+    s = Settings.load(env={}, max_contracts=3)
+    with connect(offline=True, speed=0, start="2013-10-07 10:08:05", settings=s) as conn:
+        cond = check_conditions(conn, iv_percentile=0.5)
+        setup = calculate_setup(conn, cond)
+    out: list[str] = []
+    print_conditions(cond, s, out.append)
+    print_setup(setup, cond, out.append)
+    change = next(ln for ln in out if "Price change" in ln)
+    assert change == f"✓ Price change (5 min): +${cond['price_change']:.2f} [UP]" and cond["price_change"] > 0
+    assert setup["contracts"] == 3 and setup["sized_contracts"] == int(100_000 * 0.01 / (setup["atr"] * 100))
+    assert f"✓ capped by max_contracts 3: the sizing rule gives {setup['sized_contracts']}" in out
+
+
+def test_block_3_at_a_closed_market_shows_no_volume_or_direction_from_an_old_bar():
+    from gammaride.scanner.blocks import check_conditions, connect
+    from gammaride.scanner.colab import print_conditions
+
+    s = Settings.load(env={})
+    with connect(offline=True, speed=0, start="2013-10-07 18:00:00", settings=s) as conn:
+        cond = check_conditions(conn, iv_percentile=0.5)
+    out: list[str] = []
+    print_conditions(cond, s, out.append)
+    assert out[0].startswith("✗ market closed")
+    assert not any(ln.startswith("✓") and ("volume" in ln or "direction" in ln or "Price change" in ln) for ln in out)
+    assert any(ln.startswith("✗ volume: no live bar (the last bar ended Mon 16:00 ET") for ln in out)
+    assert any(ln.startswith("✗ direction NONE") for ln in out)

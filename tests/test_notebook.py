@@ -135,7 +135,7 @@ def test_notebook_runs_offline_top_to_bottom(tmp_path, monkeypatch):
     assert re.search(r"✓ CALL: TP \$\d+\.\d\d .* SL \$\d+\.\d\d", calc) and "✓ contracts 10 " in calc
     assert ORDER_ID.search(order) and "✓ journaled as trade" in order
     assert "Adopted open position SPY" in scan  # Block 6 manages Block 5's entry
-    numbers = [int(m) for m in re.findall(r"^\[SCAN (\d+)\] ", scan, re.M)]
+    numbers = [int(m) for m in re.findall(r"^\[SCAN (\d+)\] \d\d:", scan, re.M)]
     assert numbers == list(range(1, 56))  # each of 1..55 exactly once, then it stopped
     assert re.search(r"^✓ 55 of 55 scans · [1-9]\d* entries · P&L [+-]?\$[\d,]+\.\d\d · errors 0$", scan, re.M)
     assert "calibration needs 50: Phase 1 exits stay in force" in report

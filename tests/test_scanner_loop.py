@@ -65,8 +65,10 @@ def pm_session(tmp_path_factory, sample):
 
 def test_55_scans_print_55_lines_and_journal_55_scans(pm_session):
     sc, journal, lines, _, _ = pm_session
-    scan_lines = [ln for ln in lines if ln.startswith("[SCAN ")]
+    scan_lines = [ln for ln in lines if re.match(r"\[SCAN \d+\] \d\d:\d\d:\d\d - ", ln)]
     assert len(scan_lines) == 55
+    beats = [ln for ln in lines if "✓ Still running..." in ln]
+    assert [b.split("]")[0] for b in beats] == [f"[SCAN {n}" for n in (10, 20, 30, 40, 50)]
     assert scan_lines[0].startswith("[SCAN 1] 15:00:05 - Time: IN | Volume: ")
     assert re.match(r"\[SCAN 2\] 15:01:05 - Time: IN \| Volume: \d+\.\dx \| Direction: CALL \| ATR: \$\d+\.\d\d \| "
                     r"TP: \$\d+\.\d\d \| SL: \$\d+\.\d\d \| ✓ SUBMITTED$", scan_lines[1])

@@ -10,6 +10,7 @@ promises, so a Colab cell can print or inspect it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import urllib.request
@@ -198,6 +199,8 @@ def check_conditions(
         "bars": bars.iloc[-20:],
         "avg_volume": float(last["avg_volume"]),
         "current_volume": float(last["volume"]),
+        "price_change": float(last["price_change"]),
+        "stale": stale,
         "iv_percentile": float(ivp) if ivp is not None else float("nan"),
         "iv": float(iv),
         "iv_source": source,
@@ -232,8 +235,11 @@ def calculate_setup(
             equity = s.starting_equity
     mult = float(iv_multiplier(conditions.get("iv_percentile", float("nan")), s))
     contracts = int(position_size(equity, atr, mult, s))
+    # the sizing rule without the cap: Block 4 says when max_contracts cut it
+    sized = int(position_size(equity, atr, mult, dataclasses.replace(s, max_contracts=10_000)))
     return {
         "entry": entry, "tp": float(tp), "sl": float(sl), "atr": atr, "contracts": max(1, contracts),
+        "sized_contracts": max(1, sized), "max_contracts": s.max_contracts,
         "iv_multiplier": mult, "phase": policy.phase, "tp_mult": float(tp_mult), "sl_mult": float(sl_mult),
         "atr_bucket": str(label), "direction": direction,
     }

@@ -602,6 +602,8 @@ class Scanner(PositionManager):
             entry_premium=premium, delta=choice.delta if choice else 1.0, client_order_id=cid,
             entry_bid=choice.bid if choice else float("nan"),
         )
+        self.out(f"  ✓ SIGNAL - Submitting order... {direction.upper()} "
+                 f"{pos.qty:g} x {pos.contract_symbol}{' (dry run)' if self.dry_run else ''}")
         orders, fill_price, filled_qty, why = self._send_entry(pos, choice, now)
         if filled_qty <= 0:
             return None, why
@@ -715,6 +717,9 @@ class Scanner(PositionManager):
     # ------------------------------------------------------------------ output
     def _line(self, now: pd.Timestamp, row: dict, info: dict) -> str:
         head = f"[SCAN {self.scan_no}] {now.tz_convert(ET):%H:%M:%S} - "
+        reason = str(row.get("skip_reason") or "")
+        if reason.startswith("error:"):
+            return head + f"✗ Error: {reason[len('error:'):].strip()}"
         if row.get("in_window") is None:
             return head + f"Status: SKIPPED ({row.get('skip_reason')})"
         ratio = row.get("vol_ratio")
@@ -748,7 +753,7 @@ class Scanner(PositionManager):
 
     def _heartbeat(self, now: pd.Timestamp) -> str:
         r = self.risk
-        return (f"[HEARTBEAT] scan {self.scan_no} · {now.tz_convert(ET):%H:%M:%S} ET · open positions "
+        return (f"[SCAN {self.scan_no}] ✓ Still running... {now.tz_convert(ET):%H:%M:%S} ET · open positions "
                 f"{len(self.positions)} · entries this run {self.stats.entries} · trades today "
                 f"{r.trades if r else 0} · P&L today {signed_usd(r.realized_pnl if r else 0.0)} · errors {self.stats.errors}")
 
