@@ -91,7 +91,7 @@ class Journal:
         # how long to wait for a file another process holds: a reader's copy or a scan's
         # write takes a fraction of a second, so a short wait; a writer must not lose a scan
         self.lock_wait = float(lock_wait) if lock_wait is not None else (60.0 if self.shared else 15.0)
-        self.con: duckdb.DuckDBPyConnection | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
         if read_only and self.path != ":memory:":
             self._snapshot()
             return
@@ -117,13 +117,15 @@ class Journal:
         finally:
             mem.execute("DETACH src")
         mem.execute(f"SET TimeZone='{ET}'")
-        self.con = mem
+        self._con = mem
         self._migrate(True)
 
     @contextmanager
     def _held(self) -> Iterator[None]:
         """The file held for the duration (nests); a shared journal lets go at the end."""
-        if self.con is None:
+        if self._con is None:
+            if not self.shared:
+                raise JournalError(f"journal {self.path} is closed; open it again")
             self._connect(False)
         self._holds += 1
         try:
@@ -133,10 +135,20 @@ class Journal:
             if self.shared and self._holds == 0 and self._depth == 0:
                 self._release()
 
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The open connection. A shared journal opens the file when asked and lets go at
+        the end of the next held call or transaction."""
+        if self._con is None:
+            if not self.shared:
+                raise JournalError(f"journal {self.path} is closed; open it again")
+            self._connect(False)
+        return self._con
+
     def _release(self) -> None:
-        if self.con is not None:
-            self.con.close()
-            self.con = None
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def _pending(self) -> bool:
         tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -168,7 +180,7 @@ class Journal:
                 pause = min(pause * 2, 0.25)
 
     def _connect(self, read_only: bool) -> None:
-        self.con = self._retry(lambda: duckdb.connect(self.path, read_only=read_only))
+        self._con = self._retry(lambda: duckdb.connect(self.path, read_only=read_only))
         self.con.execute(f"SET TimeZone='{ET}'")
 
     # lifecycle ------------------------------------------------------------------
