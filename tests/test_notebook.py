@@ -356,8 +356,9 @@ def test_block5_entry_is_journaled_and_the_scanner_exits_it(offline, tmp_path):
     lines: list[str] = []
     with Journal(tmp_path / "j.duckdb") as journal:
         order = colab.send_order(offline, cond, {**setup, "contracts": 1}, journal, out=lines.append)
-        assert ORDER_ID.search(lines[0]) and order["contracts"] == 1
-        assert lines[1].startswith(f"✓ journaled as trade {order['trade_id']} ")
+        assert lines[0] == "✓ SIGNAL - Submitting order..."  # said before the order goes out
+        assert ORDER_ID.search(lines[1]) and order["contracts"] == 1
+        assert lines[2].startswith(f"✓ journaled as trade {order['trade_id']} ")
         trade = journal.query("SELECT * FROM trades").iloc[0]
         assert (trade.status, trade.contract_symbol, trade.tp, trade.sl) == (
             "open", order["contract"], setup["tp"], setup["sl"])
@@ -383,7 +384,7 @@ def test_live_account_only_rehearses(offline, tmp_path):
         assert journal.query("SELECT count(*) AS n FROM trades").n[0] == 0
     assert order["order_id"].startswith("PAPER_SIM_")
     assert offline.server.orders_received() == []
-    assert lines[1].startswith("✓ live account: this cell only rehearses")
+    assert lines[2].startswith("✓ live account: this cell only rehearses")
 
 
 def test_open_connection_paces_the_offline_clock_and_ignores_live_without_keys():
