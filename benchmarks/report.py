@@ -127,8 +127,8 @@ def main() -> None:
             t_total, _ = timed(lambda: render_report(build_report_data(j)), args.repeat)
             t_pull, frame = timed(lambda: j.query("SELECT * FROM scans"), args.repeat)
         size = len(html.encode("utf-8"))
-        h = data["headline"]
-        print(f"report of {h['n']:,} trades, {data['funnel']['stages'][0]['n']:,} scans "
+        n = data["fills"]["summary"]["n"] + data["backtest"]["summary"]["n"]
+        print(f"report of {n:,} trades, {data['funnel']['stages'][0]['n']:,} scans "
               f"(median of {args.repeat}):")
         print(f"  build_report_data   {t_build:7.3f} s")
         print(f"  render_report       {t_render:7.3f} s")

@@ -10,12 +10,13 @@ import os
 import sys
 
 from gammaride import __version__
-from gammaride.errors import GammarideError
+from gammaride.errors import GammarideError, JournalError
 
 # (command, module, one-line help). Order is the order of ``gammaride --help``.
 COMMANDS = [
     ("scan", "gammaride.commands.scan", "run the live scanner (paper by default)"),
     ("replay", "gammaride.commands.replay", "replay bars files through the rules into the journal"),
+    ("fetch", "gammaride.commands.fetch", "download Alpaca bars into the local history cache"),
     ("calibrate", "gammaride.commands.calibrate", "fit Phase 2 exits from the journal"),
     ("report", "gammaride.commands.report", "write the HTML win-rate report"),
     ("demo", "gammaride.commands.demo", "offline scan + replay + calibrate + report, no keys"),
@@ -63,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
         return code
     except GammarideError as exc:
-        print(f"gammaride {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(args.command, str(exc), exc.exit_code)
     except KeyboardInterrupt:
         print(f"gammaride {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -73,6 +73,34 @@ def main(argv: list[str] | None = None) -> int:
         # keep Python's own flush at exit from failing on the closed pipe too
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if os.environ.get("GAMMARIDE_TRACEBACK"):
+            raise
+        text, code = unexpected_error(exc)
+        return _fail(args.command, text, code)
+
+
+def _fail(command: str, message: str, code: int) -> int:
+    """Print the error as exactly one line on stderr; return its exit code."""
+    print(f"gammaride {command}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return code
+
+
+def unexpected_error(exc: BaseException) -> tuple[str, int]:
+    """A one-line message and exit code for an exception no domain error caught: the
+    journal's database failing (full disk, damaged file), the operating system refusing a
+    file, or a bug."""
+    text = " ".join(str(exc).split())[:400]
+    if type(exc).__module__.split(".")[0] == "duckdb":
+        return (f"the journal failed ({type(exc).__name__}: {text}); nothing more was written. "
+                "Check the disk has space and the file is a gammaride journal", JournalError.exit_code)
+    if isinstance(exc, MemoryError):
+        return "out of memory; pass fewer or smaller files", 1
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or text}{where}; check the path, its permissions and free space", 1
+    return (f"unexpected {type(exc).__name__}: {text}. This is a bug in gammaride: please report "
+            "it with the command line (GAMMARIDE_TRACEBACK=1 shows the traceback)", 70)
 
 
 if __name__ == "__main__":  # pragma: no cover

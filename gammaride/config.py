@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 ENV_PREFIX = "GAMMARIDE_"
+# GAMMARIDE_* variables that are not settings
+OTHER_ENV = frozenset({"GAMMARIDE_JOURNAL", "GAMMARIDE_LIVE_CONFIRM", "GAMMARIDE_TRACEBACK"})
 
 
 def _num(lo: float, hi: float, doc: str) -> dict:
@@ -101,6 +104,25 @@ class Settings:
     replay_delta: float = field(
         default=0.5, metadata=_num(0.01, 1.0, "option delta assumed for replay dollar P&L")
     )
+    # costs of an option round trip (gammaride.costs) and replay of real history
+    option_fee_per_contract: float = field(
+        default=0.03, metadata=_num(0.0, 10.0, "regulatory/clearing fees passed through, $ per contract per side")
+    )
+    option_spread: float = field(
+        default=0.03, metadata=_num(0.0, 10.0, "option bid-ask width where no quote is known, $ per share")
+    )
+    option_slippage: float = field(
+        default=0.01, metadata=_num(0.0, 10.0, "fill beyond the half spread, $ per share per side")
+    )
+    option_strike_step: float = field(
+        default=1.0, metadata=_num(0.01, 100.0, "strike grid of the replayed option chain")
+    )
+    option_bar_max_age_minutes: int = field(
+        default=3, metadata=_num(0, 30, "oldest option bar that prices a minute without its own bar")
+    )
+    outlier_atr: float = field(
+        default=5.0, metadata=_num(1.0, 1000.0, "ATRs beyond its body and its neighbours' that make a print an outlier")
+    )
     # live scanner
     scans: int = field(default=55, metadata=_num(1, 10000, "scans per run"))
     scan_offset_seconds: float = field(
@@ -134,6 +156,17 @@ class Settings:
     )
     monitor_seconds: float = field(
         default=5.0, metadata=_num(0.5, 60.0, "exit checks between scans while a position is open")
+    )
+
+    # dealer gamma (measured at every scan; the gate is off until the journal says it helps)
+    gamma_gate: str = field(
+        default="off", metadata=_choice(("off", "short_only"), "enter only when dealers are short gamma")
+    )
+    gamma_expiry_days: int = field(
+        default=7, metadata=_num(0, 60, "expirations within this many days enter the gamma measure")
+    )
+    gamma_strike_range: float = field(
+        default=0.05, metadata=_num(0.005, 0.5, "strikes within this fraction of spot enter the gamma measure")
     )
 
     def __post_init__(self) -> None:
@@ -190,18 +223,27 @@ class Settings:
         if path is not None:
             values.update(_read_toml(Path(path)))
         env = os.environ if env is None else env
-        names = {f.name for f in dataclasses.fields(cls)}
         for key, raw in env.items():
-            if key.startswith(ENV_PREFIX):
-                name = key[len(ENV_PREFIX) :].lower()
-                if name in names:
-                    values[name] = raw
+            if key.upper().startswith(ENV_PREFIX) and key.upper() not in OTHER_ENV:
+                values[_env_name(key)] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         _check_names(values)
         return cls(**{k: _coerce(k, v) for k, v in values.items()})
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _env_name(key: str) -> str:
+    """The setting a ``GAMMARIDE_*`` variable names; a misspelt one is refused the way a
+    misspelt TOML key is, with the closest variable name."""
+    name = key[len(ENV_PREFIX) :].lower()
+    if name in _FIELDS:
+        return name
+    names = [ENV_PREFIX + n.upper() for n in _FIELDS] + sorted(OTHER_ENV)
+    close = difflib.get_close_matches(key.upper(), names, n=1)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    raise ConfigError(f"unknown environment variable {key}.{hint} (unset it or fix its name)")
 
 
 def _check_names(values: dict[str, Any]) -> None:
@@ -217,6 +259,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; give the path of a .toml file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); check the path") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
     if "gammaride" not in data:
@@ -231,11 +281,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return dict(table)
 
 
+_KIND_WORDS = {int: "a whole number", float: "a finite number", bool: "true or false",
+               tuple: "a comma-separated list", str: "text"}
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Turn TOML/env text into the field's type, with an error naming the field."""
     f = _FIELDS[name]
     kind = type(f.default)
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"setting {name}={value!r} is a true/false value; give {_KIND_WORDS[kind]}")
+    if isinstance(value, kind):
         return value
     try:
         if kind is bool:
@@ -247,7 +303,7 @@ def _coerce(name: str, value: Any) -> Any:
             raise ValueError
         if kind is int:
             as_float = float(value)
-            if as_float != int(as_float):
+            if not math.isfinite(as_float) or as_float != int(as_float):
                 raise ValueError
             return int(as_float)
         if kind is float:
@@ -258,7 +314,7 @@ def _coerce(name: str, value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"setting {name}={value!r} is not a valid {kind.__name__}; give a {kind.__name__}"
+            f"setting {name}={value!r} is not {_KIND_WORDS[kind]}; give {_KIND_WORDS[kind]}"
         ) from None
 
 

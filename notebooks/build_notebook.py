@@ -97,7 +97,9 @@ print(f"✓ exits: {POLICY_MESSAGE}")""",
 One look at the market now, on the latest complete 1-minute bar: the time and whether it
 is inside a hedging window, the volume against its 20-bar average (a spike is 2x), the
 IV percentile (needs 30%), and the direction: **CALL** when the price rose over the last
-5 bars, **PUT** when it fell. A signal needs all of them.""",
+5 bars, **PUT** when it fell. A signal needs all of them. The last line is dealer gamma:
+**SHORT** or **LONG**, the net exposure per 1% move and the distance to the zero-gamma
+level (`docs/gamma.md`).""",
         """\
 from gammaride.scanner.blocks import check_conditions
 from gammaride.scanner.colab import print_conditions

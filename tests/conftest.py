@@ -28,3 +28,21 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared market data not present ({relative})")
     return path
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A tiny tmpfs (one 4 KiB page, nothing else fits): a real full disk. Needs root to
+    mount; skipped elsewhere."""
+    import subprocess
+
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)

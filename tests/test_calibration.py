@@ -19,19 +19,26 @@ from gammaride.calibration import (
     simulate_grid,
     trade_paths_from_frames,
 )
-from gammaride.calibration.fit import fit_buckets, tercile_edges
-from gammaride.calibration.grid import simulate_one
-from gammaride.calibration.validate import bootstrap_mean_ci, walk_forward
+from gammaride.calibration.fit import fit_buckets, quantile_edges, tercile_edges
+from gammaride.calibration.grid import grid_exits, simulate_one
+from gammaride.calibration.looks import chain_alpha
+from gammaride.calibration.validate import (
+    SessionSums,
+    bootstrap_mean_ci,
+    confidence_sequence,
+    training_rows,
+    walk_forward,
+)
 from gammaride.errors import CalibrationError
 from gammaride.journal import Journal
-from tests.test_calibration_synth import (
-    best_point,
-    replay_journal,
+from gammaride.sim.synthetic import (
+    noise_paths,
+    priced_frames,
     synthetic_frames,
     true_surfaces,
-    value_at,
     write_journal,
 )
+from tests.test_calibration_synth import best_point, replay_journal, value_at
 
 ET = "America/New_York"
 
@@ -105,7 +112,7 @@ def test_grid_reproduces_replay_on_real_sessions(real_journal):
     with Journal(real_journal, read_only=True) as j:
         trades = j.trades()
         aligned = trade_paths_from_frames(trades, j.trade_paths())
-    assert len(aligned) == 35 and aligned.dropped == 0
+    assert len(aligned) == 34 and aligned.dropped == 0
     journaled = (
         np.where(trades["direction"] == "call", 1, -1)
         * (trades["exit_price"] - trades["entry_price"])
@@ -117,13 +124,10 @@ def test_grid_reproduces_replay_on_real_sessions(real_journal):
     assert TP_GRID[15] == 2.0 and SL_GRID[7] == 1.0
 
 
-def test_same_trade_journaled_twice_counts_once(tmp_path):
+def test_same_trade_journaled_twice_counts_once(tmp_path, settings):
     path = replay_journal(tmp_path / "twice.duckdb", times=2)
-    with Journal(path, read_only=True) as j:
-        trades = j.trades()
-        aligned = trade_paths_from_frames(trades, j.trade_paths())
-    assert len(trades) == 70
-    assert len(aligned) == 35 and aligned.dropped == aligned.duplicates == 35
+    result = calibrate(path, settings, min_trades=20, out=tmp_path / "c.json")
+    assert result.n_trades == 34 and result.dropped == result.duplicates == 34
 
 
 # fit ---------------------------------------------------------------------------------
@@ -165,8 +169,13 @@ def test_flat_surface_keeps_phase1():
 
 
 def test_tercile_edges_and_manual_edges():
-    assert tercile_edges(np.arange(1.0, 10.0)) == pytest.approx((11 / 3, 19 / 3))
+    smooth = np.linspace(0.05, 0.25, 301)
+    low, high = tercile_edges(smooth)
+    assert abs(np.mean(smooth < low) - 1 / 3) <= 0.1 and abs(np.mean(smooth < high) - 2 / 3) <= 0.1
     assert tercile_edges(np.array([1.0, 2.0])) == ()
+    # two volatility regimes with a break between them: the edge sits in the break
+    regimes = np.r_[np.linspace(0.05, 0.08, 55), np.linspace(0.18, 0.25, 45)]
+    assert quantile_edges(regimes, 2) == pytest.approx((0.13,))
     assert parse_edges("0.8,1.5") == (0.8, 1.5)
     assert parse_edges(None) is None
     for bad in ("1.5,0.8", "0.8,abc", "0,1", "nan"):
@@ -177,25 +186,63 @@ def test_tercile_edges_and_manual_edges():
 # validation --------------------------------------------------------------------------
 
 
-def test_walk_forward_fits_only_on_the_past():
-    seen = []
+def _sessions_of(trades_per_session: list[int]):
+    """Session numbers, entry times (ns) and 20-minute horizons of trades, 12 minutes apart."""
+    session = np.repeat(np.arange(len(trades_per_session)), trades_per_session)
+    day = session * 86_400 * 10**9
+    k = np.concatenate([np.arange(m) for m in trades_per_session])
+    entry = day + k * 12 * 60 * 10**9
+    return session, entry, entry + 20 * 60 * 10**9
+
+
+def test_walk_forward_scores_each_session_with_a_fit_on_earlier_sessions_only():
+    session, entry, horizon = _sessions_of([4] * 60)
+    fitted_on = []
 
     def fit_fold(train):
-        seen.append(train)
+        fitted_on.append(train)
         return (), []
 
     def score_fold(test, edges, fits):
-        assert test.min() > seen[-1].max()
+        assert session[fitted_on[-1]].max() < session[test].min()  # cut at session boundaries
         return np.full(len(test), 1.0)
 
-    oos = walk_forward(60, fit_fold, score_fold, np.zeros(60), n_splits=5)
-    assert oos.folds == 5 and len(seen) == 5
-    assert list(oos.index) == list(range(10, 60))  # the first block is only ever trained on
+    oos = walk_forward(session, entry, horizon, fit_fold, score_fold, np.zeros(240), min_train=15)
+    assert oos.warmup == 16  # 4 sessions of 4 trades before a fit has 15 earlier trades
+    assert list(oos.index) == list(range(16, 240))
     assert (oos.improvement == 1.0).all()
+    # a fit before each of the first 40 sessions, then at 8% growth: 40, 44, 48, 52, 57
+    assert oos.folds == 36 + 5
+    # the sequence is stable: a shorter journal scores its sessions the same way
+    short = walk_forward(session[:100], entry[:100], horizon[:100], fit_fold, score_fold,
+                         np.zeros(100), min_train=15)
+    assert list(short.index) == list(oos.index[: len(short.index)])
+
+
+def test_embargo_leaves_out_training_trades_still_running():
+    # session 1 starts 10 minutes after session 0's last entry: that trade's 20-minute path
+    # overlaps the scored session, so it must not train the fit
+    session = np.array([0, 0, 0, 1, 1])
+    minute = 60 * 10**9
+    entry = np.array([0, 12, 24, 34, 46]) * minute
+    rows = training_rows(session, entry, entry + 20 * minute, first=3)
+    assert list(rows) == [0, 1]
+
+
+def test_a_zero_spread_is_a_zero_width_interval():
+    assert bootstrap_mean_ci(np.zeros(40), np.arange(40) // 4) == (0.0, 0.0)
+    # floating-point leftovers are zero, not a spread to studentize
+    leftovers = np.r_[np.zeros(36), [-7.6e-14, 3e-15, 1e-14, -2e-16]]
+    assert bootstrap_mean_ci(leftovers, np.arange(40) // 4) == (0.0, 0.0)
+    zero = SessionSums.of(leftovers, np.arange(40) // 4)
+    assert zero.session_var == 0.0 and confidence_sequence(zero, 0.025) == (0.0, 0.0)
+    # one session with a real gain among sessions of leftovers: a finite, sane interval
+    mixed = np.r_[np.zeros(36) + 1e-14, [0.4, 0.1, 0.3, 0.2]]
+    lo, hi = bootstrap_mean_ci(mixed, np.arange(40) // 4)
+    assert -1 < lo < hi < 1
 
 
 def test_bootstrap_interval():
-    assert bootstrap_mean_ci(np.zeros(40), np.arange(40) // 4) == (0.0, 0.0)
     rng = np.random.default_rng(1)
     values = rng.standard_normal(400) + 0.5
     lo, hi = bootstrap_mean_ci(values, np.arange(400) // 4, seed=2)
@@ -209,6 +256,44 @@ def test_bootstrap_interval():
     assert by_session[1] - by_session[0] > 2 * (by_trade[1] - by_trade[0])
 
 
+def test_confidence_sequence_is_wider_than_one_look_and_covers_the_mean():
+    rng = np.random.default_rng(4)
+    values = rng.standard_normal(400) + 0.3
+    groups = np.arange(400) // 4
+    lo, hi = confidence_sequence(SessionSums.of(values, groups), 0.025)
+    b_lo, b_hi = bootstrap_mean_ci(values, groups)
+    assert lo < 0.3 < hi and lo < b_lo and hi > b_hi
+    assert 1.2 < (hi - lo) / (b_hi - b_lo) < 2.5  # the price of looking any number of times
+    assert chain_alpha(1) == 0.025 and sum(chain_alpha(c) for c in range(1, 10_000)) < 0.05
+
+
+def test_fifty_trades_say_in_plain_words_that_they_cannot_test_yet(settings):
+    trades, paths, _ = synthetic_frames(seed=5, n=50)
+    result = calibrate_paths(trade_paths_from_frames(trades, paths), settings)
+    assert not result.published and not result.can_test
+    assert result.ci_low is None and result.ci_high is None  # no degenerate interval
+    assert result.oos_n >= 30  # most trades are scored: one bucket while the journal is young
+    v = result.verdict
+    assert v.startswith("NOT PUBLISHED (cannot test yet): ")
+    assert f"{result.oos_n} of 50 trades could be scored out of sample" in v
+    assert "needs at least 10 scored sessions" in v and "It can test after about" in v
+    assert "Phase 1" in v
+
+
+def test_the_verdict_states_power(settings):
+    trades, paths, _ = synthetic_frames(seed=6, n=200, noise=True)
+    result = calibrate_paths(trade_paths_from_frames(trades, paths), settings)
+    p = result.power
+    assert p is not None and p.source == "measured" and p.target == 0.1
+    assert 0.1 < p.detectable < 1.0 and p.trades_for_target > 200
+    assert (
+        f"is {p.detectable:+.3f} ATR per trade; detecting +0.100 ATR per trade needs about "
+        f"{p.trades_for_target:,} trades"
+    ) in result.verdict
+    # detecting +0.1 ATR takes far more than 200 trades (DESIGN.md: about 1,500 at one look)
+    assert 1000 < p.trades_for_target < 20000
+
+
 # the pipeline on journals with a known answer ----------------------------------------
 
 
@@ -217,8 +302,8 @@ def truth():
     return true_surfaces()
 
 
-def test_known_best_per_bucket_is_found_and_published(tmp_path, settings, truth):
-    trades, paths, _ = synthetic_frames(seed=1, n_per_bucket=300)
+def test_known_best_per_regime_is_found_and_published(tmp_path, settings, truth):
+    trades, paths, _ = synthetic_frames(seed=1, n=900)
     journal = write_journal(tmp_path / "known.duckdb", trades, paths)
     result = calibrate(journal, settings)
     assert result.published and not result.forced and result.supported
@@ -231,16 +316,17 @@ def test_known_best_per_bucket_is_found_and_published(tmp_path, settings, truth)
         surface = truth[b.label]
         achieved.append(value_at(surface, b.tp_mult, b.sl_mult))
         best.append(best_point(surface)[2])
-        # each bucket on fresh trades: within 10% of its known best
-        assert achieved[-1] >= 0.9 * best[-1], (b.label, b.tp_mult, b.sl_mult)
-    assert np.mean(achieved) >= 0.9 * np.mean(best)
+        assert achieved[-1] >= 0.85 * best[-1], (b.label, b.tp_mult, b.sl_mult)
+    assert np.mean(achieved) >= 0.95 * np.mean(best)
     # the published exits differ by bucket the way the generator made them
     low, mid, high = result.buckets
     assert low.tp_mult > mid.tp_mult + 0.5 and high.sl_mult > mid.sl_mult + 0.4
     # and the file says so
     doc = json.loads(result.path.read_text())
     assert doc["published"] is True and doc["n_trades"] == 900 and len(doc["edges"]) == 2
-    assert doc["overall"]["out_of_sample"]["ci95"][0] > 0
+    anytime = doc["overall"]["out_of_sample"]["anytime"]
+    assert anytime["interval"][0] > 0 and anytime["look"] == 1 and anytime["chain"] == 1
+    assert anytime["level"] == pytest.approx(0.975)
     assert [b["tp_mult"] for b in doc["buckets"]] == [b.tp_mult for b in result.buckets]
     for key in ("schema_version", "fitted_at", "journal_fingerprint", "method", "settings"):
         assert key in doc
@@ -253,18 +339,175 @@ def test_known_best_per_bucket_is_found_and_published(tmp_path, settings, truth)
     assert "900 trades): low " in message
 
 
-def test_pure_noise_is_not_published(settings):
-    """Driftless random walks: no exit beats another, so at most 2 of 40 seeds may publish."""
-    published = []
-    for seed in range(40):
-        trades, paths, _ = synthetic_frames(seed=1000 + seed, n_per_bucket=60, noise=True)
+def test_the_fast_grid_is_the_exit_rules_at_every_point():
+    """grid_exits (first passage) equals evaluate_exits at all 648 pairs, bit for bit, on
+    paths with gaps through the levels, bars touching both levels and short paths."""
+    rng = np.random.default_rng(3)
+    o, h, lo, c = noise_paths(rng, 60, sub=10)
+    jump = rng.random(o.shape) < 0.1  # bars that open far from the last close
+    o = np.where(jump, o + rng.normal(0, 2, o.shape), o)
+    h, lo = np.maximum(h, o) + 0.5 * jump, np.minimum(lo, o) - 0.5 * jump
+    trades, paths = synthetic_frames(seed=0, n=60)[:2]
+    frames = (trades.assign(hard_stop_time=trades["entry_time"] + pd.Timedelta(minutes=12)), paths)
+    sign = np.where(trades["direction"] == "call", 1.0, -1.0)[:, None]
+    e, a = trades["entry_price"].to_numpy()[:, None], trades["atr"].to_numpy()[:, None]
+    paths[["open", "high", "low", "close"]] = np.column_stack([
+        (e + sign * a * o).ravel(),
+        np.where(sign > 0, e + a * h, e - a * lo).ravel(),
+        np.where(sign > 0, e + a * lo, e - a * h).ravel(),
+        (e + sign * a * c).ravel(),
+    ])
+    aligned = trade_paths_from_frames(*frames)
+    assert set(aligned.n_valid) == {12}
+    grid = grid_exits(aligned).outcome
+    for i, tp in enumerate(TP_GRID):
+        for j, sl in enumerate(SL_GRID):
+            np.testing.assert_array_equal(grid[:, i, j], simulate_one(aligned, tp, sl))
+
+
+@pytest.fixture(scope="module")
+def noise_runs():
+    """30 edge-free journals of 200 trades (fine-stepped random walks), each calibrated once."""
+    from gammaride.config import Settings
+
+    settings = Settings.load(env={})
+    runs = []
+    for seed in range(30):
+        trades, paths, _ = synthetic_frames(seed=2000 + seed, n=200, noise=True)
         aligned = trade_paths_from_frames(trades, paths)
-        published.append(calibrate_paths(aligned, settings, seed=seed).published)
-    assert sum(published) <= 2, [i for i, p in enumerate(published) if p]
+        runs.append((aligned, calibrate_paths(aligned, settings, seed=seed, n_boot=100)))
+    return runs
+
+
+def test_pure_noise_is_not_published(noise_runs):
+    """No exit beats another: at one look, at most 1 of 30 journals may publish."""
+    published = [result.published for _, result in noise_runs]
+    assert sum(published) <= 1, [i for i, p in enumerate(published) if p]
+
+
+def test_twenty_looks_at_noise_journals_stay_under_the_family_wise_bound(noise_runs):
+    """Rerun about every 7 trades from 58 to 200 (20 looks) on 30 edge-free journals. The
+    scored sequence of a journal is the prefix of the longer journal's (pinned above), so
+    look k sees exactly the first sessions of one run; a journal 'ever publishes' when the
+    anytime-valid interval clears zero at any look. The bound is 5% (1.5 of 30); the
+    benchmark runs the full simulation with calibrate at every look (docs/calibration.md)."""
+    looks = np.linspace(58, 200, 20).astype(int)
+    ever = [any(_publishes_at(r, a, n) for n in looks) for a, r in noise_runs]
+    assert sum(ever) <= 2, [i for i, e in enumerate(ever) if e]
+
+
+def _publishes_at(result, aligned, n_trades: int) -> bool:
+    """Whether the look after the first ``n_trades`` trades clears zero, from the one run."""
+    from gammaride.calibration.pipeline import MIN_OOS_SESSIONS, _sessions
+
+    sessions = _sessions(aligned)
+    cut = sessions[n_trades - 1]
+    rows = sessions[result.oos_index] <= cut
+    s = SessionSums.of(result.oos_values[rows], sessions[result.oos_index][rows])
+    if s.sessions < MIN_OOS_SESSIONS or not s.session_var > 0:
+        return False
+    return confidence_sequence(s, chain_alpha(1))[0] > 0
+
+
+def test_every_look_is_journaled_and_reruns_share_one_test(tmp_path, settings):
+    trades, paths, _ = synthetic_frames(seed=8, n=160, noise=True)
+    first = trades["trade_id"] <= 120
+    journal = tmp_path / "looks.duckdb"
+    write_journal(journal, trades[first], paths[paths["trade_id"] <= 120])
+    one = calibrate(journal, settings)
+    with Journal(journal) as j, j.transaction():  # 40 more trades, later in time
+        j.write_trades(trades[~first].assign(run_id=1))
+        j.write_paths(paths[paths["trade_id"] > 120])
+    two = calibrate(journal, settings)
+    assert (one.look.look, one.look.chain, two.look.look, two.look.chain) == (1, 1, 2, 1)
+    assert two.level == one.level == 0.025
+    # a replay of older sessions changes the past: a new chain, at a stricter level
+    older, older_paths, _ = synthetic_frames(seed=9, n=40, noise=True)
+    older = older.assign(
+        trade_id=older["trade_id"] + 1000, entry_time=older["entry_time"] - pd.Timedelta(days=400),
+        hard_stop_time=older["hard_stop_time"] - pd.Timedelta(days=400),
+    )
+    older_paths = older_paths.assign(
+        trade_id=older_paths["trade_id"] + 1000,
+        bar_time=older_paths["bar_time"] - pd.Timedelta(days=400),
+    )
+    with Journal(journal) as j, j.transaction():
+        j.write_trades(older.assign(run_id=1))
+        j.write_paths(older_paths)
+    three = calibrate(journal, settings)
+    assert (three.look.look, three.look.chain) == (3, 2)
+    assert three.level == pytest.approx(0.05 / 6)
+    with Journal(journal, read_only=True) as j:
+        rows = j.query("SELECT * FROM calibrations ORDER BY look")
+    assert list(rows["look"]) == [1, 2, 3] and list(rows["chain"]) == [1, 1, 2]
+    assert list(rows["trades"]) == [120, 160, 200]
+    assert rows["alpha_spent"].tolist() == pytest.approx([0.025, 0.025, 0.05 / 6])
+    assert not rows["published"].any() and rows["verdict"].str.startswith("NOT PUBLISHED").all()
+    assert rows["out_path"].iloc[0] == str(tmp_path / "calibration.json")
+
+
+def test_a_look_during_a_session_and_one_after_it_share_one_test(settings):
+    trades, paths, _ = synthetic_frames(seed=10, n=160, noise=True)
+    aligned = trade_paths_from_frames(trades, paths)
+    today = str(aligned.entry_time[129].date())  # trade 130 is the second of its session
+    mid = calibrate_paths(aligned.take(np.arange(130)), settings, today=today)
+    later = calibrate_paths(aligned, settings, prior_looks=[mid.look])
+    assert mid.can_test and (mid.look.chain, later.look.chain) == (1, 1)
+    assert mid.oos_n == later.oos_n - 30 - 2  # the running session was not scored
+    # scoring a session half way would have made the later look a new, stricter test
+    half = calibrate_paths(aligned.take(np.arange(130)), settings, today="2100-01-02")
+    assert calibrate_paths(aligned, settings, prior_looks=[half.look]).look.chain == 2
+
+
+def test_a_read_only_journal_is_refused_because_looks_are_journaled(tmp_path, settings):
+    trades, paths, _ = synthetic_frames(seed=8, n=60, noise=True)
+    journal = write_journal(tmp_path / "ro.duckdb", trades, paths)
+    with Journal(journal, read_only=True) as j, pytest.raises(CalibrationError, match="writable"):
+        calibrate(j, settings, out=tmp_path / "c.json")
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_usd_objective_on_a_priced_journal(tmp_path, settings):
+    trades, paths, _ = synthetic_frames(seed=2, n=160)
+    priced, options = priced_frames(trades, paths, unpriced_every=4)
+    journal = write_journal(tmp_path / "priced.duckdb", priced, paths, option_paths=options)
+    result = calibrate(journal, settings, objective="usd", out=tmp_path / "usd.json")
+    assert result.objective == "usd" and result.no_option_prices == 40
+    assert result.n_trades == 120
+    assert "; 40 trades without option prices left out)" in result.verdict
+    assert "per contract" in result.verdict and " $" in result.verdict
+    doc = json.loads((tmp_path / "usd.json").read_text())
+    assert doc["objective"] == "usd" and doc["trades_without_option_prices"] == 40
+    assert doc["outcome_unit"].startswith("USD per contract")
+    assert doc["overall"]["power"]["target"] == 10.0
+    # Phase 1 re-simulated in dollars reproduces the journal's net P&L where it held to time
+    from gammaride.calibration.grid import option_prices_from_frames, usd_outcomes
+
+    aligned = trade_paths_from_frames(priced, paths)
+    prices = option_prices_from_frames(aligned, priced, options)
+    ex = grid_exits(aligned, [2.0], [1.0])
+    usd = usd_outcomes(aligned, prices, ex)[:, 0, 0]
+    held = ~(ex.at_level | ex.at_open)[prices.priced, 0, 0]
+    journaled = priced.set_index("trade_id").loc[aligned.trade_id[prices.priced], "pnl_usd"]
+    np.testing.assert_allclose(usd[held], journaled.to_numpy()[held], atol=1e-9)
+    assert held.sum() >= 3 and (~held).sum() > 50
+    # a level hit inside a bar is priced inside that bar's option range
+    rows = np.flatnonzero(prices.priced)
+    bar = ex.bar[rows, 0, 0]
+    premium = (usd + 1.30) / 100 + 1.2
+    assert (premium >= prices.low[rows, bar] - 1e-12).all()
+    assert (premium <= prices.high[rows, bar] + 1e-12).all()
+
+
+def test_usd_objective_needs_option_prices(tmp_path, settings):
+    trades, paths, _ = synthetic_frames(seed=2, n=60)
+    journal = write_journal(tmp_path / "unpriced.duckdb", trades, paths)
+    with pytest.raises(CalibrationError, match=r"has 0 closed SPY trades with option prices"):
+        calibrate(journal, settings, objective="usd")
 
 
 def test_pure_noise_journal_writes_an_unpublished_file(tmp_path, settings):
-    trades, paths, _ = synthetic_frames(seed=7, n_per_bucket=60, noise=True)
+    trades, paths, _ = synthetic_frames(seed=7, n=180, noise=True)
     journal = write_journal(tmp_path / "noise.duckdb", trades, paths)
     result = calibrate(journal, settings, out=tmp_path / "out" / "cal.json")
     assert not result.published and result.policy.phase == 1
@@ -281,7 +524,7 @@ def test_pure_noise_journal_writes_an_unpublished_file(tmp_path, settings):
 
 
 def test_real_sessions_refuse_below_min_trades(real_journal, settings, tmp_path):
-    with pytest.raises(CalibrationError, match=r"has 35 closed SPY trades .* at least 50") as err:
+    with pytest.raises(CalibrationError, match=r"has 34 closed SPY trades .* at least 50") as err:
         calibrate(real_journal, settings, out=tmp_path / "c.json")
     assert "--min-trades" in str(err.value)
     assert not (tmp_path / "c.json").exists()
@@ -289,9 +532,9 @@ def test_real_sessions_refuse_below_min_trades(real_journal, settings, tmp_path)
 
 def test_real_sessions_with_lower_minimum_explain_the_verdict(real_journal, settings, tmp_path):
     result = calibrate(real_journal, settings, min_trades=20, out=tmp_path / "c.json")
-    assert result.n_trades == 35 and not result.published
+    assert result.n_trades == 34 and not result.published
     assert result.verdict.startswith("NOT PUBLISHED") and "Phase 1" in result.verdict
-    assert sum(b.n for b in result.buckets) == 35
+    assert sum(b.n for b in result.buckets) == 34
     # two manual edges around the sample's ATRs and a looser bucket minimum: still honest
     loose = calibrate(
         real_journal,

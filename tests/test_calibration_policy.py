@@ -275,3 +275,22 @@ def test_scanner_falls_back_or_uses_phase2(tmp_path, capsys, monkeypatch, case):
             2.0,
             1.0,
         )
+
+
+def test_loading_the_policy_does_not_import_the_fitting_code(tmp_path):
+    import subprocess
+    import sys
+
+    path = write_calibration(tmp_path / "calibration.json", valid_document())
+    code = (
+        "import sys\n"
+        "from gammaride.calibration import load_exit_policy\n"
+        "from gammaride.config import Settings\n"
+        f"policy, _ = load_exit_policy({str(path)!r}, Settings.load(env={{}}))\n"
+        "assert policy.phase == 2\n"
+        "heavy = [m for m in ('gammaride.calibration.fit', 'gammaride.calibration.pipeline', "
+        "'statsmodels', 'sklearn', 'pandas') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

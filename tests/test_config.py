@@ -32,7 +32,7 @@ def test_toml_then_environment_then_overrides(tmp_path):
         ({"iv_threshold": float("nan")}, "iv_threshold=nan is out of range"),
         ({"am_start": "9h35"}, "am_start='9h35' is not a HH:MM time"),
         ({"feed": "nasdaq"}, "feed='nasdaq' is not allowed; choose one of iex, sip"),
-        ({"max_contracts": "two"}, "max_contracts='two' is not a valid int"),
+        ({"max_contracts": "two"}, "max_contracts='two' is not a whole number"),
         ({"vol_treshold": 2.0}, "unknown setting 'vol_treshold'. Did you mean 'vol_threshold'?"),
     ],
 )

@@ -50,8 +50,21 @@ def test_demo_journal_holds_the_offline_run_and_the_replay(demo):
     _, _, _, out = demo
     with Journal(out / "journal.duckdb", read_only=True) as j:
         runs = j.query("SELECT mode, count(*) AS n FROM runs GROUP BY mode ORDER BY mode")
-        assert runs.set_index("mode").n.to_dict() == {"offline": 1, "replay": 1}
-        assert j.query("SELECT count(*) AS n FROM scans").n[0] == 20 + 2730
+        assert runs.set_index("mode").n.to_dict() == {"offline": 1, "replay": 2}
+        scans = j.query("SELECT run_id, count(*) AS n FROM scans GROUP BY run_id ORDER BY run_id").n.tolist()
+        assert scans[:2] == [20, 2730] and scans[2] > 2730
+        assert j.query("SELECT outlier_prints FROM runs WHERE run_id = 2").outlier_prints[0] == 4
+
+
+def test_demo_shows_a_priced_replay_of_the_offline_servers_history(demo):
+    _, text, _, out = demo
+    assert "3. Priced replay: SPY history" in text
+    assert re.search(r"P&L net [-+]\$[\d,.]+ \(gross [-+]\$[\d,.]+, costs -\$[\d,.]+\) \| priced by: .*option bars \d+", text)
+    with Journal(out / "journal.duckdb", read_only=True) as j:
+        t = j.query("SELECT pnl_source, count(*) AS n FROM trades WHERE run_id = 3 GROUP BY 1")
+        assert t.set_index("pnl_source").n.get("option_bars", 0) > 0
+        assert j.query("SELECT count(*) AS n FROM option_paths").n[0] > 0
+    assert (out / "history" / "stocks" / "SPY" / "1Min").is_dir()
 
 
 def test_demo_never_deletes_files_it_did_not_write(tmp_path, capsys):

@@ -111,28 +111,48 @@ def funnel(data):
     return {s["key"]: s["n"] for s in data["funnel"]["stages"]}
 
 
-def test_headline_numbers_match_hand_computation(journal_path):
+def test_fills_and_backtest_are_summarized_apart(journal_path):
     data = build_report_data(journal_path)
+    # replay (run 1): trades 1-4, P&L 100, -50, 30, -10 ($) and 2, -1, 0.6, -0.2 (R)
+    b = data["backtest"]["summary"]
+    assert (b["n"], b["wins"], b["losses"], b["open"]) == (4, 2, 2, 0)
+    assert b["win_rate"] == pytest.approx(0.5)
+    assert (b["win_lo"], b["win_hi"]) == pytest.approx((0.150039, 0.849961), abs=1e-6)
+    assert b["exp_r"] == pytest.approx(1.4 / 4, rel=1e-12)
+    assert b["exp_usd"] == pytest.approx(70 / 4, rel=1e-12)
+    assert b["total_usd"] == pytest.approx(70.0) and b["total_gross_usd"] == pytest.approx(70.0)
+    # equity $ 100, 50, 80, 70 -> deepest fall 50; in R 2, 1, 1.6, 1.4 -> 1
+    assert b["max_dd_usd"] == pytest.approx(50.0) and b["max_dd_r"] == pytest.approx(1.0)
+    assert b["avg_hold_min"] == pytest.approx((5 + 3 + 20 + 10) / 4)
+    assert b["sessions"] == 2 and b["trades_per_day"] == pytest.approx(2.0)
+    assert data["backtest"]["sources"] == [{"source": "delta_estimate", "n": 4, "mark": "estimated"}]
+    assert not data["backtest"]["measured"]
+    # paper (run 2): trade 5 closed (+40, journaled before the cost model: gross = net), 6 open
+    f = data["fills"]["summary"]
+    assert (f["n"], f["open"], f["total_usd"], f["total_gross_usd"]) == (1, 1, 40.0, 40.0)
+    assert f["sessions"] == 1 and data["fills"]["measured"]
     h = data["headline"]
-    assert (h["n"], h["wins"], h["losses"], h["open"]) == (5, 3, 2, 1)
-    assert h["win_rate"] == pytest.approx(0.6)
-    assert (h["win_lo"], h["win_hi"]) == pytest.approx((0.230724, 0.882379), abs=1e-6)
-    assert h["exp_r"] == pytest.approx(2.2 / 5, rel=1e-12)
-    assert h["exp_usd"] == pytest.approx(110 / 5, rel=1e-12)
-    assert h["total_usd"] == pytest.approx(110.0)
-    assert h["profit_factor"] == pytest.approx(170 / 60, rel=1e-12)
-    # equity $ 100, 50, 80, 70, 110 -> deepest fall 50; in R 2, 1, 1.6, 1.4, 2.2 -> 1
-    assert h["max_dd_usd"] == pytest.approx(50.0)
-    assert h["max_dd_r"] == pytest.approx(1.0)
-    assert h["avg_hold_min"] == pytest.approx((5 + 3 + 20 + 10 + 8) / 5)
-    assert h["sessions"] == 3
-    assert h["trades_per_day"] == pytest.approx(5 / 3)
+    assert h["n"] == 1  # the headline is about real fills
     assert (h["calibration_n"], h["calibration_needed"], h["calibration_ready"]) == (5, 50, False)
-    assert h["phase"] == 1
+    assert h["phase"] == 1 and h["break_even"][0]["rate"] == pytest.approx(1 / 3)
+    assert h["target_win_rate"] == 0.35
     assert data["period"] == {"first": "2026-01-05", "last": "2026-01-07"}
     assert data["runs"]["by_mode"] == {"paper": 1, "replay": 1}
-    assert data["equity"]["usd"] == pytest.approx([100, 50, 80, 70, 110])
-    assert data["equity"]["dd_usd"] == pytest.approx([0, 50, 20, 30, 0])
+    eq = data["backtest"]["equity"]
+    assert eq["usd"] == pytest.approx([100, 50, 80, 70])
+    assert eq["dd_usd"] == pytest.approx([0, 50, 20, 30])
+    assert eq["sessions"] == ["2026-01-05", "2026-01-06"]
+    # each trade at its exit time within its session: 09:45 is 15 of 390 minutes in
+    assert eq["x"] == pytest.approx([15 / 390, 343 / 390, 1 + 40 / 390, 1 + 360 / 390])
+
+
+def test_power_line_uses_the_trades_own_spread(journal_path):
+    p = build_report_data(journal_path)["backtest"]["power"]
+    r = pd.Series([2.0, -1.0, 0.6, -0.2])
+    assert p["n"] == 4 and p["sd"] == pytest.approx(r.std())
+    assert p["needed"] > (2.8 * r.std() / 0.1) ** 2  # about 1,200 trades for +0.1 R
+    html = render_report(build_report_data(journal_path))
+    assert "Detecting +0.1 R per trade needs about" in html and f"{int(p['needed']):,} trades" in html
 
 
 def test_funnel_counts_and_skip_reasons(journal_path):
@@ -162,11 +182,12 @@ def test_filters_by_source_and_since(journal_path):
         "scans": 4, "in_window": 3, "volume": 3, "iv_ok": 3, "direction": 3, "orders": 3, "fills": 2,
     }
     assert paper["headline"]["n"] == 1 and paper["headline"]["open"] == 1
+    assert paper["backtest"]["summary"]["n"] == 0
     assert paper["runs"]["by_mode"] == {"paper": 1}
 
     since = build_report_data(journal_path, ReportFilters(since="2026-01-06"))
-    assert since["headline"]["n"] == 3  # trades 3, 4, 5
-    assert since["headline"]["total_usd"] == pytest.approx(60.0)
+    assert since["backtest"]["summary"]["n"] == 2 and since["fills"]["summary"]["n"] == 1  # 3, 4 | 5
+    assert since["backtest"]["summary"]["total_usd"] == pytest.approx(20.0)
     assert funnel(since)["scans"] == 6
     assert funnel(since)["orders"] == 2 + 3  # replay trades 3 and 4, the three paper entries
     assert since["period"]["first"] == "2026-01-06"
@@ -184,15 +205,14 @@ def test_filters_reject_bad_values():
 
 def test_breakdowns_with_too_few_trades_say_so(journal_path):
     data = build_report_data(journal_path, ReportFilters(min_group_trades=3))
-    by = {b["key"]: {r["label"]: r for r in b["rows"]} for b in data["breakdowns"]}
-    assert by["direction"]["call"]["n"] == 3 and by["direction"]["call"]["enough"]
-    assert by["direction"]["call"]["win_rate"] == pytest.approx(1.0)
-    assert by["direction"]["put"]["n"] == 2 and not by["direction"]["put"]["enough"]
-    assert by["window"]["AM"]["n"] == 3 and by["window"]["PM"]["n"] == 2
+    by = {b["key"]: {r["label"]: r for r in b["rows"]} for b in data["backtest"]["breakdowns"]}
+    assert by["direction"]["call"]["n"] == 2 and not by["direction"]["call"]["enough"]
+    assert by["direction"]["put"]["n"] == 2
+    assert by["window"]["AM"]["n"] == 2 and by["window"]["PM"]["n"] == 2
     assert by["weekday"]["Mon"]["n"] == 2 and by["weekday"]["Fri"]["n"] == 0
-    assert [r["n"] for r in by["iv"].values()] == [1, 3, 1]
-    # ATR terciles of 0.3, 0.5, 0.7, 0.9, 1.1
-    assert [r["n"] for r in by["atr"].values()] == [2, 1, 2]
+    assert [r["n"] for r in by["iv"].values()] == [1, 2, 1]
+    # ATR terciles of 0.3, 0.5, 0.7, 0.9 are 0.5 and 0.7: 0.3 | 0.5 | 0.7 0.9
+    assert [r["n"] for r in by["atr"].values()] == [1, 1, 2]
     html = render_report(data)
     assert "0 of 2 won: too few trades for a rate" in html  # the puts, -50 and -10
     assert "1 of 2 won: too few trades for a rate" in html  # Monday, +100 and -50
@@ -200,27 +220,47 @@ def test_breakdowns_with_too_few_trades_say_so(journal_path):
 
 def test_exit_reasons_and_latest_trades(journal_path):
     data = build_report_data(journal_path)
-    reasons = {r["label"]: r for r in data["exit_reasons"]}
-    assert reasons["tp"]["n"] == 2 and reasons["tp"]["share"] == pytest.approx(0.4)
+    reasons = {r["label"]: r for r in data["backtest"]["exit_reasons"]}
+    assert reasons["tp"]["n"] == 1 and reasons["tp"]["share"] == pytest.approx(0.25)
     assert reasons["sl"]["exp_r"] == pytest.approx(-1.0)
     assert reasons["hard_stop"]["n"] == 1 and "manual" not in reasons
     latest = data["latest_trades"]
-    assert [t["trade_id"] for t in latest] == [6, 5, 4, 3, 2, 1]
-    assert latest[0]["status"] == "open" and latest[0]["exit_at"] is None
+    assert [t["trade_id"] for t in latest["rows"]] == [6, 5, 4, 3, 2, 1]
+    assert (latest["shown"], latest["total"]) == (6, 6)
+    assert latest["rows"][0]["status"] == "open" and latest["rows"][0]["exit_at"] is None
+    assert [t["mark"] for t in latest["rows"]] == ["measured"] * 2 + ["estimated"] * 4
     assert data["errors"]["n"] == 1 and data["errors"]["latest"][0]["message"] == "timeout talking to the broker"
+    assert data["quality"]["runs_with_errors"] == 1
+    short = build_report_data(journal_path, ReportFilters(latest_trades=2))
+    assert "2 of 6 trades shown" in render_report(short)
 
 
 def test_report_renders_every_section_and_no_remote_assets(journal_path):
     html = render_report(build_report_data(journal_path))
-    for section in ("period", "headline", "equity", "breakdowns", "exits", "r-histogram",
-                    "excursions", "funnel", "calibration", "trades", "errors", "runs"):
-        assert f'id="{section}"' in html
-    assert html.count("<svg") == 3
+    for section in ("period", "headline", "backtest", "quality", "funnel", "calibration", "trades",
+                    "errors", "runs", "backtest-equity", "backtest-breakdowns", "backtest-exits",
+                    "backtest-r-histogram", "backtest-excursions", "fills-power"):
+        assert f'id="{section}"' in html, section
+    assert html.count("<svg") == 12  # equity, R and excursions of both blocks, in two layouts
     assert re.search(r"""(src|href)=["']?(https?:)?//""", html) is None
     assert "@import" not in html and "<script" not in html
     assert "Content-Security-Policy" in html
     assert "No calibration yet" in html
-    assert "60.0%" in html and "23.1%–88.2%" in html
+    assert "50.0%" in html and "95% CI 15.0% to 85.0% (Wilson)" in html
+    assert "break-even 33% at TP 2.0 : SL 1.0 ATR" in html and "target 35%" in html
+    assert '<span class="mark estimated">estimated</span> from 4 delta estimate' in html
+    assert '<span class="mark measured">measured</span> from broker fills' in html
+    assert "-0.00" not in html
+
+
+def test_no_minus_zero_and_dollar_precision():
+    from gammaride.reports.render import _environment
+
+    f = _environment().filters
+    assert f["signed_usd"](-0.001) == "$0.00" and f["usd"](-0.004) == "$0.00"
+    assert f["r"](-0.001) == "+0.00 R" and f["num"](-0.004) == "0.00" and f["pct"](-0.0001) == "0.0%"
+    assert f["signed_usd"](-2.934) == "-$2.93" and f["signed_usd"](38.825) == "+$38.83"
+    assert f["tone"](-0.001) == "" and f["tone"](-0.01) == "neg"
 
 
 def test_hostile_text_appears_as_text(tmp_path):
@@ -243,7 +283,7 @@ def test_empty_journal_renders_a_useful_page(tmp_path):
     assert data["headline"]["n"] == 0 and funnel(data)["scans"] == 0
     assert math.isnan(data["headline"]["win_rate"])
     html = render_report(data)
-    assert "No trades yet" in html and "No scans journaled" in html
+    assert "no trades yet" in html and "No scans journaled" in html and "No simulated trades" in html
     assert "<svg" not in html
 
 
@@ -256,7 +296,7 @@ def test_scans_without_trades_show_the_funnel(tmp_path):
     assert data["headline"]["n"] == 0
     assert funnel(data)["scans"] == 8 and funnel(data)["orders"] == 0
     html = render_report(data)
-    assert "No trades yet" in html and 'id="funnel-volume"' in html
+    assert "no trades yet" in html and 'id="funnel-volume"' in html
 
 
 def test_calibration_panel_states(journal_path, tmp_path):
@@ -295,9 +335,10 @@ def test_calibration_panel_states(journal_path, tmp_path):
     assert c["status"] == "ok" and c["published"] and c["edges"] == [0.6, 1.0]
     assert [b["range"] for b in c["buckets"]] == ["ATR < $0.6", "$0.6 to $1", "ATR >= $1"]
     assert c["buckets"][0]["out_of_sample"]["ci95"] == [0.05, 0.35]
-    atr = next(b for b in data["breakdowns"] if b["key"] == "atr")
-    assert [r["n"] for r in atr["rows"]] == [2, 2, 1]  # 0.3 0.5 | 0.7 0.9 | 1.1
+    atr = next(b for b in data["backtest"]["breakdowns"] if b["key"] == "atr")
+    assert [r["n"] for r in atr["rows"]] == [2, 2, 0]  # 0.3 0.5 | 0.7 0.9 | (1.1 is a fill)
     assert data["headline"]["phase"] == 2
+    assert [round(b["rate"], 4) for b in data["headline"]["break_even"]] == [0.2424, 0.3333, 0.4444]
     html = render_report(data)
     assert "PUBLISHED: Phase 2 beat Phase 1 out of sample." in html and "keeps Phase 1" in html
 
@@ -310,7 +351,7 @@ def test_calibration_panel_states(journal_path, tmp_path):
 def test_write_report_and_show(journal_path, tmp_path):
     out, data = write_report(journal_path, tmp_path / "sub" / "r.html")
     assert out.exists() and out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
-    assert data["headline"]["n"] == 5
+    assert data["backtest"]["summary"]["n"] == 4 and data["fills"]["summary"]["n"] == 1
     assert [p.name for p in out.parent.iterdir()] == ["r.html"]  # no temporary file left
     shown = show(journal_path)
     html = shown if isinstance(shown, str) else shown.data
@@ -322,8 +363,9 @@ def test_cli_report_writes_the_file_and_prints_a_headline(journal_path, tmp_path
     assert main(["report", "--journal", journal_path, "--out", str(out), "--source", "replay"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == f"wrote {out}"
-    assert printed[1].startswith("4 trades, win rate 50.0% (95% CI 15.0%-85.0%)")
-    assert "expectancy +0.35 R / +$17.50 per trade" in printed[1]
+    assert printed[1].startswith("backtest (simulated): 4 trades, win rate 50.0% (95% CI 15.0%-85.0%)")
+    assert "expectancy +0.35 R (95% CI -0.90 to +1.60) / +$17.50 per trade" in printed[1]
+    assert "net P&L +$70.00 (gross +$70.00, estimated)" in printed[1]
     assert 'id="funnel"' in out.read_text(encoding="utf-8")
     # the report only reads: the journal is unchanged
     with Journal(journal_path, read_only=True) as j:
@@ -336,7 +378,13 @@ def test_cli_report_json(journal_path, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["path"] == str(out) and out.exists()
     assert printed["headline"]["n"] == 0 and printed["headline"]["win_rate"] is None
-    assert printed["funnel"]["scans"] == 0
+    assert printed["funnel"]["scans"] == 0 and printed["backtest"]["n"] == 0
+    assert printed["power"]["fills"]["needed"] is None and printed["quality"]["duplicates"] == 0
+    assert main(["report", "--journal", journal_path, "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["backtest"]["n"] == 4 and printed["headline"]["n"] == 1
+    assert printed["headline"]["break_even"][0]["rate"] == pytest.approx(1 / 3)
+    assert printed["power"]["backtest"]["needed"] > 1000
 
 
 def test_cli_report_errors(tmp_path, capsys):
@@ -354,7 +402,7 @@ def test_cli_report_help_has_an_example(capsys):
     assert "Example: gammaride report" in help_text and "--since" in help_text
 
 
-def test_sessions_replayed_twice_count_once_for_calibration_readiness(tmp_path):
+def test_sessions_replayed_twice_count_once(tmp_path):
     from gammaride.config import Settings
     from gammaride.sim.data import sample_bars
     from gammaride.sim.replay import run_replay
@@ -362,8 +410,9 @@ def test_sessions_replayed_twice_count_once_for_calibration_readiness(tmp_path):
     with Journal(tmp_path / "twice.duckdb") as j:
         for _ in range(2):
             run_replay(j, sample_bars().loc["2013-10-07":"2013-10-08"], Settings.load(env={}))
-        n = len(j.trades()) // 2
-        h = build_report_data(j)["headline"]
-    assert (h["n"], h["calibration_n"], h["duplicates"]) == (2 * n, n, n)
-    html = render_report(build_report_data(tmp_path / "twice.duckdb"))
-    assert f"{n} trades journaled twice (the same session replayed again) counted once" in html
+        n = len(j.trades())
+        data = build_report_data(j)
+    b, h = data["backtest"]["summary"], data["headline"]
+    assert (b["n"], h["calibration_n"], data["quality"]["duplicates"]) == (n, n, n)
+    html = render_report(data)
+    assert f"<b>{n}</b> trades journaled again, counted once" in html

@@ -1,6 +1,7 @@
 import re
 
 import numpy as np
+import pandas as pd
 
 from gammaride.reports import charts, stats
 
@@ -28,17 +29,29 @@ def test_charts_are_small_labelled_inline_svg():
     r = np.where(rng.random(n) < 0.45, 2.0, -1.0)
     equity, dd = stats.drawdown(r * 40)
     eq_r, dd_r = stats.drawdown(r)
+    sessions = [f"{d:%Y-%m-%d}" for d in pd.bdate_range("2026-01-01", periods=500)]
+    x = np.sort(np.random.default_rng(4).uniform(0, 500, n))
     svg = charts.equity_chart({"usd": equity.tolist(), "dd_usd": dd.tolist(), "r": eq_r.tolist(),
-                               "dd_r": dd_r.tolist()})
+                               "dd_r": dd_r.tolist(), "x": x.tolist(), "sessions": sessions})
     root = _root(svg)
     assert root.startswith("<svg") and "viewBox" in root and " width=" not in root
-    assert "<title>Equity curve in dollars and R with drawdown</title>" in svg
-    assert "cumulative P&amp;L ($)" in svg and "cumulative P&amp;L (R)" in svg
+    assert "<title>Equity curve in dollars and R by session, with drawdown</title>" in svg
+    assert "cumulative ($)" in svg and "cumulative (R)" in svg
+    assert "session (trading days with trades: 500)" in svg
+    shown = re.findall(r">(20\d\d-\d\d-\d\d)<", svg)  # session labels, thinned to fit
+    assert 3 <= len(shown) <= 9 and shown[0] == "2026-01-01"
+    assert not re.search(r">[-−]0(\.0+)?<", svg)  # no "-0" tick label
+    narrow = charts.equity_chart({"usd": [1.0, -1.0], "dd_usd": [0.0, 2.0], "r": [1.0, -1.0],
+                                  "dd_r": [0.0, 2.0], "x": [0.1, 1.5], "sessions": ["a", "b"]}, "narrow")
+    assert 'id="chart-equity-narrow"' in narrow
+    labels = re.findall(r"<text[^>]*>([^<]*)<", narrow)
+    assert "-0" not in labels and "0.0" in labels and "-1.0" in labels
     assert "<metadata" not in svg and "<?xml" not in svg
     assert len(svg) < 200_000  # thinned: 10,000 trades draw about 1,200 points per line
 
     hist = charts.r_histogram(r.tolist())
     assert "R-multiple" in hist and "trades" in hist and len(hist) < 60_000
+    assert 'id="chart-rhist-wide"' in hist
 
 
 def test_excursion_chart_switches_to_density_for_many_trades():

@@ -78,8 +78,23 @@ def test_breakdown_keeps_ordered_empty_groups_and_flags_small_ones():
     assert unknown["n"] == 1 and unknown["losses"] == 1
 
 
-def test_histogram_bins_are_aligned_to_zero():
-    edges, counts = stats.histogram([-1.0, -0.9, 0.1, 2.0], 0.25)
-    assert edges[0] == -1.0 and edges[-1] == 2.25
-    assert 0.0 in np.round(edges, 12)
-    assert counts.sum() == 4 and counts[0] == 2 and counts[-1] == 1
+def test_histogram_bins_are_centred_on_exact_outcomes():
+    centres, counts = stats.histogram([-1.0, -1.0, -0.9, 0.1, 2.0, 1.95], 0.25)
+    assert centres[0] == -1.0 and centres[-1] == 2.0
+    assert counts.tolist() == [3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert stats.histogram([], 0.25)[1].tolist() == [0]
+
+
+def test_power_from_the_spread_of_r():
+    # +2 R with chance 0.45, -1 R otherwise: sd about 1.5
+    r = np.array([2.0] * 45 + [-1.0] * 55)
+    p = stats.power(r)
+    sd = float(r.std(ddof=1))
+    z = stats.Z95 + 0.8416212335729143
+    # the t-test needs a little more than the normal approximation (z * sd / edge) ** 2
+    assert (z * sd / 0.1) ** 2 < p["needed"] < (z * sd / 0.1) ** 2 + 5
+    assert p["mde"] == pytest.approx(z * sd / math.sqrt(100), rel=0.02)
+    assert p["sd"] == pytest.approx(sd)
+    few = stats.power([1.0])
+    assert few["n"] == 1 and math.isnan(few["mde"]) and math.isnan(few["needed"])
+    assert math.isnan(stats.power([1.0, 1.0])["mde"])

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -137,3 +138,94 @@ def test_ctrl_c_prints_a_summary_and_flattens_what_the_run_opened(tmp_path):
         assert journal.query("SELECT status FROM runs")["status"].iloc[0] == "interrupted"
         t = journal.query("SELECT * FROM trades").iloc[0]
         assert t["status"] == "closed" and t["exit_reason"] == "manual" and pd.notna(t["exit_premium"])
+
+
+def _hold_the_reply(srv: OfflineAlpaca, wanted: str) -> tuple[threading.Event, threading.Event]:
+    """The server takes (and fills) the first order whose client id matches ``wanted``,
+    then holds its reply until released: a kill meanwhile lands exactly between the
+    broker taking the order and the scanner hearing of it."""
+    taken, release = threading.Event(), threading.Event()
+    real = srv.broker.submit
+
+    def submit(body, now_ns):
+        order = real(body, now_ns)
+        if not taken.is_set() and re.fullmatch(wanted, str((body or {}).get("client_order_id", ""))):
+            taken.set()
+            release.wait(60)
+        return order
+
+    srv.broker.submit = submit
+    return taken, release
+
+
+def _kill_when(proc: subprocess.Popen, taken: threading.Event, release: threading.Event) -> None:
+    assert taken.wait(60), proc.stderr.read() if proc.poll() is not None else "no such order sent"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    release.set()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_kill_right_after_the_entry_order_is_booked_from_the_brokers_fill_on_restart(tmp_path):
+    path = tmp_path / "j.duckdb"
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
+        taken, release = _hold_the_reply(srv, r"gr-SPY-\d{12}-[CP]")
+        proc = _start_scan(srv, path)
+        _kill_when(proc, taken, release)
+        entry = next(o for o in srv.broker.orders.values() if o.client_order_id == "gr-SPY-201310071008-C")
+        assert entry.status == "filled" and list(srv.broker.positions) == ["SPY131007C00168000"]
+        with Journal(path) as journal:  # the order is known although its trade never was
+            assert journal.query("SELECT count(*) AS n FROM trades")["n"].iloc[0] == 0
+            intent = journal.query("SELECT * FROM order_intents").iloc[0]
+            assert intent["client_order_id"] == entry.client_order_id and intent["purpose"] == "entry"
+
+            lines: list[str] = []
+            broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
+            sc = Scanner(broker, journal, Settings.load(env={}), SteppedClock(srv.advance_to), mode="offline",
+                         iv_percentile=0.5, out=lines.append)
+            sc.run(3)
+            assert any(ln.startswith(f"Booked entry {entry.client_order_id} from the broker's record") for ln in lines)
+            assert sc.stats.adopted == 1
+            t = journal.query("SELECT * FROM trades WHERE client_order_id = ?", [entry.client_order_id])
+            assert len(t) == 1
+            t = t.iloc[0]
+            assert t["entry_premium"] == pytest.approx(entry.filled_avg_price) and t["contracts"] == entry.filled_qty
+            assert t["status"] == "closed" and t["exit_reason"] == "tp"  # as replay: TP on the 10:12 bar
+            fills = journal.query("SELECT price, qty FROM fills WHERE order_id = ?", [entry.id])
+            assert fills.to_dict("records") == [{"price": entry.filled_avg_price, "qty": entry.filled_qty}]
+            state = journal.query("SELECT state FROM order_intents WHERE client_order_id = ?", [entry.client_order_id])
+            assert state["state"].iloc[0] == "booked"
+        buys = [o for o in srv.broker.orders.values() if o.side == "buy" and o.symbol == entry.symbol]
+        assert buys == [entry]  # no second position beside the first
+        assert not srv.broker.positions
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_kill_right_after_the_exit_order_books_the_real_exit_on_restart(tmp_path):
+    path = tmp_path / "j.duckdb"
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
+        taken, release = _hold_the_reply(srv, r"gr-SPY-\d{12}-[CP]-x1")
+        proc = _start_scan(srv, path)
+        _kill_when(proc, taken, release)
+        cid = "gr-SPY-201310071008-C"
+        entry = srv.broker.by_client_id[cid]
+        exit_ = srv.broker.by_client_id[cid + "-x1"]
+        assert exit_.status == "filled" and not srv.broker.positions  # flat at the broker
+        with Journal(path) as journal:
+            t = journal.query("SELECT status FROM trades").iloc[0]
+            assert t["status"] == "open"  # the kill came before the exit was booked
+            lines: list[str] = []
+            broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
+            sc = Scanner(broker, journal, Settings.load(env={}), SteppedClock(srv.advance_to), mode="offline",
+                         iv_percentile=0.5, out=lines.append)
+            sc.start()
+            t = journal.query("SELECT * FROM trades").iloc[0]
+            assert t["status"] == "closed" and t["exit_reason"] == "tp"  # the exit's own reason, not 'manual'
+            assert t["exit_premium"] == pytest.approx(exit_.filled_avg_price)
+            assert t["pnl_usd"] == pytest.approx((exit_.filled_avg_price - entry.filled_avg_price) * entry.filled_qty * 100)
+            assert t["exit_time"] == pd.Timestamp(exit_.filled_ns, tz="UTC").tz_convert(ET)
+            assert any(f"closed by its exit order {cid}-x1" in ln for ln in lines)
+            assert sc.stats.adopted == 0 and not sc.positions
+            assert sc._already_entered(cid)  # the decision was ordered: never entered again
+        assert [o.client_order_id for o in srv.broker.orders.values() if o.side == "buy"] == [cid]

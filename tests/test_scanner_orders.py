@@ -18,7 +18,7 @@ from gammaride.scanner.broker import AlpacaBroker, OrderSpec, _request, bars_fra
 from gammaride.scanner.clock import SteppedClock
 from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import SKIP_DECIDED, Scanner
-from gammaride.scanner.positions import ExitDecision, backstop_client_id
+from gammaride.scanner.positions import ExitDecision, Position, backstop_client_id
 from gammaride.sim.server import OfflineAlpaca
 
 ET = "America/New_York"
@@ -58,7 +58,7 @@ def step_now(sc: Scanner):
     return sc.step(mc.timestamp, mc)
 
 
-def test_a_failed_trade_write_still_manages_and_flattens_the_position(tmp_path, capsys):
+def test_a_failed_trade_write_still_manages_the_position_to_its_exit_and_fails_the_run(tmp_path, capsys):
     with OfflineAlpaca(start="2013-10-08 14:59:30", speed=0, seed=7) as srv:
         journal = FailingTradeJournal(tmp_path / "j.duckdb")
         sc, lines = scanner(srv, journal)
@@ -69,8 +69,13 @@ def test_a_failed_trade_write_still_manages_and_flattens_the_position(tmp_path, 
     assert sc.stats.entries == 1 and sc.stats.errors >= 1
     assert "[JOURNAL] write trade failed: disk full" in capsys.readouterr().err
     assert len(stops) == 1  # the backstop went out although the journal did not take the trade
-    assert any(ln.startswith("Flattening 1 open position(s)") for ln in lines)
+    # every scan after the failure says so; the position rides to its TP after the last scan
+    assert sum(ln.startswith("✗ Error: journal write failed (write trade failed: disk full)") for ln in lines) == 2
+    assert any(ln.startswith("Last scan done; managing 1 open position(s)") for ln in lines)
+    assert sc.stats.exits == {"tp": 1}
     assert not held and not open_orders and not sc.positions
+    run = journal.query("SELECT status, summary_json FROM runs").iloc[0]
+    assert run["status"] == "failed" and "journal writes failed (write trade failed: disk full)" in run["summary_json"]
     journal.close()
 
 
@@ -100,7 +105,10 @@ def test_a_refused_exit_puts_a_new_backstop_back_and_says_the_position_is_open(t
     with OfflineAlpaca(start="2013-10-08 14:59:30", speed=0, seed=7) as srv:
         journal = Journal(tmp_path / "j.duckdb")
         sc, lines = scanner(srv, journal, broker_cls=RefusingExits)
-        sc.run(1)
+        sc.start()
+        srv.advance_to("2013-10-08 15:00:05")
+        step_now(sc)
+        sc.finish("interrupted")  # as after Ctrl-C: flatten what the run manages
         held = {s: p.qty for s, p in srv.broker.positions.items()}
         resting = [o for o in srv.broker.orders.values() if o.is_open]
     assert held == {"SPY131008C00166000": 10.0}
@@ -337,4 +345,76 @@ def test_a_bracket_leg_filling_while_cancelled_is_booked_not_sold_again(tmp_path
     assert legs == {"limit": "filled", "stop": "canceled"}
     t = journal.query("SELECT exit_reason FROM trades").iloc[0]
     assert t["exit_reason"] == "tp"
+    journal.close()
+
+
+def test_after_its_last_scan_a_run_manages_the_open_position_to_its_exit(tmp_path):
+    """One scan buys at 15:00; the run does not flatten it seconds later but rides it to its
+    exit by the rules (here the TP on the 15:03 bar, as replay), printing as it goes."""
+    with OfflineAlpaca(start="2013-10-08 14:59:30", speed=0, seed=7) as srv:
+        journal = Journal(tmp_path / "j.duckdb")
+        sc, lines = scanner(srv, journal)
+        sc.run(1)
+        held = dict(srv.broker.positions)
+    assert sc.stats.entries == 1 and sc.stats.exits == {"tp": 1} and not held
+    i = next(i for i, ln in enumerate(lines) if ln.startswith("Last scan done; managing 1 open position(s)"))
+    assert any(ln.lstrip().startswith("[HOLD]") for ln in lines[i:])
+    assert not any(ln.startswith("Flattening") for ln in lines)
+    assert lines[-1].startswith("=== SUMMARY run 1 (completed) ===") and "exits: tp 1" in lines[-1]
+    t = journal.query("SELECT exit_reason, exit_time FROM trades").iloc[0]
+    assert t["exit_reason"] == "tp" and t["exit_time"] == pd.Timestamp("2013-10-08 15:04", tz=ET)
+    journal.close()
+
+
+def test_the_backstop_waits_until_the_entry_order_is_final(tmp_path):
+    """A stop sell beside the entry's open buy limit is refused as a wash trade (403): while
+    the entry is not final no backstop goes out; at the first check after, it does."""
+    contract = "SPY131008C00160000"  # deep in the money: a $1 buy limit rests
+    with OfflineAlpaca(start="2013-10-08 11:00:30", speed=0, seed=7) as srv:
+        journal = Journal(tmp_path / "j.duckdb")
+        sc, lines = scanner(srv, journal)
+        sc.start()
+        cid = "gr-SPY-201310081100-C"
+        bought = sc.broker.submit_order(OrderSpec(contract, 2, "buy", "market", client_order_id=cid))
+        rest = sc.broker.submit_order(OrderSpec(contract, 1, "buy", "limit", limit_price=1.0,
+                                                client_order_id=cid + "-rest"))
+        now = srv.now()
+        pos = Position(trade_id=1, run_id=sc.run_id, symbol="SPY", instrument="options", contract_symbol=contract,
+                       direction="call", qty=2, entry_time=now.floor("min"), entry_price=170.0, atr=0.1, tp=171.0,
+                       sl=169.0, tp_mult=2, sl_mult=1, hold_until=now + pd.Timedelta(minutes=20),
+                       hard_stop=now + pd.Timedelta(hours=4), entry_premium=bought.filled_avg_price, delta=0.9,
+                       client_order_id=cid, entry_order_id=rest.id)
+        sc.positions.append(pos)
+        sc._watch_broker()
+        assert pos.backstop_id is None and pos.entry_order_id == rest.id  # not final: no stop yet
+        sc.broker.cancel_order(rest.id)
+        sc._watch_broker()
+        stops = [o for o in srv.broker.orders.values() if o.type == "stop"]
+    assert pos.entry_order_id is None and len(stops) == 1 and stops[0].status == "new"
+    assert pos.backstop_id == stops[0].id and stops[0].qty == 2
+    assert not any("backstop stop not accepted" in ln for ln in lines)
+    journal.close()
+
+
+def test_an_intent_the_broker_never_received_is_void_and_does_not_block_the_decision(tmp_path):
+    """Killed after journaling an entry intent but before sending it: the broker knows no
+    such order, so the restart voids the intent and the decision is still free to trade."""
+    with OfflineAlpaca(start="2013-10-08 14:59:30", speed=0, seed=7) as srv:
+        journal = Journal(tmp_path / "j.duckdb")
+        run_id = journal.start_run("offline", "SPY", settings={})
+        cid = "gr-SPY-201310081500-C"
+        journal.write_intent({"client_order_id": cid, "run_id": run_id, "trade_id": 1, "purpose": "entry",
+                              "symbol": "SPY131008C00166000", "underlying": "SPY", "side": "buy", "qty": 10,
+                              "detail": {"tp": 1.0}})
+        journal.finish_run(run_id, "interrupted")
+        sc, lines = scanner(srv, journal)
+        sc.start()
+        assert journal.query("SELECT state FROM order_intents")["state"].tolist() == ["void"]
+        assert not sc._already_entered(cid)
+        srv.advance_to("2013-10-08 15:00:05")
+        outcome = step_now(sc)
+        assert outcome.row["trade_id"] is not None  # the 15:00 signal is traded once, now
+        sc.finish("interrupted")
+    intents = journal.query("SELECT client_order_id, purpose, state FROM order_intents")
+    assert set(intents["purpose"]) == {"entry", "backstop", "exit"} and set(intents["state"]) == {"booked"}
     journal.close()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gammaride.errors import CredentialsError
+from gammaride.errors import BrokerError, CredentialsError
 from gammaride.scanner.clock import ScaledClock, SteppedClock, next_scan_time
 from gammaride.scanner.keys import Keys, find_keys, mask
 from gammaride.scanner.positions import (
@@ -136,3 +136,33 @@ def test_risk_limits_and_kill_switch(settings):
     assert r.record_exit(-1_000.0, settings) is True and r.killed
     assert "daily loss limit" in entry_block(settings, r, 0)
     assert np.isfinite(r.loss_limit_usd(settings))
+
+
+def test_one_retry_rule_transient_failures_are_retried_refusals_and_bad_keys_are_not():
+    from gammaride.errors import (
+        BrokerAuthError,
+        BrokerRejectedError,
+        BrokerTransientError,
+        broker_error,
+    )
+    from gammaride.scanner.retry import with_retries
+
+    assert isinstance(broker_error("x", 401, "http"), BrokerAuthError)
+    assert isinstance(broker_error("x", 403, "http", auth_403=True), BrokerAuthError)
+    assert isinstance(broker_error("x", 403, "http"), BrokerRejectedError)  # e.g. a wash trade
+    assert isinstance(broker_error("x", None, "timeout"), BrokerTransientError)
+    assert broker_error("x", None, "network").unreachable and not broker_error("x", 503, "http").unreachable
+    for status, kind, calls_made in [(503, "http", 3), (429, "http", 3), (None, "timeout", 3),
+                                     (422, "http", 1), (401, "http", 1)]:
+        calls, paused = [], []
+
+        def fail(status=status, kind=kind, calls=calls):
+            calls.append(1)
+            raise broker_error("submit failed", status, kind)
+
+        with pytest.raises(BrokerError):
+            with_retries(fail, attempts=3, pause=paused.append)
+        assert len(calls) == calls_made and paused == list(range(calls_made - 1))
+    # a failure whose purpose is found meanwhile (the order the broker did take) is recovered
+    assert with_retries(lambda: (_ for _ in ()).throw(broker_error("x", None, "timeout")),
+                        recover=lambda exc: "found") == "found"

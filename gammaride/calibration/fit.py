@@ -1,7 +1,7 @@
 """ATR buckets, the fitted outcome surface and the multipliers taken from it.
 
 Per bucket, the mean outcome of its trades at each grid point (TP x SL) is fitted by
-weighted least squares (statsmodels) with a quartic polynomial in TP and SL; a separate
+weighted least squares (normal equations on the weighted design) with a cubic polynomial in TP and SL; a separate
 fit per bucket is the ``outcome ~ bucket x poly(tp, sl)`` model. The weight of a grid
 point is the inverse variance of its mean, so wide-TP points, whose outcomes scatter
 most, count least. The bucket's multipliers are the maximum of the fitted surface over
@@ -11,14 +11,14 @@ rounded to the grid. Buckets with fewer than ``min_bucket_trades`` trades keep P
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
-import statsmodels.api as sm
 
-from gammaride.calibration.grid import SL_GRID, TP_GRID
+from gammaride.calibration.document import SL_GRID, TP_GRID, bucket_labels
 
-DEGREE = 4
+DEGREE = 3
 # Fitted gains below this (ATRs per trade) are ties: Phase 1 stays.
 _TIE = 1e-6
 
@@ -38,19 +38,47 @@ class BucketFit:
     r_squared: float | None = None
 
 
+MAX_BUCKETS = 3
+EDGE_WINDOW = 0.1  # an edge may move this share of the trades from its quantile
+
+
 def tercile_edges(atr: np.ndarray) -> tuple[float, ...]:
     """Two edges at the 1/3 and 2/3 quantiles of ATR (fewer when ATRs repeat)."""
-    atr = np.asarray(atr, dtype=float)
+    return quantile_edges(atr, 3)
+
+
+def quantile_edges(atr: np.ndarray, n_buckets: int) -> tuple[float, ...]:
+    """``n_buckets - 1`` edges near equal quantiles of ATR (fewer when ATRs repeat).
+
+    Each edge sits in the widest gap between neighbouring ATRs within
+    :data:`EDGE_WINDOW` of the trades around its quantile, so a natural break between
+    volatility regimes is not cut through; on a smooth ATR distribution that moves the
+    edge only a little.
+    """
+    atr = np.sort(np.asarray(atr, dtype=float))
     atr = atr[np.isfinite(atr)]
-    if len(atr) < 3:
+    n = len(atr)
+    if n < n_buckets or n_buckets < 2:
         return ()
-    q = np.quantile(atr, [1 / 3, 2 / 3])
-    return tuple(float(e) for e in np.unique(q) if atr.min() < e)
+    edges = []
+    for p in np.arange(1, n_buckets) / n_buckets:
+        lo = max(int(np.floor((p - EDGE_WINDOW) * n)), 0)
+        hi = min(int(np.ceil((p + EDGE_WINDOW) * n)), n - 1)
+        if hi <= lo:
+            edges.append(float(np.quantile(atr, p)))
+            continue
+        gaps = np.diff(atr[lo : hi + 1])
+        k = lo + int(np.argmax(gaps))
+        edges.append(float((atr[k] + atr[k + 1]) / 2) if gaps.max() > 0 else float(atr[k]))
+    return tuple(float(e) for e in np.unique(edges) if atr[0] < e)
 
 
-def bucket_labels(n_buckets: int) -> tuple[str, ...]:
-    named = {1: ("all",), 2: ("low", "high"), 3: ("low", "mid", "high")}
-    return named.get(n_buckets, tuple(f"b{i + 1}" for i in range(n_buckets)))
+def auto_edges(atr: np.ndarray, min_bucket_trades: int) -> tuple[float, ...]:
+    """Quantile edges for as many buckets (up to three) as the trades support: each
+    bucket gets at least twice ``min_bucket_trades``, so a young journal fits one
+    bucket for all ATRs instead of three buckets too small to leave Phase 1."""
+    k = int(np.clip(len(atr) // (2 * max(min_bucket_trades, 1)), 1, MAX_BUCKETS))
+    return quantile_edges(atr, k)
 
 
 def assign_buckets(atr: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
@@ -70,6 +98,12 @@ def _design(tp: np.ndarray, sl: np.ndarray, degree: int = DEGREE) -> np.ndarray:
     return np.column_stack(cols)
 
 
+@functools.lru_cache(maxsize=8)
+def _grid_design(tp_grid: tuple, sl_grid: tuple, degree: int) -> np.ndarray:
+    tt, ss = np.meshgrid(np.asarray(tp_grid), np.asarray(sl_grid), indexing="ij")
+    return _design(tt.ravel(), ss.ravel(), degree)
+
+
 def fit_surface(
     outcomes: np.ndarray,
     tp_grid: np.ndarray = TP_GRID,
@@ -87,11 +121,20 @@ def fit_surface(
     # it does not take all the weight.
     floor = max(float(np.median(var)) * 1e-3, 1e-12)
     weights = n / np.maximum(var, floor)
-    tt, ss = np.meshgrid(tp_grid, sl_grid, indexing="ij")
-    X = _design(tt.ravel(), ss.ravel(), degree)
-    model = sm.WLS(mean.ravel(), X, weights=weights.ravel()).fit()
-    fitted = (X @ model.params).reshape(mean.shape)
-    return fitted, float(model.rsquared)
+    X = _grid_design(tuple(tp_grid), tuple(sl_grid), degree)
+    y, w = mean.ravel(), weights.ravel()
+    # normal equations on the 15 scaled polynomial columns: well conditioned, and far
+    # cheaper than an SVD per fit
+    xtw = X.T * w
+    try:
+        params = np.linalg.solve(xtw @ X, xtw @ y)
+    except np.linalg.LinAlgError:
+        root = np.sqrt(w)
+        params = np.linalg.lstsq(X * root[:, None], y * root, rcond=None)[0]
+    fitted = X @ params
+    centred = np.sum(w * (y - np.average(y, weights=w)) ** 2)
+    r2 = 1.0 - np.sum(w * (y - fitted) ** 2) / centred if centred > 0 else 1.0
+    return fitted.reshape(mean.shape), float(r2)
 
 
 def fit_buckets(

@@ -11,20 +11,24 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gammaride.calibration.fit import bucket_labels
-from gammaride.calibration.grid import SL_GRID, TP_GRID
+from gammaride.calibration.document import (
+    FILE_NAME,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SL_GRID,
+    TP_GRID,
+    bucket_labels,
+)
 from gammaride.config import Settings
+from gammaride.outputs import write_atomic
 from gammaride.scanner.setup import ExitPolicy
 
-SCHEMA = "gammaride.calibration"
-SCHEMA_VERSION = 1
-FILE_NAME = "calibration.json"
+__all__ = ["FILE_NAME", "SCHEMA", "SCHEMA_VERSION", "load_exit_policy", "write_calibration"]
 _EPS = 1e-9
 
 
@@ -32,20 +36,11 @@ def write_calibration(path: str | os.PathLike, document: Mapping[str, Any]) -> P
     """Write ``document`` as JSON to ``path`` atomically: a temporary file in the same
     directory, flushed to disk, then renamed over the old file. A reader never sees half
     a file, and a crash mid-write leaves the previous calibration in place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from gammaride.calibration.schema import CalibrationDocument
+
+    CalibrationDocument.model_validate(dict(document))  # one schema: refuse before writing
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, text, what="calibration file")
 
 
 class _Invalid(Exception):
@@ -120,61 +115,60 @@ def _parse(text: str, path: Path, settings: Settings) -> ExitPolicy:
             f"has schema_version {version}, newer than this gammaride reads ({SCHEMA_VERSION})",
             "upgrade gammaride (pip install -U gammaride), or rerun 'gammaride calibrate' with this version",
         )
-    fitted_for = doc.get("symbol")
+    from gammaride.calibration.schema import CalibrationDocument, ValidationError, describe_error
+
+    if not isinstance(doc.get("edges"), list) or not isinstance(doc.get("buckets"), list):
+        if doc.get("published") is True:
+            raise _Invalid("lacks the 'edges' and 'buckets' lists", _RERUN)
+    try:
+        model = CalibrationDocument.model_validate(doc)
+    except ValidationError as exc:
+        raise _Invalid(describe_error(exc, doc), _RERUN) from None
+    fitted_for = model.symbol
     if fitted_for is not None and str(fitted_for).upper() != settings.symbol:
         raise _Invalid(
             f"was fitted on {fitted_for} trades, not {settings.symbol} (its ATR edges are in "
             f"{fitted_for} dollars)",
             f"calibrate a {settings.symbol} journal, or pass --calibration for a {settings.symbol} file",
         )
-    recorded = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
-    hold = recorded.get("max_hold_minutes")
+    hold = (model.settings or {}).get("max_hold_minutes")
     if hold is not None and hold != settings.max_hold_minutes:
         raise _Invalid(
             f"was fitted with a {hold}-minute max hold, not the {settings.max_hold_minutes} minutes in force",
             "rerun 'gammaride calibrate' with the settings you trade",
         )
-    if doc.get("published") is not True:
+    if not model.published:
         raise _Unpublished(
             f"was not published: out-of-sample validation did not show Phase 2 beating Phase 1"
             f"{_evidence(doc)}",
             "keep trading Phase 1 and rerun 'gammaride calibrate' with more trades; "
             "'--force' publishes anyway (not advised)",
         )
-    edges = doc.get("edges")
-    buckets = doc.get("buckets")
-    if not isinstance(edges, list) or not isinstance(buckets, list):
-        raise _Invalid("lacks the 'edges' and 'buckets' lists", _RERUN)
+    edges, buckets = model.edges, model.buckets
     if len(buckets) != len(edges) + 1:
         raise _Invalid(
             f"has {len(buckets)} buckets for {len(edges)} edges (needs edges + 1)", _RERUN
         )
-    if (
-        not all(_number(e) and e > 0 for e in edges)
-        or edges != sorted(edges)
-        or len(set(edges)) != len(edges)
-    ):
+    if not all(e > 0 for e in edges) or edges != sorted(edges) or len(set(edges)) != len(edges):
         raise _Invalid(
             f"has bucket edges {edges!r}: they must be positive, finite and ascending", _RERUN
         )
     labels = bucket_labels(len(buckets))
     tps, sls = [], []
     for k, bucket in enumerate(buckets):
-        if not isinstance(bucket, dict):
-            raise _Invalid(f"bucket {k + 1} is not an object", _RERUN)
-        if bucket.get("phase") == 1:
+        if bucket.phase == 1:
             # buckets without enough trades follow the Phase 1 settings in force now
             tps.append(settings.tp_mult)
             sls.append(settings.sl_mult)
             continue
-        if bucket.get("phase") != 2:
-            raise _Invalid(
-                f"bucket {k + 1} has phase {bucket.get('phase')!r} (1 or 2 expected)", _RERUN
-            )
-        tp, sl = bucket.get("tp_mult"), bucket.get("sl_mult")
-        name = bucket.get("label", labels[k])
-        for what, value, grid in (("tp_mult", tp, TP_GRID), ("sl_mult", sl, SL_GRID)):
-            if not _number(value):
+        if bucket.phase != 2:
+            raise _Invalid(f"bucket {k + 1} has phase {bucket.phase!r} (1 or 2 expected)", _RERUN)
+        name = bucket.label or labels[k]
+        for what, value, grid in (
+            ("tp_mult", bucket.tp_mult, TP_GRID),
+            ("sl_mult", bucket.sl_mult, SL_GRID),
+        ):
+            if value is None:
                 raise _Invalid(f"bucket {name} has {what} {value!r}, not a finite number", _RERUN)
             if not (grid[0] - _EPS <= value <= grid[-1] + _EPS):
                 raise _Invalid(
@@ -182,12 +176,12 @@ def _parse(text: str, path: Path, settings: Settings) -> ExitPolicy:
                     f"{grid[0]:g}-{grid[-1]:g} ATR)",
                     _RERUN,
                 )
-        tps.append(float(tp))
-        sls.append(float(sl))
-    n_trades = doc.get("n_trades")
-    if not isinstance(n_trades, int) or isinstance(n_trades, bool) or n_trades < 0:
+        tps.append(float(bucket.tp_mult))
+        sls.append(float(bucket.sl_mult))
+    n_trades = model.n_trades
+    if n_trades is None or n_trades < 0:
         raise _Invalid(f"has n_trades {n_trades!r}, not a count", _RERUN)
-    fitted_at = doc.get("fitted_at")
+    fitted_at = model.fitted_at
     if not isinstance(fitted_at, str) or _parse_time(fitted_at) is None:
         raise _Invalid(f"has fitted_at {fitted_at!r}, not an ISO time", _RERUN)
     return ExitPolicy(

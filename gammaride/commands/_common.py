@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import Any
 
+from gammaride.calibration.document import calibration_path_for
 from gammaride.config import Settings
+from gammaride.errors import ConfigError, OutputError
 from gammaride.journal import Journal, default_journal_path
+from gammaride.outputs import check_target
 from gammaride.scanner.setup import ExitPolicy
-
-CALIBRATION_FILE = "calibration.json"
 
 
 def add_journal_argument(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +26,30 @@ def add_journal_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def journal_path(args: argparse.Namespace) -> Path:
-    return Path(args.journal) if getattr(args, "journal", None) else default_journal_path()
+    """``--journal PATH``, else ``$GAMMARIDE_JOURNAL`` or ``./gammaride.duckdb``; an empty
+    ``--journal ''`` is a mistake (an unset variable in a script), not the default."""
+    given = getattr(args, "journal", None)
+    if given is None:
+        return default_journal_path()
+    if not str(given).strip():
+        raise ConfigError("--journal is empty; give a file such as gammaride.duckdb, or leave it out")
+    return Path(given)
+
+
+MAX_SPEED = 1e6  # market seconds per real second
+
+
+def check_speed(speed: float) -> float:
+    """``--speed``: finite, 0 (stepped clock) up to a million times real time."""
+    if not (math.isfinite(speed) and 0 <= speed <= MAX_SPEED):
+        raise ConfigError(f"--speed {speed!r} is not in 0..{MAX_SPEED:g}; give e.g. 60 (0 = stepped clock)")
+    return speed
+
+
+def check_seed(seed: int) -> int:
+    if seed < 0:
+        raise ConfigError(f"--seed {seed} is negative; give a whole number >= 0, e.g. --seed 7")
+    return seed
 
 
 def open_journal(args: argparse.Namespace, read_only: bool = False) -> Journal:
@@ -35,10 +60,7 @@ def calibration_path(args: argparse.Namespace, journal: str | os.PathLike | None
     """``--calibration PATH``, else ``calibration.json`` next to the journal."""
     if getattr(args, "calibration", None):
         return Path(args.calibration)
-    base = Path(journal) if journal is not None else journal_path(args)
-    if str(base) == ":memory:":
-        return Path(CALIBRATION_FILE)
-    return base.parent / CALIBRATION_FILE
+    return calibration_path_for(journal if journal is not None else journal_path(args))
 
 
 def load_policy(path: Path, settings: Settings) -> tuple[ExitPolicy, str]:
@@ -52,11 +74,15 @@ def load_policy(path: Path, settings: Settings) -> tuple[ExitPolicy, str]:
 
 
 def output_path(out: str | os.PathLike | None, file_name: str) -> Path | None:
-    """``--out``: a file path, or a folder to write ``file_name`` into."""
+    """``--out``: a file path, or a folder to write ``file_name`` into; refused before any
+    work when it is a symbolic link, a device or otherwise not a regular file."""
     if out is None:
         return None
+    if not str(out).strip():
+        raise OutputError(f"--out is empty; give a file name such as {file_name} or a folder")
     path = Path(out)
-    return path / file_name if path.is_dir() else path
+    path = path / file_name if path.is_dir() else path
+    return check_target(path, "--out")
 
 
 def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:

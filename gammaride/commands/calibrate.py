@@ -1,12 +1,14 @@
 """Fit Phase 2 exits (TP/SL multipliers per ATR bucket) from the journal's closed trades.
 
 Every closed trade's recorded 20-minute path is re-simulated under TP 0.5-4.0 and SL
-0.3-2.0 ATR (step 0.1) with the scanner's own exit rules. Per ATR bucket (terciles of
-the journal's ATR, or --edges) a fitted outcome surface picks the multipliers; buckets
-with fewer than --min-bucket-trades trades keep Phase 1. The result is tested walk-forward
-(fit on the past, score on the future) against Phase 1 on the same trades, and published
-to calibration.json only when the whole 95% interval of the out-of-sample improvement
-lies above zero. --force publishes anyway, and says so. Scan and replay read the file.
+0.3-2.0 ATR (step 0.1) with the scanner's own exit rules. Per ATR bucket (up to three,
+near the terciles of the journal's ATR, or --edges) a fitted outcome surface picks the
+multipliers; buckets with fewer than --min-bucket-trades trades keep Phase 1. Each session
+is scored by a fit on earlier sessions only, against Phase 1 on the same trades, and the
+result is published to calibration.json only when the anytime-valid interval of that
+improvement lies above zero. Every run is journaled (table calibrations) and counts as a
+look, so rerunning as trades accumulate stays honest. --force publishes anyway, and says
+so. Scan and replay read the file.
 
 Example: gammaride calibrate --journal my.duckdb --min-trades 50
 """
@@ -18,12 +20,15 @@ import json
 from pathlib import Path
 
 from gammaride.calibration import CalibrationResult, calibrate, parse_edges
+from gammaride.calibration.document import FILE_NAME
 from gammaride.commands._common import (
     add_journal_argument,
+    check_seed,
     journal_path,
     load_settings,
     output_path,
 )
+from gammaride.errors import JournalError
 from gammaride.journal import Journal
 
 
@@ -60,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="publish even without out-of-sample support (not advised)",
     )
+    parser.add_argument(
+        "--objective",
+        choices=("atr", "usd"),
+        default="atr",
+        help="atr: outcome on the underlying in ATRs (default); usd: net option P&L per "
+        "contract, from trades with option prices (the others are left out and counted)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--config", default=None, metavar="TOML", help="settings file")
     parser.add_argument(
@@ -69,8 +81,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
+    check_seed(args.seed)
     edges = parse_edges(args.edges)
-    with Journal(journal_path(args), read_only=True) as journal:
+    path = journal_path(args)
+    if not path.exists():
+        raise JournalError(
+            f"journal {path} does not exist; run 'gammaride replay' or 'gammaride scan' "
+            "first, or pass --journal PATH"
+        )
+    with Journal(path) as journal:  # writable: every calibrate run is journaled as a look
         result = calibrate(
             journal,
             settings,
@@ -78,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
             min_bucket_trades=args.min_bucket_trades,
             edges=edges,
             force=args.force,
-            out=output_path(args.out, "calibration.json"),
+            out=output_path(args.out, FILE_NAME),
             seed=args.seed,
+            objective=args.objective,
         )
     if args.json:
         print(json.dumps({**result.document, "path": str(result.path)}, indent=2))
@@ -102,7 +122,8 @@ def format_result(result: CalibrationResult, journal: str | Path) -> str:
     lines = [
         f"Calibration of {journal}: {result.n_trades} closed trades{dropped}, "
         f"ATR edges ${edges} ({result.edges_source})",
-        "Outcomes in ATRs per trade; out of sample = each trade scored by a fit on earlier trades.",
+        f"Outcomes in {_UNIT[result.objective]}; out of sample = each session scored by a fit "
+        "on earlier sessions; 95% intervals are for one look.",
         "",
         f"{'bucket':<7}{'ATR range':>16}{'n':>6}  {'Phase 1':>8}  {'Phase 2':>8}"
         f"{'OOS n':>7}{'OOS P1':>9}{'OOS P2':>9}{'gain':>9}  95% interval",
@@ -118,9 +139,17 @@ def format_result(result: CalibrationResult, journal: str | Path) -> str:
     lines.append(
         f"{'all':<7}{'':>16}{result.n_trades:>6}  {'':>8}  {'':>8}{result.oos_n:>7}"
         f"{_num(result.oos_phase1):>9}{_num(result.oos_phase2):>9}{_num(result.oos_improvement):>9}"
-        f"  {_interval(result.ci_low, result.ci_high)}"
+        f"  {_interval(result.boot_low, result.boot_high)}"
     )
-    lines += ["", result.verdict]
+    if result.can_test:
+        anytime = (
+            f"{_interval(result.ci_low, result.ci_high)} at {1 - result.level:.1%}, look "
+            f"{result.look.look}, test chain {result.look.chain} (what publishing reads; valid "
+            "however often calibrate is rerun)"
+        )
+    else:
+        anytime = "cannot test yet (see below)"
+    lines += ["", f"Anytime-valid interval: {anytime}", "", result.verdict]
     if result.forced:
         banner = "!" * 78
         lines = [
@@ -133,6 +162,9 @@ def format_result(result: CalibrationResult, journal: str | Path) -> str:
     where = "Published to" if result.published else "Written (not published) to"
     lines.append(f"{where} {result.path}")
     return "\n".join(lines)
+
+
+_UNIT = {"atr": "ATRs per trade", "usd": "net dollars per contract"}
 
 
 def _range(lo: float | None, hi: float | None) -> str:

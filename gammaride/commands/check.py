@@ -18,10 +18,15 @@ from gammaride.errors import GammarideError
 if TYPE_CHECKING:
     from gammaride.scanner.blocks import Connection
 
+# the built-in offline server's market time for a check: a session with fresh bars, inside
+# the AM hedging window, so every line of a healthy setup is a check mark
+CHECK_START = "2013-10-07 10:05"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_true", help="check against the built-in offline server")
-    parser.add_argument("--start", default=None, help="offline market time (ET)")
+    parser.add_argument("--start", default=None,
+                        help=f"offline market time (ET; default {CHECK_START}, inside the AM window)")
     parser.add_argument("--url", default=None, help="an offline server started with 'gammaride serve' on this machine (loopback only)")
     parser.add_argument("--live", action="store_true", help="check the live account instead of paper")
     add_journal_argument(parser)
@@ -101,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         if keys is None:
             print("✗ keys set and real: no ALPACA_API_KEY/ALPACA_SECRET_KEY (checking the offline server instead)")
     conn = connect(keys, settings=settings, offline=args.offline or keys is None, live=args.live,
-                   url=args.url, start=args.start, speed=0)
+                   url=args.url, start=args.start or CHECK_START, speed=0)
     with conn:
         _, message = load_policy(calibration_path(args, journal_path(args)), settings)
         lines = checklist(conn, settings, message)

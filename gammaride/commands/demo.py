@@ -3,12 +3,15 @@
 1. A short scanner session against the built-in offline Alpaca (real SPY bars of
    2013-10-07, simulated clock), printing the real scan lines and trading its signal.
 2. A replay of the seven bundled real SPY sessions through the same rules.
-3. Calibration of Phase 2 exits from that journal (the sample is below the 50 trades
+3. A priced replay of history: the offline server's simulated SPY history is fetched
+   through alpaca-py into the history cache (as 'gammaride fetch' does from Alpaca) and
+   replayed with every trade priced from its option's own minute bars, net of costs.
+4. Calibration of Phase 2 exits from that journal (the sample is below the 50 trades
    calibration needs: the demo lowers the bar, and says so).
-4. The HTML win-rate report, written to disk.
+5. The HTML win-rate report, written to disk.
 
 Everything goes to one folder (default ./gammaride-demo). A rerun replaces the demo's own
-files there (journal, calibration, report) and touches nothing else.
+files there (journal, calibration, report), reuses its history cache and touches nothing else.
 
 Example: gammaride demo --out gammaride-demo
 """
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     with Journal(journal_path) as journal:
         _offline_scan(journal, settings, args.scans)
         _replay(journal, settings)
+        _priced_replay(journal, settings, out)
         _calibrate(journal, settings, out)
         report = _report(journal, out)
     print(f"\nDone in {time.perf_counter() - started:.0f} s.")
@@ -90,16 +94,47 @@ def _replay(journal: Journal, settings: Settings) -> None:
     s = result.summary()
     print(f"{s['bars']:,} scans, {s['in_window']:,} in a hedging window, {s['signals']} signals, "
           f"{s['trades']} trades")
-    if s["trades"]:
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["exit_reasons"].items()))
-        print(f"win rate {s['win_rate']:.1%}, average {s['avg_r']:+.2f} R; exits: {reasons}\n")
+    from gammaride.commands.replay import pnl_lines
+
+    print(pnl_lines(s, settings))
+    print()
+
+
+# Simulated history: daily bars every session (the IV proxy's year of lookback), minute
+# bars every 5th session so the demo stays quick.
+HISTORY = {"start": "2023-01-03", "end": "2024-04-30", "every": 5}
+PRICED_SPAN = ("2024-02-01", "2024-04-30")
+
+
+def _priced_replay(journal: Journal, settings: Settings, out: Path) -> None:
+    from gammaride.commands.replay import pnl_lines
+    from gammaride.data import BarCache, Fetcher
+    from gammaride.data.history import load_history
+    from gammaride.sim.pricing import CachedOptionBars, OptionPricer
+    from gammaride.sim.server import OfflineAlpaca
+    from gammaride.sim.server.history import History
+
+    start, end = PRICED_SPAN
+    _heading(f"3. Priced replay: SPY history {start} .. {end} from the offline server, option bars included")
+    with OfflineAlpaca(start="2026-11-30 12:00", speed=0, history=History(**HISTORY)) as srv:
+        fetcher = Fetcher(BarCache(out / "history"), srv.key_id, srv.secret_key, url=srv.url, quiet=True)
+        history = load_history(fetcher, settings.symbol, start, end)
+        pricer = OptionPricer(CachedOptionBars(fetcher.cache, fetcher), history.daily)
+        _, result = run_replay(journal, history.bars, settings, iv=IVChoice("proxy", daily=history.daily),
+                               source="demo: offline server history", pricer=pricer)
+    s = result.summary()
+    print(f"{len(history.bars):,} minute bars ({len(set(history.bars.index.date))} sessions), "
+          f"{s['trades']} trades, {fetcher.stats.requests} requests to the server "
+          f"(cache {fetcher.cache.root})")
+    print(pnl_lines(s, settings))
+    print()
 
 
 def _calibrate(journal: Journal, settings: Settings, out: Path) -> None:
     from gammaride.calibration import calibrate
     from gammaride.commands.calibrate import format_result
 
-    _heading("3. Calibration of Phase 2 exits")
+    _heading("4. Calibration of Phase 2 exits")
     n = len(journal.trades(closed_only=True))
     print(BANNER)
     print(f"The demo journal holds {n} closed trades; calibration needs 50. The demo lowers")
@@ -117,7 +152,7 @@ def _calibrate(journal: Journal, settings: Settings, out: Path) -> None:
 def _report(journal: Journal, out: Path) -> Path:
     from gammaride.reports import ReportFilters, headline_text, write_report
 
-    _heading("4. Report")
+    _heading("5. Report")
     path, data = write_report(
         journal, out / "report.html", ReportFilters(calibration=out / "calibration.json")
     )

@@ -6,10 +6,21 @@ the eqker CSV layout (a 'datetime' column of bar ends, newest first). With no BA
 bundled sample (seven real SPY sessions) is replayed. The run is written atomically:
 a bad file or any error leaves the journal as it was.
 
-IV gate: by default a realized-volatility proxy from daily bars (bundled SPY history);
---iv-percentile X uses a constant, --iv-gate off switches the gate off.
+--alpaca SYMBOL --start DATE --end DATE replays Alpaca's history instead: bars come from
+the history cache (see 'gammaride fetch'; what it lacks is fetched first, so cached
+history replays offline), and every trade from February 2024 on is priced from the
+option contract the scanner would have bought (its own 1-minute bars, fetched and cached).
+
+IV gate: by default a realized-volatility proxy from daily bars (bundled SPY history, or
+the cached daily bars with --alpaca); --iv-percentile X uses a constant, --iv-gate off
+switches the gate off. Dollar P&L is net of fees, spread and slippage (gammaride.costs).
+
+Replaying sessions the journal already holds says so: each trade still counts once (the
+latest run's); --replace supersedes the earlier runs' trades for these sessions, so a
+trade the new rules no longer take stops counting.
 
 Example: gammaride replay data/SPY_2024-03-01.csv --journal my.duckdb --iv-percentile 0.45
+Example: gammaride replay --alpaca SPY --start 2024-02-01 --end 2024-12-31
 """
 
 from __future__ import annotations
@@ -27,7 +38,9 @@ from gammaride.commands._common import (
     load_settings,
     open_journal,
 )
+from gammaride.commands.fetch import add_cache_arguments, make_fetcher
 from gammaride.errors import ConfigError
+from gammaride.scanner.gamma import REPLAY_REASON
 from gammaride.sim.data import load_bars, load_daily, sample_paths
 from gammaride.sim.replay import IVChoice, run_replay
 from gammaride.text import signed_usd
@@ -50,8 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibration file (default: calibration.json next to the journal)")
     parser.add_argument("--config", default=None, metavar="TOML", help="settings file")
     parser.add_argument("--debug", action="store_true", help="debug volume threshold (1.5x)")
+    parser.add_argument("--replace", action="store_true",
+                        help="supersede the trades earlier replays journaled for these sessions")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    history = parser.add_argument_group("Alpaca history (instead of BARS)")
+    history.add_argument("--alpaca", default=None, metavar="SYMBOL",
+                         help="replay SYMBOL's Alpaca history from the cache, fetching what it lacks")
+    history.add_argument("--start", default=None, metavar="DATE", help="first date of --alpaca")
+    history.add_argument("--end", default=None, metavar="DATE", help="last date of --alpaca")
+    add_cache_arguments(history)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,40 +88,105 @@ def run(args: argparse.Namespace) -> int:
     else:
         iv = IVChoice("proxy", daily=load_daily(args.daily) if args.daily else None)
 
-    paths = [Path(p) for p in args.bars] or sample_paths()
+    pricer = None
     show = not args.quiet and not args.json and sys.stderr.isatty()
-    steps = tqdm(total=3, desc="replay", disable=not show, unit="step", leave=False)
-    steps.set_postfix_str(f"loading {len(paths)} file(s)")
-    bars = load_bars(paths, label=args.label)
-    steps.update()
+    if args.alpaca:
+        if args.bars or not (args.start and args.end):
+            raise ConfigError("--alpaca takes --start DATE and --end DATE and no BARS files; "
+                              "e.g. gammaride replay --alpaca SPY --start 2024-02-01 --end 2024-12-31")
+        from gammaride.data.history import load_history
+        from gammaride.sim.pricing import CachedOptionBars, OptionPricer
+
+        settings = settings.replace(symbol=args.alpaca.upper())
+        fetcher = make_fetcher(args)
+        fetcher.quiet = args.quiet or args.json
+        history = load_history(fetcher, settings.symbol, args.start, args.end)
+        bars = history.bars
+        if iv.mode == "proxy" and not args.daily:
+            iv = IVChoice("proxy", daily=history.daily)
+        pricer = OptionPricer(CachedOptionBars(fetcher.cache, fetcher), history.daily)
+        source = f"Alpaca {settings.symbol} {args.start} .. {args.end} ({fetcher.feed}, cache {fetcher.cache.root})"
+        steps = tqdm(total=3, desc="replay", disable=not show, unit="step", leave=False)
+        steps.update()
+    else:
+        paths = [Path(p) for p in args.bars] or sample_paths()
+        steps = tqdm(total=3, desc="replay", disable=not show, unit="step", leave=False)
+        steps.set_postfix_str(f"loading {len(paths)} file(s)")
+        bars = load_bars(paths, label=args.label)
+        source = ", ".join(p.name for p in paths) if args.bars else "bundled sample"
+        steps.update()
 
     with open_journal(args) as journal:
         policy, message = load_policy(calibration_path(args, journal.path), settings)
         steps.set_postfix_str("rules + journal")
         steps.update()
-        source = ", ".join(p.name for p in paths) if args.bars else "bundled sample"
-        run_id, result = run_replay(journal, bars, settings, policy, iv, source=source)
+        days = sorted(set(bars.index.date))
+        earlier = journal.replayed_runs(settings.symbol, days)
+        with journal.transaction():  # the run and what it supersedes, together or not at all
+            run_id, result = run_replay(journal, bars, settings, policy, iv, source=source, pricer=pricer)
+            replaced = journal.supersede(run_id, settings.symbol, days) if args.replace else []
         steps.update()
         steps.close()
-        summary = {"run_id": run_id, "journal": journal.path, **result.summary()}
+        summary = {"run_id": run_id, "journal": journal.path, **result.summary(),
+                   "earlier_runs": [int(r) for r in earlier["run_id"]], "replaced_runs": replaced}
+        if pricer is not None:
+            summary["requests"] = fetcher.stats.requests
     if args.json:
         import json
 
         print(json.dumps(summary, indent=2, default=str))
         return 0
     print(message)
+    print(f"Dealer gamma: not measured ({REPLAY_REASON}); the gamma columns stay empty"
+          + (f" and gamma_gate {settings.gamma_gate} is not applied" if settings.gamma_gate != "off" else ""))
     sessions = len(set(bars.index.date))
     print(f"Replayed {len(bars):,} bars ({sessions} sessions) from {source} into {summary['journal']} (run {run_id})")
     print(
         f"  scans {summary['bars']:,} | in window {summary['in_window']:,} | "
         f"signals {summary['signals']:,} | trades {summary['trades']:,}"
     )
+    print(pnl_lines(summary, settings))
+    if pricer is not None:
+        sent = summary["requests"]
+        print(f"  history: {sent} request(s) sent" if sent else "  history: all from the cache, no request sent")
+    if len(earlier):
+        print(_overlap_line(earlier, replaced))
+    return 0
+
+
+def pnl_lines(summary: dict, settings) -> str:
+    """The replay's result in words: trades, net and gross P&L with their sources, costs,
+    outlier prints. Shared by replay and the demo."""
+    lines = []
     if summary["trades"]:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary["exit_reasons"].items()))
-        print(
-            f"  win rate {summary['win_rate']:.1%} | avg R {summary['avg_r']:+.2f} | "
-            f"P&L {signed_usd(summary['pnl_usd'])} (delta-{settings.replay_delta:g} estimate) | exits: {reasons}"
+        sources = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(summary["pnl_sources"].items()))
+        lines.append(
+            f"  win rate {summary['win_rate']:.1%} | avg R {summary['avg_r']:+.2f} | exits: {reasons}"
         )
+        lines.append(
+            f"  P&L net {signed_usd(summary['pnl_usd'])} (gross {signed_usd(summary['gross_pnl_usd'])}, "
+            f"costs {signed_usd(-summary['costs_usd'])}) | priced by: {sources}"
+            + (f" (delta {settings.replay_delta:g})" if "delta_estimate" in summary["pnl_sources"] else "")
+        )
+        lines.append(f"  costs: {summary['costs']}")
     else:
-        print("  no trades: see the skip reasons with 'gammaride journal'")
-    return 0
+        lines.append("  no trades: see the skip reasons with 'gammaride journal'")
+    lines.append(
+        f"  outlier prints: {summary['outlier_prints']} bar(s) with a high or low over "
+        f"{settings.outlier_atr:g} ATRs beyond their body and neighbours, kept out of TP/SL tests"
+    )
+    return "\n".join(lines)
+
+
+def _overlap_line(earlier, replaced: list[int]) -> str:
+    runs = ", ".join(
+        f"run {r.run_id} ({r.trades} trades, {r.first} to {r.last})" for r in earlier.itertuples()
+    )
+    if replaced:
+        return f"  superseded the trades of {runs}: each trade counts once, from this run"
+    return (
+        f"  these sessions were already replayed in {runs}. The same trade counts once "
+        "(the latest run's); to drop the earlier runs' trades for these sessions, "
+        "replay again with --replace"
+    )

@@ -1,7 +1,10 @@
-"""Write the HTML win-rate report: headline with intervals, equity curve, breakdowns by
-ATR bucket, window, direction, IV band and weekday, exit reasons, the gate funnel with
-the top skip reasons, the calibration panel, the latest trades and errors. One
-self-contained file: no remote assets, opens offline, readable on a phone.
+"""Write the HTML win-rate report. The headline is about paper and live fills; replay
+and offline runs are a separate backtest, never added to them. Each trade counts once;
+every dollar is net of costs with gross beside it and says whether it was measured
+(fills) or estimated; every rate has its 95% interval, and a power line says how many
+trades it would take to know. Then the equity curve by session, breakdowns, exit
+reasons, the gate funnel, data-quality marks, calibration, the latest trades, errors
+and runs. One self-contained file: no remote assets, opens offline, readable on a phone.
 
 Example: gammaride report --journal j.duckdb --out report.html --since 2026-01-05 --source paper
 """
@@ -57,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_plain({"path": str(out), "period": data["period"],
                                  "headline": data["headline"],
+                                 "backtest": data["backtest"]["summary"],
+                                 "power": {"fills": data["fills"]["power"],
+                                           "backtest": data["backtest"]["power"]},
+                                 "quality": data["quality"],
                                  "funnel": {s["key"]: s["n"] for s in data["funnel"]["stages"]}}),
                          indent=2))
     else:
@@ -71,6 +78,8 @@ def _plain(value: Any) -> Any:
     """NaN and infinity as null: JSON has neither."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -16,11 +16,12 @@ import sys
 from gammaride.commands._common import (
     add_journal_argument,
     calibration_path,
+    check_speed,
     journal_path,
     load_policy,
 )
 from gammaride.config import Settings
-from gammaride.errors import ConfigError
+from gammaride.errors import BrokerError, ConfigError, JournalError
 from gammaride.journal import Journal
 
 
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.debug:
         overrides["debug"] = True
     settings = Settings.load(args.config, **overrides)
+    check_speed(args.speed)
     if args.iv_percentile is not None and not 0 <= args.iv_percentile <= 1:
         raise ConfigError(f"--iv-percentile {args.iv_percentile} is not in [0, 1]; pass e.g. 0.45")
     if args.live:
@@ -79,18 +81,23 @@ def run(args: argparse.Namespace) -> int:
         from gammaride.sim.data import load_bars
 
         bars = load_bars(args.bars)
-    conn = connect(settings=settings, offline=args.offline, live=args.live, url=args.url,
-                   speed=args.speed, start=args.start, bars=bars, faults=args.faults)
+    path = journal_path(args)
+    # shared: the scan holds the file only while it writes, so report, journal and calibrate
+    # can read it meanwhile; a journal that cannot open is refused before any server or banner
+    journal = Journal(path, shared=True)
+    try:
+        conn = connect(settings=settings, offline=args.offline, live=args.live, url=args.url,
+                       speed=args.speed, start=args.start, bars=bars, faults=args.faults)
+    except BaseException:
+        journal.close()
+        raise
     with conn:
         for note in conn.notes:
             print("=" * len(note))
             print(note)
             print("=" * len(note))
-        path = journal_path(args)
         policy, message = load_policy(calibration_path(args, path), settings)
-        # shared: the scan holds the file only while it writes, so report/journal/calibrate
-        # can read it meanwhile
-        with Journal(path, shared=True) as journal:
+        with journal:
             scanner = conn.scanner(
                 journal, policy=policy, policy_message=message, dry_run=args.dry_run,
                 iv_percentile=args.iv_percentile, backstop=not args.no_backstop,
@@ -99,4 +106,10 @@ def run(args: argparse.Namespace) -> int:
             scanner.start()
             print(f"Journal: {path}")
             scanner.run(settings.scans)
+    if scanner.journal_failure:
+        raise JournalError(f"run {scanner.run_id} failed: {scanner.failure}; free the journal's disk or "
+                           "pass another --journal PATH, then run again")
+    if scanner.failure:
+        raise BrokerError(f"run {scanner.run_id} failed: {scanner.failure}; run 'gammaride check' to see "
+                          "what the broker answers")
     return 0

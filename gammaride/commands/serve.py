@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gammaride.commands._common import check_seed, check_speed
 from gammaride.errors import ConfigError
 
 
@@ -46,10 +47,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="option quotes stamped this many seconds old")
     parser.add_argument("--indicative-skew", type=float, default=0.0, metavar="DOLLARS",
                         help="indicative quotes this far inside the market that fills, each side")
+    parser.add_argument("--no-liquidation", action="store_true",
+                        help="do not liquidate expiring options before the close (they are then "
+                             "exercised or expire), as on a day Alpaca does not")
+    parser.add_argument("--history", default=None, metavar="START..END",
+                        help="serve a simulated SPY history of those dates to 'gammaride fetch --url' "
+                             "(stock and option bars; start the clock after END, e.g. --start '2026-11-30 12:00')")
+    parser.add_argument("--history-every", type=int, default=1, metavar="N",
+                        help="minute bars on every N-th session of --history only (daily bars on all)")
+
+
+def network_warning(host: str) -> str | None:
+    """A warning when ``--host`` is not loopback: anyone who reaches this machine can trade
+    on the server and read what it is fed."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (f"warning: --host {host} makes the offline server reachable from the network, not only "
+            "from this machine; use --host 127.0.0.1 unless that is what you want")
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from gammaride.sim.server import OfflineAlpaca
+
+    warning = network_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    check_speed(args.speed)
+    check_seed(args.seed)
 
     bars = None
     if args.bars:
@@ -57,13 +89,22 @@ def run(args: argparse.Namespace) -> int:
 
         bars = load_bars(args.bars)
     iv = _read_iv(args.iv)
+    history = None
+    if args.history:
+        from gammaride.sim.server.history import History
+
+        first, sep, last = args.history.partition("..")
+        if not sep:
+            raise ConfigError(f"--history {args.history!r}: write START..END, e.g. 2023-01-03..2024-12-31")
+        history = History(symbol=args.symbol, start=first, end=last, every=args.history_every)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a TCP port; give 0..65535")
     try:
         srv = OfflineAlpaca(
             bars=bars, start=args.start, speed=args.speed, iv=iv, faults=args.faults,
             seed=args.seed, port=args.port, equity=args.equity, symbol=args.symbol, host=args.host,
-            option_stops=not args.no_option_stops, subscription=args.subscription,
+            option_stops=not args.no_option_stops, liquidation=not args.no_liquidation,
+            history=history, subscription=args.subscription,
             missing_iv=args.missing_iv, one_sided=args.one_sided, quote_age_seconds=args.quote_age,
             indicative_skew=args.indicative_skew,
         )
@@ -74,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  APCA-API-SECRET-KEY: {srv.secret_key}", flush=True)
     print(f"  market time {srv.now():%Y-%m-%d %H:%M:%S %Z}, speed {args.speed:g}x, "
           f"{len(srv.tape)} bars of {srv.tape.symbol}; Ctrl-C stops", flush=True)
+    if history is not None:
+        print(f"  history: {history.dates[0]} .. {history.dates[-1]} ({len(history.dates)} sessions) for "
+              f"gammaride fetch/replay --alpaca --url {srv.url}", flush=True)
     try:
         srv.serve_forever()
     except KeyboardInterrupt:

@@ -288,20 +288,26 @@ def m007_calibrations(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
         CREATE TABLE calibrations (
-            calibration_id BIGINT PRIMARY KEY,
-            run_at         TIMESTAMPTZ NOT NULL,
-            look           INTEGER NOT NULL,         -- 1 = first look at this journal
-            trades         INTEGER,
-            sessions       INTEGER,
-            objective      VARCHAR,                  -- atr | usd
-            statistic      DOUBLE,                   -- mean out-of-sample improvement per trade
-            ci_low         DOUBLE,
-            ci_high        DOUBLE,
-            alpha_spent    DOUBLE,
-            verdict        VARCHAR,
-            published      BOOLEAN NOT NULL,
-            out_path       VARCHAR,
-            detail_json    VARCHAR
+            calibration_id  BIGINT PRIMARY KEY,
+            run_at          TIMESTAMPTZ NOT NULL,
+            look            INTEGER NOT NULL,        -- 1 = first look at this journal
+            symbol          VARCHAR,
+            objective       VARCHAR,                 -- atr | usd
+            trades          INTEGER,                 -- closed trades calibrated on
+            scored_trades   INTEGER,                 -- of those, scored out of sample
+            sessions        INTEGER,                 -- scored sessions
+            statistic       DOUBLE,                  -- mean out-of-sample improvement per trade
+            ci_low          DOUBLE,                  -- anytime-valid interval of the statistic
+            ci_high         DOUBLE,
+            alpha_spent     DOUBLE,                  -- level of this look's chain; NULL: no test
+            chain           INTEGER,                 -- looks whose sequences extend one another
+            sequence_key    VARCHAR,                 -- objective and settings of the sequence
+            sequence_digest VARCHAR,                 -- digest of the scored sequence
+            verdict         VARCHAR,
+            published       BOOLEAN NOT NULL,
+            forced          BOOLEAN,
+            out_path        VARCHAR,
+            detail_json     VARCHAR
         )
         """
     )

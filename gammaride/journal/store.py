@@ -21,7 +21,8 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +31,55 @@ import numpy as np
 import pandas as pd
 
 from gammaride.errors import JournalError, JournalVersionError
+from gammaride.journal.identity import KINDS, count_once, quality
 from gammaride.journal.schema import (
     MIGRATIONS,
+    OPTION_PATH_COLUMNS,
     PATH_COLUMNS,
     SCAN_COLUMNS,
     SCHEMA_VERSION,
     TRADE_COLUMNS,
 )
 
-# A run made with --dry-run (orders simulated, nothing sent) carries "dry_run": true in its
-# settings_json; older runs without the flag were real. SQL over ``runs r``.
-DRY_RUN_SQL = "coalesce(TRY_CAST(json_extract(r.settings_json, '$.dry_run') AS BOOLEAN), false)"
+# A run made with --dry-run (orders simulated, nothing sent): the ``runs.dry_run`` column
+# (m003, backfilled from settings_json). SQL over ``runs r``.
+DRY_RUN_SQL = "coalesce(r.dry_run, false)"
 DEFAULT_JOURNAL = "gammaride.duckdb"
 ENV_JOURNAL = "GAMMARIDE_JOURNAL"
 ET = "America/New_York"
+
+
+@lru_cache(maxsize=1)
+def _expected_schema() -> frozenset[tuple[str, str]]:
+    """(table, column) of every table the migrations create, from a fresh in-memory journal."""
+    con = duckdb.connect(":memory:")
+    try:
+        for _, fn in MIGRATIONS:
+            fn(con)
+        return frozenset(_columns(con))
+    finally:
+        con.close()
+
+
+def _columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    return con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
+    ).fetchall()
+
+
+def _check_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """A journal missing a table or column its migrations made (dropped by hand, a damaged
+    file) is refused on open, before any command reads or writes half of it."""
+    missing = sorted(_expected_schema() - set(_columns(con)))
+    if missing:
+        tables = {t for t, _ in _columns(con)}
+        gone = sorted({t for t, _ in missing if t not in tables})
+        what = (f"table(s) {', '.join(gone)}" if gone else
+                "column(s) " + ", ".join(f"{t}.{c}" for t, c in missing[:5]))
+        raise JournalError(
+            f"journal {path} is damaged: {what} missing; restore it from a copy, or pass another "
+            "--journal PATH (a new file starts a new journal)"
+        )
 
 
 def default_journal_path() -> Path:
@@ -82,8 +118,16 @@ class Journal:
                 f"journal {self.path} does not exist; run 'gammaride replay' or 'gammaride scan' "
                 "first, or pass --journal PATH"
             )
+        if not self.path.strip():
+            raise JournalError("the journal path is empty; give a file such as gammaride.duckdb")
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise JournalError(
+                    f"cannot create the folder of journal {self.path} ({exc.strerror}: "
+                    f"{exc.filename}); pass a --journal PATH in a folder you can write"
+                ) from None
         self._depth = 0
         self._holds = 0
         # shared: hold the file only while writing (a running scanner); readers may open it between
@@ -96,19 +140,35 @@ class Journal:
             self._snapshot()
             return
         self._connect(read_only)
-        with self._held():  # every migration under one hold: no reader between two of them
-            self._migrate(read_only)
+        self._checked(lambda: self._migrate(read_only))
+
+    def _checked(self, migrate) -> None:
+        """Migrate and check the schema under one hold (no reader between two migrations);
+        a failure lets go of the file and says what to do."""
+        try:
+            with self._held():
+                migrate()
+                _check_schema(self.con, self.path)
+        except duckdb.Error as exc:
+            self._release()
+            raise JournalError(
+                f"journal {self.path} cannot be read or upgraded ({' '.join(str(exc).split())[:300]}); "
+                "check the disk has space, or restore the file from a copy"
+            ) from None
+        except JournalError:
+            self._release()
+            raise
 
     def _snapshot(self) -> None:
         """Copy the file into an in-memory database and let go of the file: a reader never
         keeps a running scanner from writing. An older journal is upgraded first."""
         self._connect(True)
         pending = self._pending()
-        self.con.close()
+        self._release()
         if pending:  # an older journal: upgrade it once with a short writing open
             self._connect(False)
-            self._migrate(False)
-            self.con.close()
+            self._checked(lambda: self._migrate(False))
+            self._release()
         mem = duckdb.connect(":memory:")
         quoted = self.path.replace("'", "''")
         self._retry(lambda: mem.execute(f"ATTACH '{quoted}' AS src (READ_ONLY)"))
@@ -118,7 +178,7 @@ class Journal:
             mem.execute("DETACH src")
         mem.execute(f"SET TimeZone='{ET}'")
         self._con = mem
-        self._migrate(True)
+        self._checked(lambda: self._migrate(True))
 
     @contextmanager
     def _held(self) -> Iterator[None]:
@@ -268,14 +328,16 @@ class Journal:
             raise ValueError(f"run mode {mode!r} is not replay, offline, paper or live")
         from gammaride import __version__
 
+        dry_run = bool(dict(settings or {}).get("dry_run", False))  # also a column since m003
         with self.transaction():
             run_id = int(self.con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0])
             self.con.execute(
                 "INSERT INTO runs (run_id, mode, symbol, instrument, status, started_at, source, phase, "
-                "exit_policy, iv_source, settings_json, version) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                "exit_policy, iv_source, settings_json, version, dry_run) "
+                "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     run_id, mode, symbol, instrument, started_at or _now(), source, phase,
-                    exit_policy, iv_source, json.dumps(dict(settings or {}), default=str), __version__,
+                    exit_policy, iv_source, json.dumps(dict(settings or {}), default=str), __version__, dry_run,
                 ],
             )
         return run_id
@@ -317,8 +379,16 @@ class Journal:
         self._insert_frame("trade_paths", paths, PATH_COLUMNS)
 
     @_holding
+    def write_option_paths(self, paths: pd.DataFrame) -> None:
+        """The option's own minute bars around each trade (replay priced from history)."""
+        self._insert_frame("option_paths", paths, OPTION_PATH_COLUMNS)
+
+    @_holding
     def next_trade_id(self) -> int:
-        return int(self.con.execute("SELECT coalesce(max(trade_id), 0) + 1 FROM trades").fetchone()[0])
+        """A trade id no trade and no journaled order intent uses yet."""
+        return int(self.con.execute(
+            "SELECT greatest((SELECT coalesce(max(trade_id), 0) FROM trades), "
+            "(SELECT coalesce(max(trade_id), 0) FROM order_intents)) + 1").fetchone()[0])
 
     # single-row writes (live scanner) -------------------------------------------
     @_holding
@@ -411,9 +481,14 @@ class Journal:
 
     @_holding
     def trades(
-        self, closed_only: bool = True, mode: str | None = None, dry_runs: bool = False
+        self, closed_only: bool = True, mode: str | None = None, dry_runs: bool = False,
+        once: str = "trade",
     ) -> pd.DataFrame:
-        """Trades with their run's mode; trades of --dry-run runs only when asked."""
+        """Trades with their run's mode and identity (see :mod:`gammaride.journal.identity`),
+        each trade once: ``once="trade"`` one row per identity (the default; a fill and a
+        simulation of the same minute are two trades), ``"minute"`` one row per market
+        minute (the fill preferred), ``"none"`` every row, superseded ones included.
+        Trades of --dry-run runs only when asked."""
         sql = "SELECT t.*, r.mode FROM trades t JOIN runs r USING (run_id) WHERE 1=1"
         params: list[Any] = []
         if not dry_runs:
@@ -423,7 +498,50 @@ class Journal:
         if mode and mode != "all":
             sql += " AND r.mode = ?"
             params.append(mode)
-        return self.query(sql + " ORDER BY t.entry_time, t.trade_id", params)
+        frame = self.query(sql + " ORDER BY t.entry_time, t.trade_id", params)
+        return count_once(frame, once).reset_index(drop=True)
+
+    @_holding
+    def replayed_runs(self, symbol: str, sessions: list[date]) -> pd.DataFrame:
+        """Earlier replay runs of ``symbol`` with trades still counted in ``sessions``:
+        run_id, first and last session, trades."""
+        frame = pd.DataFrame({"session": pd.to_datetime(pd.Series(sessions, dtype=object)).dt.date})
+        self.con.register("_sessions", frame)
+        try:
+            return self.query(
+                "SELECT t.run_id, strftime(min(t.entry_time), '%Y-%m-%d') AS first, "
+                "strftime(max(t.entry_time), '%Y-%m-%d') AS last, count(*) AS trades "
+                "FROM trades t JOIN runs r USING (run_id) "
+                "WHERE r.mode = 'replay' AND t.symbol = ? AND t.superseded_by IS NULL "
+                "AND CAST(t.entry_time AS DATE) IN (SELECT session FROM _sessions) "
+                "GROUP BY t.run_id ORDER BY t.run_id",
+                [symbol],
+            )
+        finally:
+            self.con.unregister("_sessions")
+
+    @_holding
+    def supersede(self, run_id: int, symbol: str, sessions: list[date]) -> list[int]:
+        """Mark earlier replay runs' trades of ``symbol`` in ``sessions`` as superseded by
+        replay run ``run_id``; record the runs replaced. Returns their run ids."""
+        earlier = self.replayed_runs(symbol, sessions)
+        runs = [int(r) for r in earlier["run_id"] if int(r) != run_id]
+        if not runs:
+            return []
+        days = sorted({pd.Timestamp(d).date() for d in sessions})
+        with self.transaction():
+            marks = ", ".join("?" for _ in runs)
+            day_marks = ", ".join("?" for _ in days)
+            self.con.execute(
+                f"UPDATE trades SET superseded_by = ? WHERE run_id IN ({marks}) AND symbol = ? "
+                f"AND superseded_by IS NULL AND CAST(entry_time AS DATE) IN ({day_marks})",
+                [run_id, *runs, symbol, *days],
+            )
+            self.con.execute(
+                "UPDATE runs SET replaces_runs = ? WHERE run_id = ?",
+                [",".join(str(r) for r in runs), run_id],
+            )
+        return runs
 
     @_holding
     def trade_paths(self, trade_ids: list[int] | None = None) -> pd.DataFrame:
@@ -452,17 +570,21 @@ class Journal:
 
     @_holding
     def summary(self) -> dict[str, Any]:
-        """What the journal holds: runs, scans, signals, trades, win rate, by mode."""
+        """What the journal holds: runs by mode, scans, signals, and trades counted once,
+        fills (paper, live) apart from simulations (replay, offline); dry runs left out."""
         runs = self.query("SELECT mode, count(*) AS n FROM runs GROUP BY mode ORDER BY mode")
         scans = self.con.execute(
             "SELECT count(*), count(*) FILTER (WHERE in_window), count(*) FILTER (WHERE signal) FROM scans"
         ).fetchone()
-        trades = self.con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE pnl_usd > 0), coalesce(sum(pnl_usd), 0), "
-            "avg(r_multiple), count(*) FILTER (WHERE status = 'open') FROM trades"
-        ).fetchone()
         span = self.con.execute("SELECT min(decision_time), max(decision_time) FROM scans").fetchone()
-        closed = trades[0] - trades[4]
+        counted = self.trades(closed_only=False)
+        closed = counted[counted["status"] == "closed"]
+        dry = self.con.execute(
+            f"SELECT count(*) FROM trades t JOIN runs r USING (run_id) WHERE {DRY_RUN_SQL}"
+        ).fetchone()[0]
+        run_errors = self.con.execute(
+            "SELECT count(DISTINCT run_id) FROM errors WHERE run_id IS NOT NULL"
+        ).fetchone()[0]
         return {
             "journal": self.path,
             "schema_version": self.schema_version,
@@ -470,17 +592,125 @@ class Journal:
             "scans": int(scans[0]),
             "in_window": int(scans[1]),
             "signals": int(scans[2]),
-            "trades": int(closed),
-            "open_trades": int(trades[4]),
-            "wins": int(trades[1]),
-            "win_rate": (trades[1] / closed) if closed else None,
-            "pnl_usd": float(trades[2]),
-            "avg_r": float(trades[3]) if trades[3] is not None else None,
+            "trades": len(closed),
+            "open_trades": int((counted["status"] != "closed").sum()),
+            "by_kind": {kind: _kind_summary(closed[closed["kind"] == kind]) for kind in KINDS},
+            **quality(self.trades(closed_only=False, once="none")),
+            "dry_run_trades": int(dry),
             "first_decision": span[0].isoformat() if span[0] is not None else None,
             "last_decision": span[1].isoformat() if span[1] is not None else None,
             "errors": int(self.con.execute("SELECT count(*) FROM errors").fetchone()[0]),
+            "runs_with_errors": int(run_errors),
         }
 
+    # order intents and the live scanner's bookkeeping ------------------------------
+    @_holding
+    def write_intent(self, row: Mapping[str, Any]) -> None:
+        """Journal an order before it is sent (state 'intended'); ``detail`` is kept as JSON.
+        A void or rejected intent (no order at the broker) of the same client id is replaced;
+        any other is a duplicate and refused by the primary key."""
+        self.con.execute("DELETE FROM order_intents WHERE client_order_id = ? AND state IN ('void', 'rejected')",
+                         [row["client_order_id"]])
+        data = {k: v for k, v in row.items() if k != "detail"}
+        data.setdefault("state", "intended")
+        data.setdefault("created_at", _now())
+        if row.get("detail") is not None:
+            data["detail_json"] = json.dumps(row["detail"], default=str)
+        self._insert_row("order_intents", data)
+
+    @_holding
+    def update_intents(self, state: str, *, client_order_id: str | None = None, trade_id: int | None = None,
+                       order_id: str | None = None, only_open: bool = False) -> None:
+        """Move one intent (by client id) or every intent of a trade to ``state``."""
+        if (client_order_id is None) == (trade_id is None):
+            raise ValueError("give client_order_id or trade_id")
+        where = "client_order_id = ?" if client_order_id is not None else "trade_id = ?"
+        if only_open:
+            where += " AND state IN ('intended', 'sent')"
+        self.con.execute(
+            f"UPDATE order_intents SET state = ?, order_id = coalesce(?, order_id), updated_at = ? WHERE {where}",
+            [state, order_id, _now(), client_order_id if client_order_id is not None else trade_id],
+        )
+
+    @_holding
+    def intents(self, mode: str, *, purpose: str | None = None, open_only: bool = False,
+                trade_id: int | None = None) -> pd.DataFrame:
+        """Order intents of real (not dry) runs of ``mode``, oldest first, ``detail`` parsed."""
+        sql = (f"SELECT i.* FROM order_intents i JOIN runs r USING (run_id) WHERE r.mode = ? AND NOT {DRY_RUN_SQL}")
+        params: list[Any] = [mode]
+        if purpose is not None:
+            sql += " AND i.purpose = ?"
+            params.append(purpose)
+        if open_only:
+            sql += " AND i.state IN ('intended', 'sent')"
+        if trade_id is not None:
+            sql += " AND i.trade_id = ?"
+            params.append(int(trade_id))
+        frame = self.query(sql + " ORDER BY i.created_at, i.client_order_id", params)
+        frame["detail"] = [json.loads(d) if isinstance(d, str) else {} for d in frame["detail_json"]]
+        return frame
+
+    @_holding
+    def knows_order(self, client_order_id: str, mode: str) -> bool:
+        """Whether a real run of ``mode`` journaled this client id (as a trade or an intent)."""
+        row = self.con.execute(
+            "SELECT (SELECT count(*) FROM trades t JOIN runs r USING (run_id) WHERE t.client_order_id = ? "
+            f"AND r.mode = ? AND NOT {DRY_RUN_SQL}) + (SELECT count(*) FROM order_intents i JOIN runs r "
+            f"USING (run_id) WHERE i.client_order_id = ? AND r.mode = ? AND NOT {DRY_RUN_SQL})",
+            [client_order_id, mode, client_order_id, mode]).fetchone()
+        return bool(row[0])
+
+    @_holding
+    def has_trade(self, client_order_id: str) -> bool:
+        """Whether a trade was journaled for this entry client id."""
+        return self.con.execute("SELECT count(*) FROM trades WHERE client_order_id = ?",
+                                [client_order_id]).fetchone()[0] > 0
+
+    @_holding
+    def open_trades(self) -> pd.DataFrame:
+        """Open trades with a client order id, of runs that were not dry, with their run's mode."""
+        return self.query(
+            "SELECT t.*, r.mode AS run_mode FROM trades t JOIN runs r USING (run_id) "
+            f"WHERE t.status = 'open' AND t.client_order_id IS NOT NULL AND NOT {DRY_RUN_SQL} ORDER BY t.trade_id")
+
+    @_holding
+    def trades_today(self, mode: str, day: Any, dry_run: bool) -> tuple[int, float]:
+        """(trades, realized P&L) entered on ``day`` by runs of ``mode`` (dry or not)."""
+        row = self.con.execute(
+            "SELECT count(*), coalesce(sum(pnl_usd), 0) FROM trades t JOIN runs r USING (run_id) "
+            f"WHERE r.mode = ? AND CAST(t.entry_time AS DATE) = ? AND {DRY_RUN_SQL} = ?",
+            [mode, day, bool(dry_run)]).fetchone()
+        return int(row[0]), float(row[1])
+
+    @_holding
+    def write_broker_event(self, row: Mapping[str, Any]) -> None:
+        """Something the broker did on its own (liquidation, exercise, expiry, shares)."""
+        self._insert_row("broker_events", {"occurred_at": _now(), **row})
+
+    @_holding
+    def latest_errors(self, limit: int = 5) -> pd.DataFrame:
+        """The newest errors first: occurred_at, run_id, scan_no, context, error_type, message."""
+        return self.query(
+            "SELECT occurred_at, run_id, scan_no, context, error_type, message FROM errors "
+            f"ORDER BY occurred_at DESC LIMIT {int(limit)}"
+        )
+
+
+def _kind_summary(closed: pd.DataFrame) -> dict[str, Any]:
+    """Closed trades of one kind: count, wins, net and gross P&L, where the prices came from."""
+    n = len(closed)
+    pnl = closed["pnl_usd"].astype(float)
+    gross = closed["gross_pnl_usd"].astype(float)
+    wins = int((pnl > 0).sum())
+    return {
+        "trades": n,
+        "wins": wins,
+        "win_rate": wins / n if n else None,
+        "pnl_usd": float(pnl.sum()) if n else 0.0,
+        "gross_pnl_usd": (float(gross.sum()) if gross.notna().all() else None) if n else 0.0,
+        "avg_r": float(closed["r_multiple"].mean()) if n else None,
+        "pnl_sources": {str(k): int(v) for k, v in closed["pnl_source"].value_counts().sort_index().items()},
+    }
 
 def _plain(value: Any) -> Any:
     """numpy scalars and NaN to what DuckDB's parameter binding takes."""

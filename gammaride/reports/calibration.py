@@ -60,16 +60,25 @@ def _active(path: Path | None, settings: Settings) -> dict[str, Any]:
             raise FileNotFoundError
         policy, line = load_exit_policy(path, settings)
         if policy.phase == 2:
-            parts = ", ".join(
-                f"{lab} {tp:g}/{sl:g}" for lab, tp, sl in zip(policy.labels, policy.tp_mults, policy.sl_mults, strict=True)
-            )
+            exits = list(zip(policy.labels, policy.tp_mults, policy.sl_mults, strict=True))
+            parts = ", ".join(f"{lab} {tp:g}/{sl:g}" for lab, tp, sl in exits)
             text = f"Phase 2 exits, TP/SL in ATRs by bucket: {parts}"
         else:
+            exits = [("Phase 1", settings.tp_mult, settings.sl_mult)]
             text = policy.describe()
-        return {"active_phase": policy.phase, "active_text": text, "active_line": line}
+        return {"active_phase": policy.phase, "active_text": text, "active_line": line,
+                "break_even": [_break_even(*e) for e in exits]}
     except Exception:  # the report shows Phase 1 rather than fail on a hostile file
         text = f"Phase 1 exits: TP {settings.tp_mult:g} ATR, SL {settings.sl_mult:g} ATR"
-        return {"active_phase": 1, "active_text": text, "active_line": text}
+        return {"active_phase": 1, "active_text": text, "active_line": text,
+                "break_even": [_break_even("Phase 1", settings.tp_mult, settings.sl_mult)]}
+
+
+def _break_even(label: str, tp: float, sl: float) -> dict[str, Any]:
+    """The win rate at which exits of ``tp`` and ``sl`` ATRs break even: a win earns
+    tp/sl R and a loss costs 1 R, so p * tp/sl = (1 - p), p = sl / (tp + sl)."""
+    tp, sl = float(tp), float(sl)
+    return {"label": str(label), "tp": tp, "sl": sl, "rate": sl / (tp + sl) if tp + sl > 0 else math.nan}
 
 
 def _parse(doc: dict, settings: Settings) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """The report's charts as small inline SVG strings (matplotlib, Agg, no pyplot).
 
 No pyplot, so rendering a report never touches a notebook's global figure state.
+Each chart comes in two layouts: ``wide`` fills a desktop page and ``narrow`` a phone
+(text stays at least 11 px on a 390 px screen); the page shows one by its width.
 Text stays text (``svg.fonttype: none``), metadata is stripped, long series are
 thinned to their per-bin extremes and dense scatters become a density image, so the
 SVG stays small whatever the number of trades.
@@ -9,6 +11,7 @@ SVG stays small whatever the number of trades.
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -23,9 +26,13 @@ WIN_COLOR = "#1a7f37"
 LOSS_COLOR = "#cf222e"
 LINE_COLOR = "#0969da"
 DD_COLOR = "#cf222e"
+ZERO_COLOR = "#8c959f"
+# figure size in inches per layout; fonts are in points (1 pt = 1 SVG unit)
+LAYOUTS = {"wide": 9.6, "narrow": 4.2}
 _RC = {
     "svg.fonttype": "none",
     "font.size": 10,
+    "legend.fontsize": 10,
     "font.family": "sans-serif",
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -95,61 +102,102 @@ def thin(y: Sequence[float] | np.ndarray, max_points: int = MAX_LINE_POINTS) -> 
     return x[idx], y[idx]
 
 
-def equity_chart(equity: dict[str, list[float]]) -> str | None:
-    """Cumulative P&L in $ and in R, each with its drawdown from the running peak shaded."""
+def _tick_format(ax: Any) -> Any:
+    """Tick labels with as many decimals as the axis span needs, and never "-0"."""
+
+    def fmt(v: float, _pos: Any) -> str:
+        lo, hi = ax.get_ylim()
+        span = abs(hi - lo)
+        digits = 0 if span >= 8 else 1 if span >= 0.8 else 2
+        return f"{round(v, digits) + 0.0:,.{digits}f}"
+
+    return fmt
+
+
+def _session_axis(ax: Any, sessions: list[str], width: float) -> None:
+    """Ticks at session starts labelled by date, thinned to what the width can hold."""
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    n = len(sessions)
+    room = max(2, int(width / 1.1))  # a "2013-10-07" label needs about an inch
+    step = max(1, math.ceil(n / room))
+    ticks = list(range(0, n, step))
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.set_xticklabels([sessions[i] for i in ticks])
+    if n <= 80:  # a small tick at every session boundary while they stay apart
+        ax.xaxis.set_minor_locator(FixedLocator(range(n + 1)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(0, n)
+
+
+def equity_chart(equity: dict[str, Any], layout: str = "wide", prefix: str = "") -> str | None:
+    """Cumulative P&L in $ and in R over the sessions, each with its drawdown from the
+    running peak shaded. Sessions sit side by side (nights and gaps between sessions take
+    no room); each trade is drawn at its exit time within its session."""
     n = len(equity["usd"])
     if n == 0:
         return None
     from matplotlib import rc_context
     from matplotlib.ticker import FuncFormatter
 
+    width = LAYOUTS[layout]
+    sessions = list(equity.get("sessions") or [])
+    xs = np.asarray(equity.get("x") or np.arange(1, n + 1), dtype=float)
     with rc_context(_RC):
-        fig, (ax_usd, ax_r) = _figure(6.0, 4.6, nrows=2, sharex=True)
+        fig, (ax_usd, ax_r) = _figure(width, 4.6 if layout == "wide" else 5.6, nrows=2, sharex=True)
         for ax, key, unit in ((ax_usd, "usd", "$"), (ax_r, "r", "R")):
             y = np.asarray(equity[key], dtype=float)
             peak = y + np.asarray(equity[f"dd_{key}"], dtype=float)
-            x, yt = thin(y)
-            pt = peak[(x - 1).astype(int)]  # the peak at the same kept trades as the curve
-            ax.fill_between(np.r_[0, x], np.r_[0, pt], np.r_[0, yt], color=DD_COLOR, alpha=0.18,
+            idx, yt = thin(y)
+            keep = (idx - 1).astype(int)
+            x, pt = xs[keep], peak[keep]  # the peak at the same kept trades as the curve
+            x0 = float(np.floor(x[0]))  # the curve starts at 0 when its first session opens
+            ax.fill_between(np.r_[x0, x], np.r_[0, pt], np.r_[0, yt], color=DD_COLOR, alpha=0.18,
                             linewidth=0, label="drawdown from peak")
-            ax.plot(np.r_[0, x], np.r_[0, yt], color=LINE_COLOR, linewidth=1.4,
+            ax.plot(np.r_[x0, x], np.r_[0, yt], color=LINE_COLOR, linewidth=1.4,
                     label="cumulative P&L")
             ax.axhline(0, color="#57606a", linewidth=0.8)
-            ax.set_ylabel(f"cumulative P&L ({unit})")
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
-        ax_usd.legend(loc="upper left", frameon=False, fontsize=9)
-        ax_r.set_xlabel("trade number (in order of exit)")
-        ax_r.xaxis.get_major_locator().set_params(integer=True)
-        ax_r.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
-        return _svg(fig, "equity", "Equity curve in dollars and R with drawdown")
+            ax.set_ylabel(f"cumulative ({unit})")
+            ax.yaxis.set_major_formatter(FuncFormatter(_tick_format(ax)))
+        ax_usd.legend(loc="upper left", frameon=False)
+        if sessions:
+            _session_axis(ax_r, sessions, width)
+            ax_r.set_xlabel(f"session (trading days with trades: {len(sessions)})")
+            for label in ax_r.get_xticklabels():
+                label.set_rotation(30 if layout == "narrow" else 0)
+                label.set_horizontalalignment("right" if layout == "narrow" else "center")
+        else:
+            ax_r.set_xlabel("trade number (in order of exit)")
+        return _svg(fig, f"{prefix}equity-{layout}", "Equity curve in dollars and R by session, with drawdown")
 
 
-def r_histogram(r_values: Sequence[float]) -> str | None:
-    """R-multiples in 0.25 R bins, losses red and wins green, with the mean marked."""
+def r_histogram(r_values: Sequence[float], layout: str = "wide", prefix: str = "") -> str | None:
+    """R-multiples in 0.25 R bins centred on the exact outcomes (-1 R at the stop, +2 R at
+    the target), losses red, gains green, the mean marked."""
     r = np.asarray(r_values, dtype=float)
     r = r[np.isfinite(r)]
     if len(r) == 0:
         return None
     from matplotlib import rc_context
 
-    edges, counts = stats.histogram(r, 0.25)
+    centres, counts = stats.histogram(r, 0.25)
     with rc_context(_RC):
-        fig, (ax,) = _figure(6.0, 3.0)
-        colors = [WIN_COLOR if lo >= 0 else LOSS_COLOR for lo in edges[:-1]]
-        ax.bar(_rounded(edges[:-1]), counts, width=0.25, align="edge", color=colors,
+        fig, (ax,) = _figure(LAYOUTS[layout], 3.2 if layout == "wide" else 3.8)
+        colors = [WIN_COLOR if c > 0 else LOSS_COLOR if c < 0 else ZERO_COLOR for c in centres]
+        ax.bar(_rounded(centres), counts, width=0.25, align="center", color=colors,
                edgecolor="white", linewidth=0.5)
         mean = float(r.mean())
         ax.axvline(mean, color="#24292f", linestyle="--", linewidth=1,
-                   label=f"mean {mean:+.2f} R")
+                   label=f"mean {mean + 0.0:+.2f} R")
         ax.axvline(0, color="#57606a", linewidth=0.8)
-        ax.set_xlabel("R-multiple (P&L in units of the entry-to-SL distance)")
+        ax.set_xlabel("R-multiple (1 R = entry-to-stop distance)")
         ax.set_ylabel("trades")
         ax.yaxis.get_major_locator().set_params(integer=True)
-        ax.legend(loc="upper right", frameon=False, fontsize=8)
-        return _svg(fig, "rhist", "Histogram of R-multiples")
+        ax.legend(loc="upper right", frameon=False)
+        return _svg(fig, f"{prefix}rhist-{layout}", "Histogram of R-multiples")
 
 
-def excursion_chart(exc: dict[str, Any]) -> str | None:
+def excursion_chart(exc: dict[str, Any], layout: str = "wide", prefix: str = "") -> str | None:
     """Maximum favourable against maximum adverse excursion, in ATRs, with TP and SL lines.
 
     A trade above a TP line reached its target at some point; right of an SL line it
@@ -165,7 +213,7 @@ def excursion_chart(exc: dict[str, Any]) -> str | None:
     from matplotlib import rc_context
 
     with rc_context(_RC):
-        fig, (ax,) = _figure(5.4, 4.4)
+        fig, (ax,) = _figure(LAYOUTS[layout] * 0.75 if layout == "wide" else LAYOUTS[layout], 4.6)
         levels = exc.get("levels", [])
         # Limits from the bulk of the trades and the exit lines; outliers are pinned to
         # the edge (hollow markers) rather than stretching the axes or vanishing.
@@ -197,5 +245,5 @@ def excursion_chart(exc: dict[str, Any]) -> str | None:
         ax.set_ylim(0, y_top)
         ax.set_xlabel("max adverse excursion (ATRs against)")
         ax.set_ylabel("max favourable excursion (ATRs)")
-        ax.legend(loc="upper right", frameon=True, framealpha=0.85, fontsize=8)
-        return _svg(fig, "mfemae", "Maximum favourable against maximum adverse excursion")
+        ax.legend(loc="upper right", frameon=True, framealpha=0.85)
+        return _svg(fig, f"{prefix}mfemae-{layout}", "Maximum favourable against maximum adverse excursion")

@@ -21,8 +21,17 @@ import pandas as pd
 from gammaride.config import Settings
 from gammaride.errors import ConfigError
 from gammaride.journal import Journal
+from gammaride.journal.identity import (
+    KIND_SQL,
+    KINDS,
+    PNL_SOURCES,
+    count_once,
+    quality,
+    with_identity,
+)
 from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.reports import calibration as calib
+from gammaride.reports import gamma as gamma_section
 from gammaride.reports import stats
 
 SOURCES = ("all", "replay", "offline", "paper", "live")
@@ -43,7 +52,8 @@ class ReportFilters:
     ``since``: first session date included (``None``: everything). ``source``: run mode
     (replay | offline | paper | live | all). ``calibration``: the calibration file
     (``None``: ``calibration.json`` next to the journal). A breakdown group with fewer
-    than ``min_group_trades`` trades shows its counts, not a rate.
+    than ``min_group_trades`` trades shows its counts, not a rate. ``target_win_rate``:
+    the seed's target, marked on the win-rate card beside the exits' break-even rate.
     """
 
     since: date | None = None
@@ -54,6 +64,7 @@ class ReportFilters:
     min_group_trades: int = 10
     target_trades_per_day: float = 5.0
     calibration_min_trades: int = 50
+    target_win_rate: float = 0.35
     settings: Settings = field(default_factory=Settings)
 
     def __post_init__(self) -> None:
@@ -95,11 +106,13 @@ def _build(journal: Journal, f: ReportFilters) -> dict[str, Any]:
     q = _Query(journal, f)
     q.register()
     try:
-        trades = q.trades()
-        closed = trades[trades["status"] == "closed"].reset_index(drop=True)
-        open_trades = trades[trades["status"] != "closed"]
+        rows = with_identity(q.trades())
+        trades = count_once(rows)  # each trade once: the report never adds a trade twice
         cal = calib.read_calibration(_calibration_path(journal, f), f.settings)
-        days = q.sessions()
+        sessions = q.sessions()
+        blocks = {kind: _block(kind, trades[trades["kind"] == kind], sessions.get(kind, 0), f, cal)
+                  for kind in KINDS}
+        closed = trades[trades["status"] == "closed"]
         data = {
             "filters": {
                 "since": f.since.isoformat() if f.since else None,
@@ -109,17 +122,16 @@ def _build(journal: Journal, f: ReportFilters) -> dict[str, Any]:
             "phase1": {"tp": f.settings.tp_mult, "sl": f.settings.sl_mult},
             "period": q.period(),
             "runs": q.runs(),
-            "headline": _headline(closed, open_trades, days, f, cal),
-            "equity": _equity(closed),
-            "breakdowns": _breakdowns(closed, f, cal),
-            "exit_reasons": _exit_reasons(closed),
-            "r_values": _floats(closed["r_multiple"]),
-            "excursions": _excursions(closed),
+            "fills": blocks["fill"],
+            "backtest": blocks["simulation"],
+            "headline": _headline(blocks["fill"], closed, f, cal),
+            "quality": {**quality(rows), **q.quality()},
             "funnel": q.funnel(),
             "skip_reasons": q.skip_reasons(),
             "calibration": cal,
             "latest_trades": _latest(trades, f.latest_trades),
             "errors": q.errors(),
+            "gamma": gamma_section.section(journal, closed, f.min_group_trades),
         }
     finally:
         q.unregister()
@@ -170,6 +182,8 @@ class _Query:
 
     # ---------------------------------------------------------------------------
     def trades(self) -> pd.DataFrame:
+        """Every trade row of the filtered runs, superseded and repeated ones included, with
+        what the report shows of it; :func:`count_once` then keeps each trade once."""
         cond, params = self._since("t.entry_time")
         return self._df(
             f"""
@@ -179,12 +193,16 @@ class _Query:
                 GROUP BY trade_id
             )
             SELECT t.trade_id, t.run_id, r.mode, t.symbol, t.contract_symbol, t.direction,
-                   t.status, t.entry_price, t.exit_price, t.exit_reason, t.atr, t.tp_mult,
-                   t.sl_mult, t.phase, t.atr_bucket, t.iv_percentile, t.contracts,
-                   t.pnl_usd, t.r_multiple, t.mfe_atr, t.mae_atr,
+                   t.status, t.entry_time, t.entry_price, t.exit_price, t.exit_reason, t.atr,
+                   t.tp_mult, t.sl_mult, t.phase, t.atr_bucket, t.iv_percentile, t.contracts,
+                   t.pnl_usd, t.gross_pnl_usd, t.pnl_source, t.fees_usd, t.spread_usd,
+                   t.slippage_usd, t.superseded_by, t.r_multiple, t.mfe_atr, t.mae_atr,
                    strftime(t.entry_time, '%Y-%m-%d %H:%M') AS entry_at,
                    strftime(t.exit_time, '%H:%M') AS exit_at,
                    CAST(t.entry_time AS DATE) AS session,
+                   strftime(coalesce(t.exit_time, t.entry_time), '%Y-%m-%d') AS exit_session,
+                   (hour(coalesce(t.exit_time, t.entry_time)) * 60
+                    + minute(coalesce(t.exit_time, t.entry_time)) - 570) / 390.0 AS exit_of_day,
                    isodow(t.entry_time) AS weekday,
                    epoch(t.exit_time - t.entry_time) / 60.0 AS hold_min,
                    coalesce(w.scan_window,
@@ -196,24 +214,46 @@ class _Query:
             params,
         )
 
-    def sessions(self) -> int:
-        """Sessions the scanner looked at (days with scans or trades) in the period."""
+    def quality(self) -> dict[str, int]:
+        """Outlier prints found in replayed bars (of runs no later replay replaced), runs
+        with errors, errors, dry-run trades."""
+        c, p = self._since("occurred_at")
+        t, pt = self._since("t.entry_time")
+        row = self._one(
+            f"""
+            SELECT (SELECT coalesce(sum(outlier_prints), 0) FROM runs
+                    WHERE run_id IN (SELECT run_id FROM _report_runs)
+                      AND run_id NOT IN (SELECT CAST(unnest(string_split(replaces_runs, ',')) AS BIGINT)
+                                         FROM runs WHERE replaces_runs IS NOT NULL)),
+                   (SELECT count(DISTINCT run_id) FROM errors
+                    WHERE run_id IN (SELECT run_id FROM _report_runs) {c}),
+                   (SELECT count(*) FROM errors
+                    WHERE (run_id IS NULL OR run_id IN (SELECT run_id FROM _report_runs)) {c}),
+                   (SELECT count(*) FROM trades t JOIN runs r USING (run_id)
+                    WHERE {DRY_RUN_SQL} AND (? = 'all' OR r.mode = ?) {t})
+            """,
+            p + p + [self.f.source, self.f.source] + pt,
+        )
+        keys = ("outlier_prints", "runs_with_errors", "errors", "dry_run_trades")
+        return {k: int(v or 0) for k, v in zip(keys, row, strict=True)}
+
+    def sessions(self) -> dict[str, int]:
+        """Sessions the scanner looked at (days with scans or trades) per kind of run."""
         c1, p1 = self._since("decision_time")
         c2, p2 = self._since("entry_time")
-        return int(
-            self._one(
-                f"""
-                SELECT count(DISTINCT d) FROM (
-                    SELECT CAST(decision_time AS DATE) AS d FROM scans
-                    WHERE run_id IN (SELECT run_id FROM _report_runs) {c1}
-                    UNION ALL
-                    SELECT CAST(entry_time AS DATE) FROM trades
-                    WHERE run_id IN (SELECT run_id FROM _report_runs) {c2}
-                )
-                """,
-                p1 + p2,
-            )[0]
+        frame = self._df(
+            f"""
+            SELECT {KIND_SQL} AS kind, count(DISTINCT d) AS n FROM (
+                SELECT run_id, CAST(decision_time AS DATE) AS d FROM scans
+                WHERE run_id IN (SELECT run_id FROM _report_runs) {c1}
+                UNION ALL
+                SELECT run_id, CAST(entry_time AS DATE) FROM trades
+                WHERE run_id IN (SELECT run_id FROM _report_runs) {c2}
+            ) JOIN runs r USING (run_id) GROUP BY 1
+            """,
+            p1 + p2,
         )
+        return {str(k): int(n) for k, n in zip(frame["kind"], frame["n"], strict=True)}
 
     def period(self) -> dict[str, Any]:
         c1, p1 = self._since("decision_time")
@@ -240,13 +280,18 @@ class _Query:
                 SELECT run_id, count(*) AS scans FROM scans
                 WHERE run_id IN (SELECT run_id FROM _report_runs) {c} GROUP BY run_id
             ), t AS (
-                SELECT run_id, count(*) AS trades FROM trades
+                SELECT run_id, count(*) AS trades, count(superseded_by) AS superseded FROM trades
+                WHERE run_id IN (SELECT run_id FROM _report_runs) GROUP BY run_id
+            ), e AS (
+                SELECT run_id, count(*) AS errors FROM errors
                 WHERE run_id IN (SELECT run_id FROM _report_runs) GROUP BY run_id
             )
             SELECT r.run_id, r.mode, r.symbol, r.status, r.phase, r.exit_policy, r.source,
                    strftime(r.started_at, '%Y-%m-%d %H:%M') AS started,
-                   coalesce(s.scans, 0) AS scans, coalesce(t.trades, 0) AS trades
-            FROM runs r LEFT JOIN s USING (run_id) LEFT JOIN t USING (run_id)
+                   coalesce(s.scans, 0) AS scans, coalesce(t.trades, 0) AS trades,
+                   coalesce(t.superseded, 0) AS superseded, coalesce(e.errors, 0) AS errors,
+                   r.outlier_prints, r.replaces_runs
+            FROM runs r LEFT JOIN s USING (run_id) LEFT JOIN t USING (run_id) LEFT JOIN e USING (run_id)
             WHERE r.run_id IN (SELECT run_id FROM _report_runs)
             ORDER BY r.run_id DESC
             """,
@@ -373,15 +418,16 @@ _IV_FAILED = "coalesce(skip_reason LIKE 'IV percentile%' OR skip_reason LIKE 'no
 
 
 # ------------------------------------------------------------------------------------
-def _headline(
-    closed: pd.DataFrame,
-    open_trades: pd.DataFrame,
-    sessions: int,
-    f: ReportFilters,
-    cal: dict[str, Any],
-) -> dict[str, Any]:
+def _block(kind: str, trades: pd.DataFrame, sessions: int, f: ReportFilters,
+           cal: dict[str, Any]) -> dict[str, Any]:
+    """Everything the page shows about one kind of trade: fills or simulations."""
+    closed = trades[trades["status"] == "closed"].reset_index(drop=True)
     h = stats.summarize(closed)
-    h["open"] = len(open_trades)
+    h["open"] = int((trades["status"] != "closed").sum())
+    gross = closed["gross_pnl_usd"].to_numpy(dtype=float)
+    known = bool(np.isfinite(gross).all())
+    h["total_gross_usd"] = float(gross.sum()) if known else math.nan
+    h["exp_gross_usd"] = float(gross.mean()) if known and len(gross) else math.nan
     h["max_dd_usd"] = stats.max_drawdown(closed["pnl_usd"].to_numpy(dtype=float))
     h["max_dd_r"] = stats.max_drawdown(closed["r_multiple"].to_numpy(dtype=float))
     hold = closed["hold_min"].to_numpy(dtype=float)
@@ -389,25 +435,60 @@ def _headline(
     h["sessions"] = sessions
     h["trades_per_day"] = len(closed) / sessions if sessions else math.nan
     h["target_per_day"] = f.target_trades_per_day
-    # The same trade journaled twice (the same sessions replayed again) counts once, as
-    # calibration counts it.
-    distinct = len(closed.drop_duplicates(["symbol", "entry_at", "direction"])) if len(closed) else 0
-    h["duplicates"] = len(closed) - distinct
-    h["calibration_n"] = distinct
+    counts = closed["pnl_source"].value_counts()
+    order = [*PNL_SOURCES, *sorted(set(map(str, counts.index)) - set(PNL_SOURCES))]
+    sources = [
+        {"source": src, "n": int(counts[src]), "mark": PNL_SOURCES.get(src, "estimated")}
+        for src in order if src in counts.index
+    ]
+    return {
+        "kind": kind,
+        "summary": h,
+        "measured": bool(sources) and all(s["mark"] == "measured" for s in sources),
+        "sources": sources,
+        "power": stats.power(closed["r_multiple"]),
+        "equity": _equity(closed),
+        "breakdowns": _breakdowns(closed, f, cal),
+        "exit_reasons": _exit_reasons(closed),
+        "r_values": _floats(closed["r_multiple"]),
+        "excursions": _excursions(closed),
+    }
+
+
+def _headline(
+    fills: dict[str, Any], closed: pd.DataFrame, f: ReportFilters, cal: dict[str, Any]
+) -> dict[str, Any]:
+    """The fills' summary (the headline is about real fills), calibration readiness and
+    the yardsticks a win rate is read against."""
+    h = dict(fills["summary"])
+    # calibration learns from the underlying's path: a market minute counts once
+    ready = len(count_once(closed, per="minute"))
+    h["calibration_n"] = ready
     h["calibration_needed"] = f.calibration_min_trades
-    h["calibration_ready"] = distinct >= f.calibration_min_trades
+    h["calibration_ready"] = ready >= f.calibration_min_trades
     # What scan and replay would use now, decided by the calibration file (or its absence).
     h["phase"] = cal["active_phase"]
     h["phase_text"] = cal["active_text"]
+    h["break_even"] = cal["break_even"]
+    h["target_win_rate"] = f.target_win_rate
     return h
 
 
 def _equity(closed: pd.DataFrame) -> dict[str, Any]:
+    """Cumulative P&L per closed trade, placed on a session axis: session k runs from k
+    to k + 1 (09:30 to 16:00), the trade sits at its exit time within it."""
     pnl = closed["pnl_usd"].to_numpy(dtype=float)
     r = closed["r_multiple"].to_numpy(dtype=float)
     eq_usd, dd_usd = stats.drawdown(pnl)
     eq_r, dd_r = stats.drawdown(r)
+    days = closed["exit_session"].astype(str).tolist() if len(closed) else []
+    sessions = sorted(set(days))
+    index = {d: i for i, d in enumerate(sessions)}
+    frac = np.clip(np.nan_to_num(closed["exit_of_day"].to_numpy(dtype=float), nan=0.5), 0.0, 1.0)
+    x = [index[d] + float(v) for d, v in zip(days, frac, strict=True)]
     return {
+        "x": x,
+        "sessions": sessions,
         "usd": eq_usd.tolist(),
         "dd_usd": dd_usd.tolist(),
         "r": eq_r.tolist(),
@@ -500,17 +581,18 @@ def _excursions(closed: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _latest(trades: pd.DataFrame, k: int) -> list[dict[str, Any]]:
+def _latest(trades: pd.DataFrame, k: int) -> dict[str, Any]:
     cols = [
-        "trade_id", "mode", "entry_at", "exit_at", "symbol", "contract_symbol", "direction",
-        "status", "entry_price", "exit_price", "exit_reason", "atr", "contracts", "hold_min",
-        "r_multiple", "pnl_usd",
+        "trade_id", "mode", "kind", "pnl_source", "identity", "entry_at", "exit_at", "symbol",
+        "contract_symbol", "direction", "status", "entry_price", "exit_price", "exit_reason",
+        "atr", "contracts", "hold_min", "r_multiple", "pnl_usd", "gross_pnl_usd",
     ]
     latest = trades.tail(k).iloc[::-1][cols]
     rows = _records(latest)
     for r in rows:
         r["exit_name"] = EXIT_REASON_NAMES.get(r["exit_reason"], r["exit_reason"])
-    return rows
+        r["mark"] = PNL_SOURCES.get(r["pnl_source"], "estimated")
+    return {"rows": rows, "shown": len(rows), "total": len(trades)}
 
 
 def _floats(series: pd.Series) -> list[float]:

@@ -2,7 +2,7 @@
 
 A win is a trade with positive dollar P&L; when a trade has no dollar P&L its
 R-multiple decides. Intervals are 95%: Wilson for win rates (honest at small n and
-near 0 or 1), a normal interval for means.
+near 0 or 1), a normal interval for means. Power from the trades' own spread of R.
 """
 
 from __future__ import annotations
@@ -18,16 +18,43 @@ Z95 = 1.959963984540054
 
 
 def wilson_interval(wins: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of ``wins / n``; ``(nan, nan)`` when ``n == 0``."""
+    """Wilson score interval of ``wins / n`` (statsmodels); ``(nan, nan)`` when ``n == 0``."""
     if n < 0 or wins < 0 or wins > n:
         raise ValueError(f"wilson_interval needs 0 <= wins <= n; got wins={wins}, n={n}")
     if n == 0:
         return math.nan, math.nan
-    p = wins / n
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    from statsmodels.stats.proportion import proportion_confint
+
+    alpha = math.erfc(z / math.sqrt(2))  # two-sided: z = 1.96 gives 0.05
+    lo, hi = proportion_confint(wins, n, alpha=alpha, method="wilson")
+    return max(0.0, float(lo)), min(1.0, float(hi))
+
+
+def power(r_values: Sequence[float] | np.ndarray, edge: float = 0.1, alpha: float = 0.05,
+          target: float = 0.8) -> dict[str, Any]:
+    """What these trades can tell apart from no edge, from their own spread of R.
+
+    ``mde``: the smallest mean R per trade a two-sided test at ``alpha`` detects with
+    probability ``target`` at this many trades; ``needed``: the trades needed to detect
+    ``edge`` R per trade. One-sample t-test power (statsmodels). NaN below 2 trades or
+    with no spread.
+    """
+    v = np.asarray(r_values, dtype=float)
+    v = v[np.isfinite(v)]
+    out = {"n": len(v), "sd": math.nan, "mde": math.nan, "needed": math.nan, "edge": edge,
+           "alpha": alpha, "power": target}
+    if len(v) < 2 or float(v.std(ddof=1)) == 0.0:
+        return out
+    from statsmodels.stats.power import TTestPower
+
+    sd = float(v.std(ddof=1))
+    solver = TTestPower()
+    out["sd"] = sd
+    out["needed"] = float(math.ceil(solver.solve_power(effect_size=edge / sd, alpha=alpha, power=target,
+                                                       alternative="two-sided")))
+    out["mde"] = float(solver.solve_power(nobs=len(v), alpha=alpha, power=target,
+                                          alternative="two-sided")) * sd
+    return out
 
 
 def mean_interval(values: Sequence[float] | np.ndarray, z: float = Z95) -> tuple[float, float, float]:
@@ -141,13 +168,14 @@ def breakdown(
 
 
 def histogram(values: Sequence[float] | np.ndarray, width: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
-    """(bin edges, counts) with bins of ``width`` aligned to 0, so 0 is always an edge."""
+    """(bin centres, counts): bins of ``width`` centred on multiples of ``width``, so the
+    exact outcomes of the exits (-1 R at the stop, +2 R at the target) sit mid-bin."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if len(v) == 0:
-        return np.array([0.0, width]), np.array([0])
-    lo = math.floor(v.min() / width) * width
-    hi = math.floor(v.max() / width) * width + width
-    edges = np.arange(round((hi - lo) / width) + 1) * width + lo
-    counts, _ = np.histogram(v, bins=edges)
-    return edges, counts
+        return np.array([0.0]), np.array([0])
+    k = np.round(v / width).astype(np.int64)
+    lo = int(k.min())
+    counts = np.bincount(k - lo)
+    centres = (np.arange(len(counts)) + lo) * width
+    return centres, counts

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +28,8 @@ from gammaride.journal import Journal
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.clock import Clock, ScaledClock, SteppedClock, WallClock
 from gammaride.scanner.contracts import choose_contract, marketable_limit
-from gammaride.scanner.keys import Keys, find_keys
+from gammaride.scanner.gamma import gate_block
+from gammaride.scanner.keys import Keys, find_keys, safe_url
 from gammaride.scanner.loop import Scanner
 from gammaride.scanner.positions import (
     cancel_and_settle,
@@ -98,15 +100,15 @@ def connect(
     - keys: Alpaca, paper unless ``live``.
     """
     settings = settings or Settings.load()
-    if url:
-        check_offline_url(url)
+    if url is not None:  # '' too: an empty --url is a mistake, not "no URL"
+        url = check_offline_url(url)
     if keys is None and not offline:
         keys = find_keys(env)
-    if url and keys is None and not offline:
+    if url and keys is None:  # also with offline: --url names the offline server to use
         from gammaride.sim.server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
 
         keys = Keys(DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, "offline server")  # 'gammaride serve' prints these
-    if offline or keys is None:
+    if (offline or keys is None) and not url:
         from gammaride.sim.server import OfflineAlpaca
 
         if live:
@@ -133,22 +135,21 @@ def connect(
     return Connection(broker, WallClock(), "live" if live else "paper", settings)
 
 
-def check_offline_url(url: str) -> None:
+def check_offline_url(url: str) -> str:
     """``--url`` is for an offline server on this machine: the requests carry the Alpaca
-    keys from the environment, which must not go to any other host."""
-    import ipaddress
-    from urllib.parse import urlsplit
+    keys from the environment, which must not go to any other host. Returns the URL as
+    rebuilt from its checked parts."""
+    return safe_url(url)
 
-    host = (urlsplit(url).hostname or "").lower()
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ConfigError(
-            f"--url {url!r}: only an offline server on this machine (127.0.0.1, ::1 or localhost) is "
-            "allowed, since every request carries your Alpaca keys; start one with 'gammaride serve'"
-        )
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would resend the key headers to wherever it points: refuse it."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect refused ({msg})", headers, fp)
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 def _remote_stepped(url: str, keys: Keys) -> SteppedClock:
@@ -160,7 +161,7 @@ def _remote_stepped(url: str, keys: Keys) -> SteppedClock:
             headers={"Content-Type": "application/json", "APCA-API-KEY-ID": keys.key_id,
                      "APCA-API-SECRET-KEY": keys.secret}, method="POST",
         )
-        with urllib.request.urlopen(req, timeout=5) as resp:  # loopback only
+        with _NO_REDIRECTS.open(req, timeout=5) as resp:  # loopback only
             resp.read()
 
     return SteppedClock(advance_to)
@@ -189,9 +190,11 @@ def check_conditions(
     info: dict = {}
     chain = sc.chain(now, price, info)
     iv, ivp, source = sc.iv_now(now, price, chain)
+    gamma = sc.gamma.measure(now, price)  # dealer gamma: regime, net exposure, zero-gamma level
     last = compute_signals(bars.iloc[-400:], conn.settings, ivp).iloc[-1]
     age = (now - (bars.index[-1] + pd.Timedelta(minutes=1))).total_seconds() / 60
     stale = age > conn.settings.stale_after_minutes
+    gated = gate_block(conn.settings.gamma_gate, gamma) if last["signal"] else None
     return {
         "in_window": bool(last["in_window"]),
         "vol_spike": bool(last["vol_spike"]),
@@ -207,12 +210,13 @@ def check_conditions(
         "atr": float(last["atr"]),
         "price": price,
         "decision_time": bars.index[-1] + pd.Timedelta(minutes=1),
-        "signal": bool(last["signal"]) and mc.is_open and not stale,
+        "signal": bool(last["signal"]) and mc.is_open and not stale and not gated,
         "skip_reason": ("market closed" if not mc.is_open else
-                        f"stale data ({age:.1f} min old)" if stale else last["skip_reason"]),
+                        f"stale data ({age:.1f} min old)" if stale else gated or last["skip_reason"]),
         "market_open": mc.is_open,
         "now": now,
         "chain": chain,
+        "gamma": gamma,
     }
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Protocol
 
 import pandas as pd
 
-from gammaride.errors import BrokerError
+from gammaride.errors import BrokerError, broker_error
 from gammaride.scanner.contracts import CHAIN_COLUMNS, parse_occ
-from gammaride.scanner.keys import Keys, redact
+from gammaride.scanner.keys import Keys, redact, safe_url
 
 ET = "America/New_York"
 BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
@@ -147,6 +147,14 @@ class Broker(Protocol):
     def cancel_order(self, order_id: str) -> None: ...
     def orders(self, status: str = "all", after: pd.Timestamp | None = None) -> list[OrderInfo]: ...
     def positions(self) -> list[PositionInfo]: ...
+    def gamma_chain(
+        self, symbol: str, expiration_gte: date, expiration_lte: date,
+        strike_gte: float | None = None, strike_lte: float | None = None,
+    ) -> pd.DataFrame: ...
+    def open_interest(
+        self, symbol: str, expiration_gte: date, expiration_lte: date,
+        strike_gte: float | None = None, strike_lte: float | None = None,
+    ) -> pd.DataFrame: ...
 
 
 # --- conversions ---------------------------------------------------------------------
@@ -238,6 +246,12 @@ def chain_frame(raw: dict[str, dict]) -> pd.DataFrame:
     return frame.sort_values(["expiration", "type", "strike"]).reset_index(drop=True)
 
 
+def _utc(ts: object) -> datetime:
+    """A UTC ``datetime`` for alpaca-py, floored to the microsecond (a clock estimate with
+    nanoseconds would make pandas warn "Discarding nonzero nanoseconds" on every scan)."""
+    return pd.Timestamp(ts).tz_convert("UTC").floor("us").to_pydatetime()
+
+
 # --- alpaca-py -----------------------------------------------------------------------
 class AlpacaBroker:
     """alpaca-py's trading, stock-data and option-data clients behind the ``Broker`` protocol.
@@ -264,7 +278,7 @@ class AlpacaBroker:
         from alpaca.trading.client import TradingClient
 
         self.paper = paper
-        self.url = url
+        self.url = url = None if url is None else safe_url(url, what="broker URL", alpaca=True)
         self.feed = feed
         if option_feed not in ("auto", "opra", "indicative"):
             raise ValueError(f"option_feed {option_feed!r} is not auto, opra or indicative")
@@ -283,6 +297,7 @@ class AlpacaBroker:
         self.options = OptionHistoricalDataClient(keys.key_id, keys.secret, url_override=url, raw_data=True)
         for client in (self.trading, self.stocks, self.options):
             client._session.request = functools.partial(client._session.request, timeout=timeout)
+            client._session.max_redirects = 0  # a redirect would resend the key headers elsewhere
             if retry_wait is not None:
                 client._retry_wait = retry_wait
             if retries is not None:
@@ -330,10 +345,8 @@ class AlpacaBroker:
             raise self._error(what, f"malformed reply ({type(exc).__name__})", None, "malformed") from None
 
     def _error(self, what: str, text: str, status: int | None, kind: str) -> BrokerError:
-        err = BrokerError(redact(f"{what} failed: {text}", self._secret))
-        err.status = status  # type: ignore[attr-defined]
-        err.kind = kind  # type: ignore[attr-defined]
-        return err
+        return broker_error(redact(f"{what} failed: {text}", self._secret), status, kind,
+                            auth_403=what in ("account", "clock"))
 
     # account and market --------------------------------------------------------
     def account(self) -> Account:
@@ -382,8 +395,8 @@ class AlpacaBroker:
 
         req = StockBarsRequest(
             symbol_or_symbols=symbol, timeframe=TimeFrame.Minute,
-            start=pd.Timestamp(start).tz_convert("UTC").to_pydatetime(),
-            end=pd.Timestamp(end).tz_convert("UTC").to_pydatetime(), feed=DataFeed(self.feed),
+            start=_utc(start),
+            end=_utc(end), feed=DataFeed(self.feed),
         )
         return self._stock_data("bars", lambda: bars_frame(self.stocks.get_stock_bars(req).get(symbol, [])))
 
@@ -407,8 +420,8 @@ class AlpacaBroker:
 
         req = StockBarsRequest(
             symbol_or_symbols=symbol, timeframe=TimeFrame.Day,
-            start=pd.Timestamp(start).tz_convert("UTC").to_pydatetime(),
-            end=pd.Timestamp(end).tz_convert("UTC").to_pydatetime(), feed=DataFeed(self.feed),
+            start=_utc(start),
+            end=_utc(end), feed=DataFeed(self.feed),
         )
 
         def get() -> pd.Series:
@@ -499,12 +512,86 @@ class AlpacaBroker:
 
         req = GetOrdersRequest(
             status=QueryOrderStatus(status), limit=500, nested=True,
-            after=pd.Timestamp(after).tz_convert("UTC").to_pydatetime() if after is not None else None,
+            after=_utc(after) if after is not None else None,
         )
         return self._call("list orders", lambda: [_order(o) for o in self.trading.get_orders(req)])
 
     def positions(self) -> list[PositionInfo]:
         return self._call("positions", lambda: [_position(p) for p in self.trading.get_all_positions()])
+
+    def account_activities(self, types: tuple[str, ...], after: pd.Timestamp | None = None) -> list[dict]:
+        """Account activities of ``types`` (e.g. OPEXC, OPASN, OPEXP, OPTRD), oldest first,
+        as Alpaca's plain dicts. alpaca-py 0.44 has no method for GET /v2/account/activities:
+        this goes through the trading client's own request path (auth, retries, timeout)."""
+        params = {"activity_types": ",".join(types), "direction": "asc", "page_size": 100}
+        if after is not None:
+            params["after"] = pd.Timestamp(after).tz_convert("UTC").isoformat()
+
+        def get() -> list[dict]:
+            out: list[dict] = []
+            for _ in range(20):  # pages of 100: far more than a day's option events
+                page = self.trading.get("/account/activities", dict(params)) or []
+                if not isinstance(page, list):
+                    raise TypeError("activities reply is not a list")
+                out.extend(a for a in page if isinstance(a, dict))
+                if len(page) < params["page_size"]:
+                    break
+                params["page_token"] = page[-1].get("id")
+            return out
+
+        return self._call("account activities", get)
+
+    # dealer gamma ------------------------------------------------------------------
+    def gamma_chain(
+        self, symbol: str, expiration_gte: date, expiration_lte: date,
+        strike_gte: float | None = None, strike_lte: float | None = None,
+    ) -> pd.DataFrame:
+        """The chain frame plus each snapshot's ``gamma`` (NaN where the snapshot has none);
+        alpaca-py follows the pages (1,000 snapshots each)."""
+        from alpaca.data.requests import OptionChainRequest
+
+        def get(feed):
+            req = OptionChainRequest(
+                underlying_symbol=symbol, feed=feed,
+                expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
+                strike_price_gte=strike_gte, strike_price_lte=strike_lte,
+            )
+            return gamma_chain_frame(self.options.get_option_chain(req))
+
+        return self._option_data("gamma chain", get)
+
+    def open_interest(
+        self, symbol: str, expiration_gte: date, expiration_lte: date,
+        strike_gte: float | None = None, strike_lte: float | None = None,
+    ) -> pd.DataFrame:
+        """Open interest of the underlying's active contracts from the option contracts
+        endpoint: ``symbol``, ``open_interest`` (NaN when absent), ``open_interest_date``.
+        Alpaca publishes it once a day (the previous session's figure), so call it once a
+        session. Every page (10,000 contracts each) is its own retried request."""
+        from alpaca.trading.enums import AssetStatus
+        from alpaca.trading.requests import GetOptionContractsRequest
+
+        rows: list[tuple] = []
+        token: str | None = None
+        for _ in range(_MAX_CONTRACT_PAGES):
+            req = GetOptionContractsRequest(
+                underlying_symbols=[symbol], status=AssetStatus.ACTIVE,
+                expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
+                strike_price_gte=None if strike_gte is None else f"{strike_gte:g}",
+                strike_price_lte=None if strike_lte is None else f"{strike_lte:g}",
+                limit=10_000, page_token=token,
+            )
+            page = self._call("option contracts", self.trading.get_option_contracts, req)
+            # raw JSON (the trading client parses no models: see __init__)
+            rows += [(str(c["symbol"]), money(c.get("open_interest")), c.get("open_interest_date"))
+                     for c in page.get("option_contracts") or ()]
+            token = page.get("next_page_token")
+            if not token:
+                break
+        frame = pd.DataFrame(rows, columns=["symbol", "open_interest", "open_interest_date"])
+        frame["open_interest"] = frame["open_interest"].astype(float)
+        frame["open_interest_date"] = pd.to_datetime(frame["open_interest_date"])
+        return frame.drop_duplicates("symbol", keep="last").reset_index(drop=True)
 
 
 def _local(value: Any) -> pd.Timestamp:
@@ -549,3 +636,15 @@ def _request(spec: OrderSpec):
     if spec.type == "stop":
         return StopOrderRequest(stop_price=round(spec.stop_price, 2), **common)
     raise ValueError(f"order type {spec.type!r} is not market, limit or stop")
+
+
+_MAX_CONTRACT_PAGES = 20  # 200,000 contracts: far beyond any underlying's 60-day chain
+
+
+def gamma_chain_frame(raw: dict[str, dict]) -> pd.DataFrame:
+    """:func:`chain_frame` plus each snapshot's ``gamma`` (NaN when it has none)."""
+    frame = chain_frame(raw)
+    greeks = {sym: (snap or {}).get("greeks") or {} for sym, snap in (raw or {}).items()}
+    frame["gamma"] = [money(greeks.get(sym, {}).get("gamma")) for sym in frame["symbol"]]
+    frame["gamma"] = frame["gamma"].astype(float)
+    return frame

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import pandas as pd
 from gammaride.config import Settings
 from gammaride.errors import BrokerError, ConfigError, CredentialsError
 from gammaride.journal import Journal
+from gammaride.outputs import write_atomic
 from gammaride.scanner.blocks import Connection, connect, live_confirmed, submit_order
 from gammaride.scanner.broker import Account
 from gammaride.scanner.clock import SteppedClock
@@ -128,9 +128,7 @@ class JournalPlace:
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    write_atomic(dst, copy_of=src, what="copy")
 
 
 def journal_place(
@@ -330,6 +328,8 @@ def print_conditions(cond: Mapping[str, Any], settings: Settings, out: Out = _sa
     move = {"call": f"price up over {k} bars", "put": f"price down over {k} bars"}.get(
         direction, "no spike or no move" if live else old)
     out(f"{_ok(direction)} direction {(direction or 'none').upper()} ({move})")
+    if cond.get("gamma") is not None:
+        out(f"· {cond['gamma'].describe()} (gamma gate {settings.gamma_gate})")
     if cond["signal"]:
         out("✓ SIGNAL: every gate passes")
     else:

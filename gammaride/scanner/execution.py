@@ -91,6 +91,7 @@ def fill_marketable(
     client_order_id: str,
     quote: Callable[[], OptionQuote] | None = None,
     first_quote: OptionQuote | None = None,
+    submit: Callable[[OrderSpec, int], OrderInfo] | None = None,
 ) -> Execution:
     """Fill ``qty`` of ``contract`` with marketable limits that reprice within the budget.
 
@@ -98,11 +99,13 @@ def fill_marketable(
     ``<id>-r<k>``, rests ``reprice_seconds``, then cancels (keeping what filled). A
     refusal of the first order is raised (the caller journals it); later failures end
     the execution with a reason. ``first_quote`` prices step 0 when the caller already
-    holds a fresh quote.
+    holds a fresh quote. ``submit(spec, step)`` sends one order (default: idempotently,
+    straight to the broker; the scanner journals an intent first).
     """
     from gammaride.scanner.positions import cancel_and_settle, submit_idempotent, wait_for_fill
 
     get_quote = quote or (lambda: broker.option_quote(contract))
+    send = submit or (lambda spec, step: submit_idempotent(broker, spec))
     out = Execution()
     remaining = float(qty)
     for k in range(settings.reprice_steps + 1):
@@ -119,11 +122,11 @@ def fill_marketable(
         cid = client_order_id if k == 0 else f"{client_order_id}-r{k}"
         spec = OrderSpec(contract, remaining, side, "limit", limit_price=limit, client_order_id=cid)
         try:
-            sent = submit_idempotent(broker, spec)
-        except BrokerError as exc:
+            sent = send(spec, k)
+        except Exception as exc:  # the first refusal is the caller's; a later one ends the walk
             if k == 0:
                 raise
-            out.reason = f"reprice {k} refused ({str(exc).splitlines()[0][:120]})"
+            out.reason = f"reprice {k} not sent ({str(exc).splitlines()[0][:120]})"
             break
         done = wait_for_fill(broker, sent, clock, settings.reprice_seconds)
         if not done.is_filled:

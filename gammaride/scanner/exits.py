@@ -104,3 +104,44 @@ def excursions(
     fav = np.where(sign > 0, up, down)
     adv = np.where(sign > 0, down, up)
     return np.maximum(fav, 0) / atr, np.maximum(adv, 0) / atr
+
+
+def outlier_prints(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    atr: np.ndarray,
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bars whose high (or low) is a bad print: more than ``threshold`` ATRs beyond the
+    bar's own open/close and beyond the open/close of the bars before and after it.
+
+    ``atr`` is the ATR known before each bar (the bar's own true range would excuse its
+    print). Neighbours are compared by their bodies, not their extremes, so a bad print
+    reported in two consecutive bars is caught in both. Returns (bad high, bad low) masks;
+    bars without an ATR yet are never flagged.
+    """
+    o = np.asarray(open_, dtype=float)
+    body_hi = np.maximum(o, np.asarray(close, dtype=float))
+    body_lo = np.minimum(o, np.asarray(close, dtype=float))
+    pad_hi = np.r_[np.nan, body_hi, np.nan]
+    pad_lo = np.r_[np.nan, body_lo, np.nan]
+    top = np.fmax(body_hi, np.fmax(pad_hi[:-2], pad_hi[2:]))
+    bottom = np.fmin(body_lo, np.fmin(pad_lo[:-2], pad_lo[2:]))
+    limit = threshold * np.asarray(atr, dtype=float)
+    with np.errstate(invalid="ignore"):
+        bad_high = (np.asarray(high, dtype=float) - top) > limit
+        bad_low = (bottom - np.asarray(low, dtype=float)) > limit
+    return bad_high, bad_low
+
+
+def without_outliers(
+    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+    bad_high: np.ndarray, bad_low: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """High and low for touch tests: a bad extreme falls back to the bar's open/close
+    (the true extreme of that minute is unknown; its body is what is known to have traded)."""
+    body_hi = np.maximum(open_, close)
+    body_lo = np.minimum(open_, close)
+    return np.where(bad_high, body_hi, high), np.where(bad_low, body_lo, low)

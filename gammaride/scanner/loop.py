@@ -24,9 +24,8 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
-from gammaride.errors import BrokerError
+from gammaride.errors import BrokerAuthError, BrokerError, JournalError
 from gammaride.journal import Journal
-from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.scanner import ivrank
 from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
 from gammaride.scanner.clock import Clock, next_scan_time
@@ -40,18 +39,21 @@ from gammaride.scanner.contracts import (
 )
 from gammaride.scanner.execution import fill_marketable
 from gammaride.scanner.exits import EXIT_MANUAL
+from gammaride.scanner.gamma import gate_block
+from gammaride.scanner.gamma_source import GammaSource
 from gammaride.scanner.positions import (
     MINUTE,
     ExitDecision,
+    JournalRefusal,
     Position,
     PositionManager,
     cancel_and_settle,
     client_order_id,
     order_row,
     short_error,
-    submit_idempotent,
     wait_for_fill,
 )
+from gammaride.scanner.retry import with_retries
 from gammaride.scanner.risk import DayRisk, entry_block
 from gammaride.scanner.session import session_close_minutes
 from gammaride.scanner.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
@@ -159,26 +161,40 @@ class Scanner(PositionManager):
         self._last_decided: pd.Timestamp | None = None  # the newest decision bar end acted on
         self._fill_quotes: dict[str, float] = {}  # order id -> the quote its limit priced from
         self._feed_said: str | None = None  # the option feed the output last named
+        # the first failed journal write: from then on no new entries (no journal, no trade)
+        self.journal_failure: str | None = None
+        self.failure: str | None = None  # why the run failed, when it did (its status says so)
+        self.gamma = GammaSource(broker, settings, on_error=self._error)  # dealer gamma each scan
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
         s = self.settings
-        self.run_id = self.journal.start_run(
-            self.mode, self.symbol, instrument=s.instrument, source=self.source,
-            phase=self.policy.phase, exit_policy=self.policy.describe(),
-            iv_source="constant" if self.iv_fixed is not None else "auto",
-            # the dry-run flag rides in settings_json (see DRY_RUN_SQL): reports, limits and
-            # calibration can tell simulated trades from the account's own
-            settings={**s.as_dict(), "dry_run": bool(self.dry_run)},
-        )
+        try:
+            self.run_id = self.journal.start_run(
+                self.mode, self.symbol, instrument=s.instrument, source=self.source,
+                phase=self.policy.phase, exit_policy=self.policy.describe(),
+                iv_source="constant" if self.iv_fixed is not None else "auto",
+                # the dry-run flag becomes runs.dry_run (and stays in settings_json): reports,
+                # limits and calibration can tell simulated trades from the account's own
+                settings={**s.as_dict(), "dry_run": bool(self.dry_run)},
+            )
+        except Exception as exc:  # noqa: BLE001 - no journal, no trade: nothing was sent yet
+            raise JournalError(f"cannot start a run in journal {self.journal.path} ({short_error(exc)}); free "
+                               "its disk or pass another --journal PATH") from None
         self.out(f"gammaride scan · run {self.run_id} · {self.mode}{' · DRY RUN (no orders)' if self.dry_run else ''}"
                  f" · {self.symbol} {s.instrument} · {getattr(self.broker, 'key_id_masked', '')}".rstrip(" ·"))
         self.out(self.policy_message)
-        self.reconcile()
+        try:
+            self.reconcile()
+        except BaseException as exc:  # a run that could not start is not 'completed'
+            self._fail(exc)
+            self.finish("failed")
+            raise
         return self.run_id
 
     def run(self, scans: int | None = None) -> RunStats:
-        """``for i in range(scans)``: sleep to the scan time, step, watch positions."""
+        """``for i in range(scans)``: sleep to the scan time, step, watch positions; after
+        the last scan, manage what is still open to its exit. Bad keys stop it at once."""
         scans = self.settings.scans if scans is None else scans
         if self.run_id is None:
             self.start()
@@ -195,15 +211,91 @@ class Scanner(PositionManager):
                 if self._stop_requested:
                     raise KeyboardInterrupt
                 now = outcome.now if outcome.now is not None else self.clock.now()
+            if self.flatten_at_end:
+                self.manage_to_exit()
         except KeyboardInterrupt:
             status = "interrupted"
             self.out("Interrupted (Ctrl-C).")
+        except BaseException as exc:
+            status = "failed"
+            self._fail(exc)
+            raise
         finally:
             self._in_step = False
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+            if status == "completed":
+                status = self._completed_status()
             self.finish(status)
         return self.stats
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = self.failure or short_error(exc)
+        if isinstance(exc, BrokerAuthError):
+            self.out(f"✗ Error: the broker refused the keys ({short_error(exc)}); check ALPACA_API_KEY and "
+                     "ALPACA_SECRET_KEY are this account's (paper keys for paper, live keys for --live)")
+        else:
+            self.out(f"✗ Error: the run stopped ({short_error(exc)})")
+
+    def _completed_status(self) -> str:
+        """'completed', or 'failed' (with the reason in ``failure``) when the journal
+        failed or every scan failed."""
+        if self.journal_failure:
+            self.failure = f"journal writes failed ({self.journal_failure}); no entries were made after that"
+            return "failed"
+        if self.outcomes and all(str(o.row.get("skip_reason") or "").startswith("error") for o in self.outcomes):
+            self.failure = f"all {len(self.outcomes)} scans failed (last: {self.outcomes[-1].row.get('skip_reason')})"
+            return "failed"
+        return "completed"
+
+    def manage_to_exit(self) -> None:
+        """After the last scan: keep managing open positions to their exit (TP, SL, max
+        hold, hard stop) on the same rules, printing as it goes; Ctrl-C still flattens."""
+        if not self.positions:
+            return
+        self.out(f"Last scan done; managing {len(self.positions)} open position(s) to their exit "
+                 f"(limit {max(p.limit for p in self.positions).tz_convert(ET):%H:%M} ET; Ctrl-C flattens)")
+        now = self.clock.now()
+        while self.positions:
+            target = next_scan_time(now, self.settings.scan_offset_seconds)
+            self.wait_until(target)
+            if not self.positions:
+                break
+            self._in_step = True
+            try:
+                mc = self.broker.clock()
+                self.clock.sync(mc.timestamp)
+                now = mc.timestamp
+                if not mc.is_open:
+                    self.out("  [WARNING] the market closed with positions open; flattening what can be")
+                    return
+                bars = self.fetch_bars(now)
+                self._manage(bars, now)
+                if self._pending_paths:
+                    paths, self._pending_paths = self._pending_paths, []
+                    self._safe_journal(lambda p=paths: self._tx(self.journal.write_paths, pd.concat(p, ignore_index=True)),
+                                       "write path")
+            except BrokerAuthError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failed check is retried a minute later
+                self._error("manage", exc)
+                now = self.clock.now()
+            finally:
+                self._in_step = False
+            if any(now >= p.limit + pd.Timedelta(minutes=5) for p in self.positions):
+                self.out("  [WARNING] position(s) still open 5 minutes past their limit; flattening")
+                return
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            if self.positions:
+                p = self.positions[0]
+                self.out(f"  [HOLD] {now.tz_convert(ET):%H:%M:%S} · trade {p.trade_id} {p.contract_symbol} open · "
+                         f"{self.symbol} ${self._last_price():.2f} · TP ${p.tp:.2f} SL ${p.sl:.2f} · "
+                         f"limit {p.limit.tz_convert(ET):%H:%M}")
+
+    def _last_price(self) -> float:
+        bars = self._last_bars
+        return float(bars["close"].iloc[-1]) if bars is not None and len(bars) else float("nan")
 
     def _trap_ctrl_c(self):
         """Ctrl-C during a scan lets the scan finish (its orders and journal rows belong
@@ -235,7 +327,11 @@ class Scanner(PositionManager):
         if jit:
             summary["jitter_median_s"] = float(np.median(jit))
             summary["jitter_max_s"] = float(np.max(np.abs(jit)))
+        if self.failure:
+            summary["failure"] = self.failure
         self._safe_journal(lambda: self.journal.finish_run(self.run_id, status, summary), "finish run")
+        if status == "failed" and self.failure:
+            self.out(f"✗ Run {self.run_id} failed: {self.failure}")
         st = self.stats
         exits = ", ".join(f"{k} {v}" for k, v in sorted(st.exits.items())) or "none"
         self.out(
@@ -268,22 +364,20 @@ class Scanner(PositionManager):
     # ------------------------------------------------------------------ time
     def _broker_now(self, attempts: int = 5) -> pd.Timestamp:
         """The broker's time, retried: without it there is nothing to align scans to."""
-        last: BrokerError | None = None
-        for i in range(attempts):
-            try:
-                mc = self.broker.clock()
-                self.clock.sync(mc.timestamp)
-                return mc.timestamp
-            except BrokerError as exc:
-                last = exc
-                self._error("clock", exc)
-                time.sleep(0.2 * (i + 1))
         try:
-            return self.clock.now()
-        except RuntimeError:
-            raise BrokerError(
-                f"cannot read the broker clock ({short_error(last)}); check the connection and run again"
-            ) from None
+            mc = with_retries(self.broker.clock, attempts=attempts, retry_if=lambda e: not isinstance(e, BrokerAuthError),
+                              on_error=lambda e: self._error("clock", e), pause=lambda i: time.sleep(0.2 * (i + 1)))
+        except BrokerAuthError:
+            raise
+        except BrokerError as last:
+            try:
+                return self.clock.now()
+            except RuntimeError:
+                raise BrokerError(
+                    f"cannot read the broker clock ({short_error(last)}); check the connection and run again"
+                ) from None
+        self.clock.sync(mc.timestamp)
+        return mc.timestamp
 
     def wait_until(self, target: pd.Timestamp) -> None:
         """Sleep to ``target``; while positions are open, check them every monitor_seconds
@@ -311,32 +405,46 @@ class Scanner(PositionManager):
     def step_at(self, target: pd.Timestamp) -> ScanOutcome:
         t0 = time.perf_counter()
         mc: MarketClock | None = None
+        clock_error: BrokerError | None = None
         try:
             mc = self.broker.clock()
             self.clock.sync(mc.timestamp)
+        except BrokerAuthError:
+            raise  # bad keys: nothing will work, stop the run at once
         except BrokerError as exc:
+            clock_error = exc
             self._error("clock", exc, scan_no=self.scan_no + 1)  # the scan about to run
         now = mc.timestamp if mc is not None else self.clock.now()
-        outcome = self.step(now, mc)
+        outcome = self.step(now, mc, clock_error)
         outcome.jitter_s = (now - target).total_seconds()
         outcome.seconds = time.perf_counter() - t0
         return outcome
 
     # ------------------------------------------------------------------ one scan
-    def step(self, now: pd.Timestamp, market: MarketClock | None = None) -> ScanOutcome:
+    def step(self, now: pd.Timestamp, market: MarketClock | None = None,
+             clock_error: BrokerError | None = None) -> ScanOutcome:
         """One scan at broker time ``now``. Never raises; always journals and prints."""
         self.scan_no += 1
         self.stats.scans += 1
         row: dict = {
             "run_id": self.run_id, "scan_no": self.scan_no, "symbol": self.symbol,
             "scanned_at": datetime.now(timezone.utc), "signal": False,
+            "gamma_gate": self.settings.gamma_gate,
         }
         info: dict = {}
         try:
-            self._scan(now, market, row, info)
+            if market is None and clock_error is not None:
+                row["skip_reason"] = ("error: broker unreachable (" if getattr(clock_error, "unreachable", False)
+                                      else "error: broker clock unavailable (") + short_error(clock_error) + ")"
+            else:
+                self._scan(now, market, row, info)
         except Exception as exc:  # noqa: BLE001 - no exception escapes a scan
-            row["skip_reason"] = f"error: {short_error(exc)}"
+            unreachable = isinstance(exc, BrokerError) and exc.unreachable
+            row["skip_reason"] = f"error: {'broker unreachable (' if unreachable else ''}{short_error(exc)}" + \
+                (")" if unreachable else "")
             self._error("scan", exc)
+        if "sig" in info and "gamma" not in info:  # after the decision: no order waits for it
+            self._measure_gamma(now, float(info["sig"]["price"]), row, info)
         if row.get("in_window"):
             self.stats.in_window += 1
         if row.get("signal"):
@@ -350,6 +458,9 @@ class Scanner(PositionManager):
                 self.out(_FEED_NOTE.get(self._feed_said, f"  option quotes: {self._feed_said} feed"))
             if self.settings.debug:
                 self.out(self._debug_block(row, info))
+            if self.journal_failure:
+                self.out(f"✗ Error: journal write failed ({self.journal_failure}): no new entries; open "
+                         "positions are still managed to their exit")
             if self.scan_no % 10 == 0:
                 self.out(self._heartbeat(now))
         except Exception as exc:  # noqa: BLE001 - printing must not end the run either
@@ -358,6 +469,11 @@ class Scanner(PositionManager):
         outcome = ScanOutcome(self.scan_no, now, row, line)
         self.outcomes.append(outcome)
         return outcome
+
+    def _measure_gamma(self, now: pd.Timestamp, price: float, row: dict, info: dict) -> None:
+        """Dealer gamma into the scan's row (never raises: a failure is its reason)."""
+        info["gamma"] = self.gamma.measure(now, price)
+        row.update(info["gamma"].row())
 
     def _write_scan(self, row: dict) -> None:
         """The scan row, the IV it observed and new path bars: one commit per scan."""
@@ -379,6 +495,7 @@ class Scanner(PositionManager):
             return
         if not market.is_open:
             row["skip_reason"] = f"{SKIP_CLOSED} (opens {market.next_open:%Y-%m-%d %H:%M} ET)"
+            self._watch_broker()  # what the broker does at and after the close (exercise, expiry)
             return
         self._new_day(now)
         bars = self.fetch_bars(now)
@@ -404,6 +521,8 @@ class Scanner(PositionManager):
         row["option_feed"] = getattr(self.broker, "option_feed_used", None)
         iv, ivp, src = self.iv_now(now, price, chain, info)
         row.update(iv=iv, iv_source=src, iv_contract=info.get("iv_contract"))
+        if self.settings.gamma_gate != "off":  # the gate needs the measure before an entry
+            self._measure_gamma(now, price, row, info)
         sig = compute_signals(bars.iloc[-_WINDOW:], self.settings, ivp).iloc[-1]
         info["sig"] = sig
         info["bars"] = bars
@@ -414,10 +533,16 @@ class Scanner(PositionManager):
             row["skip_reason"] = f"no IV: {info['iv_missing']}"  # the gate had no like-for-like IV
         if not sig["signal"]:
             return
+        gated = gate_block(self.settings.gamma_gate, info.get("gamma"))
+        if gated:
+            row.update(signal=False, skip_reason=gated)
+            return
         tp_mult, sl_mult, bucket = (np.asarray(v, dtype=object).reshape(-1)[0] for v in self.policy.lookup(sig["atr"]))
         tp, sl = exit_levels(sig["direction"], sig["price"], sig["atr"], tp_mult, sl_mult)
         info.update(tp=float(tp), sl=float(sl), tp_mult=float(tp_mult), sl_mult=float(sl_mult), bucket=str(bucket))
         block = entry_block(self.settings, self.risk, len(self.positions))
+        if self.journal_failure and not self.dry_run:
+            block = "journal failing: no new entries"
         if block:
             row["skip_reason"] = block
             return
@@ -545,13 +670,7 @@ class Scanner(PositionManager):
             self._error("account", exc)
         self.risk = DayRisk(today, start_equity)
         # trades already made today (earlier runs) count against today's limits
-        done = self.journal.query(
-            "SELECT count(*) AS n, coalesce(sum(pnl_usd), 0) AS pnl FROM trades t JOIN runs r USING (run_id) "
-            f"WHERE r.mode = ? AND CAST(t.entry_time AS DATE) = ? AND {DRY_RUN_SQL} = ?",
-            [self.mode, today.date(), bool(self.dry_run)],
-        )
-        self.risk.trades = int(done["n"].iloc[0])
-        self.risk.realized_pnl = float(done["pnl"].iloc[0])
+        self.risk.trades, self.risk.realized_pnl = self.journal.trades_today(self.mode, today.date(), self.dry_run)
 
     # ------------------------------------------------------------------ entries
     def _enter(self, now, decision_time, sig, chain, info) -> tuple[int | None, str | None]:
@@ -564,6 +683,7 @@ class Scanner(PositionManager):
             acct = self.broker.account()
             equity, bp = acct.equity, acct.options_buying_power
         except BrokerError as exc:
+            self._error("account", exc)
             return None, f"error: account unavailable ({short_error(exc)})"
         cid = client_order_id(self.symbol, decision_time, direction)
         if self._already_entered(cid):
@@ -604,30 +724,32 @@ class Scanner(PositionManager):
         )
         self.out(f"  ✓ SIGNAL - Submitting order... {direction.upper()} "
                  f"{pos.qty:g} x {pos.contract_symbol}{' (dry run)' if self.dry_run else ''}")
-        orders, fill_price, filled_qty, why = self._send_entry(pos, choice, now)
-        if filled_qty <= 0:
-            return None, why
-        pos.qty = filled_qty
-        pos.entry_premium = fill_price  # option premium, or the share price in shares mode
-        info["contract"] = pos.contract_symbol
-        info["contracts"] = filled_qty
+        # the trade as journaled; also the entry intent's detail, from which a restart
+        # books the trade if this process stops between the order and the trade row
         trade = {
             "trade_id": trade_id, "run_id": self.run_id, "symbol": self.symbol, "instrument": s.instrument,
             "contract_symbol": pos.contract_symbol, "direction": direction, "status": "open",
             "entry_time": decision_time, "entry_price": entry, "hard_stop_time": hard_stop, "atr": atr,
             "tp": pos.tp, "sl": pos.sl, "tp_mult": pos.tp_mult, "sl_mult": pos.sl_mult,
             "phase": self.policy.phase, "atr_bucket": info["bucket"], "iv_percentile": ivp,
-            "contracts": int(filled_qty),  # contracts, or shares in shares mode
-            "entry_premium": fill_price if s.instrument == "options" else None,
             "client_order_id": cid,
         }
+        orders, fill_price, filled_qty, why = self._send_entry(pos, choice, now, trade)
+        if filled_qty <= 0:
+            return None, why
+        pos.qty = filled_qty
+        pos.entry_premium = fill_price  # option premium, or the share price in shares mode
+        info["contract"] = pos.contract_symbol
+        info["contracts"] = filled_qty
+        trade.update(contracts=int(filled_qty),  # contracts, or shares in shares mode
+                     entry_premium=fill_price if s.instrument == "options" else None)
         # managed first (backstop, flatten at the end), journaled second: a failed journal
         # write must not leave a filled position that nothing watches
         self.positions.append(pos)
         self.risk.trades += 1
         self.stats.entries += 1
-        if self.backstop:
-            self._place_backstop(pos)
+        if self.backstop and pos.entry_order_id is None:
+            self._place_backstop(pos)  # else once the entry order is final (wash-trade rule)
 
         def write() -> None:
             with self.journal.transaction():
@@ -635,6 +757,8 @@ class Scanner(PositionManager):
                 for order, price, qty, at in orders:  # one per price step of the entry
                     self._journal_order(order, trade_id, "bracket" if s.instrument == "shares" else "entry")
                     self._journal_fill(order, trade_id, price, qty, at)
+                    if not self.dry_run:
+                        self.journal.update_intents("booked", client_order_id=order["client_order_id"])
 
         self._safe_journal(write, "write trade")
         return trade_id, None
@@ -649,10 +773,7 @@ class Scanner(PositionManager):
         if self.dry_run:
             return False  # nothing is sent, so nothing can come back as a phantom fill
         try:
-            found = self.journal.query(
-                f"SELECT count(*) AS n FROM trades t JOIN runs r USING (run_id) "
-                f"WHERE t.client_order_id = ? AND r.mode = ? AND NOT {DRY_RUN_SQL}", [cid, self.mode])
-            if int(found["n"].iloc[0]) == 0:
+            if not self.journal.knows_order(cid, self.mode):  # as a trade or an order intent
                 return False
         except Exception:  # noqa: BLE001 - unreadable journal: ask the broker alone
             pass
@@ -661,9 +782,11 @@ class Scanner(PositionManager):
         except BrokerError:
             return True  # cannot tell: refusing loses one entry, a phantom trade is worse
 
-    def _send_entry(self, pos: Position, choice: ContractChoice | None, now) -> tuple[list, float, float, str | None]:
+    def _send_entry(self, pos: Position, choice: ContractChoice | None, now,
+                    trade: dict | None = None) -> tuple[list, float, float, str | None]:
         """([(order row, fill price, filled qty, fill time)...], average fill price, filled
-        qty, reason when nothing filled)."""
+        qty, reason when nothing filled). Each order is journaled as an intent (with
+        ``trade``, the setup) before it is sent."""
         s = self.settings
         side = "buy" if (pos.instrument == "options" or pos.direction == "call") else "sell"
         if self.dry_run:
@@ -671,11 +794,13 @@ class Scanner(PositionManager):
             order = self._sim_order(pos, "buy" if choice else side, pos.qty, price, "entry")
             return [(order, price, pos.qty, None)], price, pos.qty, None
         if pos.instrument == "options":
-            return self._send_option_entry(pos)
+            return self._send_option_entry(pos, trade)
         spec = OrderSpec(pos.symbol, pos.qty, side, "market", client_order_id=pos.client_order_id,
                          order_class="bracket", take_profit=pos.tp, stop_loss=pos.sl)
         try:
-            sent = submit_idempotent(self.broker, spec)
+            sent = self._submit(spec, "entry", pos, detail=trade)
+        except JournalRefusal as exc:
+            return [], float("nan"), 0.0, f"error: {exc}"
         except BrokerError as exc:
             self._journal_rejected(spec, pos, "entry", exc)
             return [], float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
@@ -683,36 +808,50 @@ class Scanner(PositionManager):
         if not filled.is_filled:
             filled = cancel_and_settle(self.broker, filled, clock=self.clock)
         pos.bracket_id = filled.id
+        # a cancel still pending: the entry is not final, and its backstop waits for it
+        pos.entry_order_id = None if filled.is_done else filled.id
         order = order_row(filled, self.run_id, None, "bracket")
         if filled.filled_qty <= 0:
-            with self.journal.transaction():
-                self.journal.write_order(order)
+            cid = pos.client_order_id
+            self._safe_journal(lambda: self._tx(self._void_entry, order, cid), "entry order")
             return [], float("nan"), 0.0, (
                 f"entry not filled within {s.entry_timeout_seconds:g}s (cancelled)"
             )
         return ([(order, float(filled.filled_avg_price), float(filled.filled_qty), filled.filled_at)],
                 float(filled.filled_avg_price), float(filled.filled_qty), None)
 
-    def _send_option_entry(self, pos: Position) -> tuple[list, float, float, str | None]:
-        """A marketable limit from a fresh quote, repriced within the slippage budget."""
+    def _send_option_entry(self, pos: Position, trade: dict | None) -> tuple[list, float, float, str | None]:
+        """A marketable limit from a fresh quote, repriced within the slippage budget. Each
+        price step is journaled as an intent before it is sent (the first as the entry, the
+        reprices as ``entry_reprice``)."""
+        def submit(spec: OrderSpec, step: int):
+            return self._submit(spec, "entry" if step == 0 else "entry_reprice", pos, detail=trade)
+
         try:
             ex = fill_marketable(self.broker, self.clock, self.settings, contract=pos.contract_symbol,
-                                 root=self.symbol, side="buy", qty=pos.qty, client_order_id=pos.client_order_id)
+                                 root=self.symbol, side="buy", qty=pos.qty, client_order_id=pos.client_order_id,
+                                 submit=submit)
+        except JournalRefusal as exc:
+            return [], float("nan"), 0.0, f"error: {exc}"
         except BrokerError as exc:
             spec = OrderSpec(pos.contract_symbol, pos.qty, "buy", "limit", client_order_id=pos.client_order_id)
             self._journal_rejected(spec, pos, "entry", exc)
             return [], float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
         self._fill_quotes.update(ex.quotes)
+        # a cancel still pending: the entry is not final, and its backstop waits for it
+        pos.entry_order_id = next((o.id for o in ex.orders if not o.is_done), None)
         rows = [(order_row(o, self.run_id, None, "entry"), float(o.filled_avg_price), float(o.filled_qty), o.filled_at)
                 for o in ex.orders]
         if ex.filled_qty <= 0:
-            if rows:
-                with self.journal.transaction():
-                    for row, *_ in rows:
-                        self.journal.write_order(row)
+            for row, *_ in rows:
+                self._safe_journal(lambda r=row: self._tx(self._void_entry, r, r["client_order_id"]), "entry order")
             return [], float("nan"), 0.0, f"entry not filled: {ex.reason} (cancelled)"
         return rows, ex.avg_price, ex.filled_qty, None
 
+
+    def _void_entry(self, order: dict, cid: str) -> None:
+        self.journal.write_order(order)
+        self.journal.update_intents("void", client_order_id=cid)
 
     # ------------------------------------------------------------------ output
     def _line(self, now: pd.Timestamp, row: dict, info: dict) -> str:
@@ -749,6 +888,7 @@ class Scanner(PositionManager):
             f"    gates: window {'✓' if sig['in_window'] else '✗'} volume {'✓' if sig['vol_spike'] else '✗'} "
             f"IV {'✓' if (sig['iv_percentile'] >= self.settings.iv_threshold) else '✗'} "
             f"direction {'✓' if isinstance(sig['direction'], str) else '✗'}",
+            f"    {info['gamma'].describe()} · gate {self.settings.gamma_gate}",
         ])
 
     def _heartbeat(self, now: pd.Timestamp) -> str:

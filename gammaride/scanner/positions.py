@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from gammaride.errors import BrokerError
-from gammaride.journal.store import DRY_RUN_SQL
-from gammaride.scanner.broker import Broker, OrderInfo, OrderSpec
+from gammaride.errors import BrokerAuthError, BrokerError
+from gammaride.scanner.broker import Broker, OrderInfo, OrderSpec, PositionInfo
 from gammaride.scanner.clock import Clock
-from gammaride.scanner.contracts import premium_at
+from gammaride.scanner.contracts import parse_occ, premium_at
 from gammaride.scanner.execution import slippage_per_contract
 from gammaride.scanner.exits import (
     EXIT_HARD_STOP,
@@ -30,13 +29,25 @@ from gammaride.scanner.exits import (
     evaluate_exits,
     excursions,
 )
+from gammaride.scanner.retry import is_transient, with_retries
 from gammaride.text import signed_usd
 
 ET = "America/New_York"
 MINUTE = pd.Timedelta(minutes=1)
 CLIENT_PREFIX = "gr-"
-# A dry run is a run whose settings_json carries "dry_run": true; its simulated trades
-# must not count against a real account's limits.
+# exits the broker makes itself (issue: Alpaca liquidates, exercises and expires options)
+EXIT_LIQUIDATION = "broker_liquidation"
+EXIT_EXERCISED = "exercised"
+EXIT_EXPIRED = "expired"
+# Alpaca's option events in the account activities: exercise, assignment, expiry
+OPTION_EVENTS = ("OPEXC", "OPASN", "OPEXP")
+# Alpaca liquidates expiring positions within the last hour before the close (15:45 ET
+# for broad-based ETFs, 15:30 others, earlier when buying power cannot cover exercise): a
+# sell not sent by gammaride in that hour of the expiry day is the broker's liquidation
+LIQUIDATION_WINDOW = pd.Timedelta(hours=1)
+# a position missing at the broker with no order or activity to explain it is booked
+# 'manual' only once it has been missing this long (position lists can lag fills)
+MISSING_GRACE = pd.Timedelta(seconds=60)
 
 
 def client_order_id(symbol: str, decision_time: pd.Timestamp, direction: str) -> str:
@@ -76,6 +87,8 @@ class Position:
     client_order_id: str = ""
     backstop_id: str | None = None
     bracket_id: str | None = None
+    entry_order_id: str | None = None  # set while the entry order is not final (no backstop yet)
+    missing_since: pd.Timestamp | None = None  # when the broker first showed less than qty
     adopted: bool = False
     exit_attempts: int = 0
     backstops: int = 0  # backstop orders placed so far: each new one needs a new client id
@@ -189,23 +202,17 @@ def submit_idempotent(broker: Broker, spec: OrderSpec, attempts: int = 3) -> Ord
     """Submit; on any failure look the client id up before trying again, so an order the
     broker did take (reply lost, timeout) is found instead of sent twice. A definite
     refusal (4xx other than 408/429, and not a duplicate id) is raised at once."""
-    last = BrokerError(f"order {spec.client_order_id} not submitted: no attempt made")
-    for _ in range(attempts):
+
+    def lookup(_: BrokerError) -> OrderInfo | None:
         try:
-            return broker.submit_order(spec)
-        except BrokerError as exc:
-            last = exc
-            try:
-                found = broker.order_by_client_id(spec.client_order_id) if spec.client_order_id else None
-            except BrokerError:
-                found = None
-            if found is not None:
-                return found
-            status = getattr(exc, "status", None)
-            if status is not None and 400 <= status < 500 and status not in (408, 429) and found is None:
-                if "client_order_id" not in str(exc).lower():
-                    raise
-    raise last
+            return broker.order_by_client_id(spec.client_order_id) if spec.client_order_id else None
+        except BrokerError:
+            return None
+
+    def again(exc: BrokerError) -> bool:  # a duplicate id is retried: the lookup finds the order
+        return is_transient(exc) or "client_order_id" in str(exc).lower()
+
+    return with_retries(lambda: broker.submit_order(spec), attempts=attempts, retry_if=again, recover=lookup)
 
 
 def wait_for_fill(broker: Broker, order: OrderInfo, clock: Clock, timeout_s: float, poll_s: float = 1.0) -> OrderInfo:
@@ -230,13 +237,11 @@ def cancel_and_settle(broker: Broker, order: OrderInfo, attempts: int = 3, clock
     Alpaca cancels asynchronously (``pending_cancel``): until the order is done it can
     still fill and its quantity is still reserved, so this polls until it is done or
     ``timeout_s`` seconds (of ``clock``, else wall time) pass."""
-    for _ in range(attempts):
-        try:
-            broker.cancel_order(order.id)
-            break
-        except BrokerError as exc:
-            if getattr(exc, "status", None) == 422:  # already filled or done
-                break
+    try:  # a 422 means already filled or done: nothing left to cancel
+        with_retries(lambda: broker.cancel_order(order.id), attempts=attempts,
+                     recover=lambda exc: True if getattr(exc, "status", None) == 422 else None)
+    except BrokerError:
+        pass  # the order's own state, polled below, says what happened
     latest = order
     deadline = (clock.now() if clock else pd.Timestamp.now(tz="UTC")) + pd.Timedelta(seconds=timeout_s)
     failures = 0
@@ -291,7 +296,7 @@ class PositionManager:
         spec = OrderSpec(pos.contract_symbol, pos.qty, "sell", "stop", stop_price=stop,
                          client_order_id=backstop_client_id(pos.client_order_id, pos.backstops))
         try:
-            o = submit_idempotent(self.broker, spec)
+            o = self._submit(spec, "backstop", pos)
             pos.backstop_id = o.id
             self._safe_journal(lambda: self._tx(self._journal_order, o, pos.trade_id, "backstop"), "backstop")
         except BrokerError as exc:
@@ -307,6 +312,7 @@ class PositionManager:
         self.tracking = [p for p in self.tracking
                          if len(p.path) < self.settings.max_hold_minutes
                          and now < p.hold_until + pd.Timedelta(minutes=5)]
+        self._watch_broker()
         for pos in list(self.positions):
             if self._closed_at_broker(pos):
                 continue
@@ -327,6 +333,7 @@ class PositionManager:
         now = self.clock.now()
         for pos in [p for p in self.positions if p.bracket_id]:
             self._closed_at_broker(pos)  # a bracket leg may have filled since the last look
+        self._watch_broker()
         if not self.positions:
             return
         try:
@@ -427,7 +434,7 @@ class PositionManager:
                                                           decision.price, decision.time, False), lg, "bracket")
                         return True
                 pos.bracket_id = None
-            filled = self._send_exit(pos)
+            filled = self._send_exit(pos, decision)
         except BrokerError as exc:
             self._error(f"exit trade {pos.trade_id}", exc)
             self.out(f"  [EXIT] trade {pos.trade_id}: {short_error(exc)}; retrying at the next check")
@@ -453,15 +460,18 @@ class PositionManager:
         self._safe_journal(lambda: self._tx(self._journal_fill, order, pos.trade_id, float(order.filled_avg_price),
                                             q, order.filled_at), f"{purpose} fill")
 
-    def _send_exit(self, pos: Position) -> OrderInfo | None:
+    def _send_exit(self, pos: Position, decision: ExitDecision | None = None) -> OrderInfo | None:
         pos.exit_attempts += 1
         cid = f"{pos.client_order_id}-x{pos.exit_attempts}"
         side = "sell" if (pos.instrument == "options" or pos.direction == "call") else "buy"
+        detail = None if decision is None else {"reason": decision.reason, "price": decision.price,
+                                                "time": decision.time.isoformat()}
         if pos.instrument == "options":
             from gammaride.scanner.execution import fill_marketable
 
             ex = fill_marketable(self.broker, self.clock, self.settings, contract=pos.contract_symbol,
-                                 root=pos.symbol, side="sell", qty=pos.qty, client_order_id=cid)
+                                 root=pos.symbol, side="sell", qty=pos.qty, client_order_id=cid,
+                                 submit=lambda spec, step: self._submit(spec, "exit", pos, detail=detail))
             self._fill_quotes.update(ex.quotes)
             if ex.orders:
                 *earlier, done = ex.orders
@@ -477,7 +487,7 @@ class PositionManager:
             spec = OrderSpec(pos.contract_symbol, pos.qty, "sell", "market", client_order_id=cid)
         else:
             spec = OrderSpec(pos.symbol, pos.qty, side, "market", client_order_id=cid)
-        sent = submit_idempotent(self.broker, spec)
+        sent = self._submit(spec, "exit", pos, detail=detail)
         done = wait_for_fill(self.broker, sent, self.clock, self.exit_timeout)
         if not done.is_filled:
             done = cancel_and_settle(self.broker, done, clock=self.clock)
@@ -488,8 +498,6 @@ class PositionManager:
         return done
 
     def _quote(self, pos: Position) -> tuple[float, float]:
-        from gammaride.scanner.contracts import parse_occ
-
         _, exp, _, strike = parse_occ(pos.contract_symbol)
         chain = self.broker.option_chain(self.symbol, exp.date(), exp.date(), strike, strike)
         row = chain[chain["symbol"] == pos.contract_symbol]
@@ -520,6 +528,8 @@ class PositionManager:
         def write() -> None:
             with self.journal.transaction():
                 self.journal.update_trade(pos.trade_id, **values)
+                if not self.dry_run:  # every order of the trade is accounted for now
+                    self.journal.update_intents("booked", trade_id=pos.trade_id, only_open=True)
                 if order is not None:
                     self._journal_order(order, pos.trade_id, purpose)
                     self._journal_fill(order_row(order, self.run_id, pos.trade_id, purpose), pos.trade_id,
@@ -543,21 +553,25 @@ class PositionManager:
                  f"{self.symbol} ${decision.price:.2f} at {decision.time:%H:%M:%S} · P&L {signed_usd(pnl)}")
 
     def reconcile(self) -> None:
-        """Adopt open positions opened by gammaride (client id prefix, open trade in the
+        """At start: book what journaled order intents became at the broker (an entry that
+        filled before its trade was journaled, an exit that filled before it was booked),
+        adopt open positions opened by gammaride (client id prefix, open trade in the
         journal) and manage them to their exit; leave every other position alone."""
         if self.dry_run:
             return
         try:
+            self.clock.sync(self.broker.clock().timestamp)
+            self._book_entry_intents()
             held = self.broker.positions()
             # the newest 500 orders: an adoptable position was opened today, by a recent order
-            orders = self.broker.orders("all") if held else []
+            orders = self.broker.orders("all")
+        except BrokerAuthError:
+            raise  # bad keys: nothing will work
         except BrokerError as exc:
             self._error("reconcile", exc)
             self.out(f"Could not reconcile with the broker ({short_error(exc)}); continuing without adopting.")
             return
-        open_trades = self.journal.query(
-            "SELECT t.* FROM trades t JOIN runs r USING (run_id) "
-            f"WHERE t.status = 'open' AND t.client_order_id IS NOT NULL AND NOT {DRY_RUN_SQL} ORDER BY t.trade_id")
+        open_trades = self.journal.open_trades()
         ours: dict[str, list[OrderInfo]] = {}
         for o in orders:
             if is_ours(o.client_order_id):
@@ -565,8 +579,11 @@ class PositionManager:
         others = []
         for p in held:
             mine = ours.get(p.symbol, [])
-            trade = open_trades[open_trades["contract_symbol"] == p.symbol]
+            trade = open_trades[(open_trades["contract_symbol"] == p.symbol) & (open_trades["run_mode"] == self.mode)]
             if not mine or trade.empty:
+                if mine:  # a gammaride client id, but neither a trade nor an intent in this journal
+                    self.out(f"  ✗ {p.symbol} x{abs(p.qty):g} was opened by gammaride order {mine[0].client_order_id}, "
+                             "which this journal does not know (another journal or mode?); left alone")
                 others.append(p.symbol)
                 continue
             pos = _position_from_trade(trade.iloc[-1], abs(p.qty), self.settings.max_hold_minutes)
@@ -575,6 +592,10 @@ class PositionManager:
                     pos.backstops += 1
                     if not o.is_done:
                         pos.backstop_id = o.id
+                if _is_exit_of(o.client_order_id, pos.client_order_id):
+                    pos.exit_attempts += 1  # the next exit needs a client id not used yet
+                    if not o.is_done:  # an exit the stopped run left working: settle it first
+                        self._partial_exit(pos, cancel_and_settle(self.broker, o, clock=self.clock), "exit")
                 if o.client_order_id == pos.client_order_id and o.order_class == "bracket":
                     pos.bracket_id = o.id  # its TP/SL legs must be cancelled before a time exit
             done = self.journal.trade_paths([pos.trade_id])
@@ -587,53 +608,323 @@ class PositionManager:
             if self.backstop and pos.instrument == "options" and pos.backstop_id is None:
                 # none rests (never placed, or a DAY stop expired overnight): place a new one
                 self._place_backstop(pos)
+        self._report_exercised_shares(held)
         if others:
             self.out(f"Leaving {len(others)} position(s) not opened by gammaride alone: {', '.join(others)}")
         self._close_orphans(open_trades, {p.symbol for p in held})
 
+    def _book_entry_intents(self) -> None:
+        """Entries journaled as intents whose trade was never written (the run stopped
+        between the order and its journal row): ask the broker what became of each; a fill
+        becomes the open trade, with the broker's price and quantity; the rest are void."""
+        for it in self.journal.intents(self.mode, purpose="entry", open_only=True).itertuples():
+            cid = str(it.client_order_id)
+            found = self.broker.order_by_client_id(cid)
+            if found is not None and not found.is_done:
+                found = cancel_and_settle(self.broker, found, clock=self.clock)
+            if found is None or not (found.filled_qty > 0):
+                self._safe_journal(lambda c=cid, o=found: self._tx(
+                    self.journal.update_intents, "void", client_order_id=c, order_id=o.id if o else None),
+                    "order intent")
+                if found is not None:
+                    self._safe_journal(lambda o=found, t=it: self._tx(
+                        self._journal_order, order_row(o, int(t.run_id), None, "entry"), None, "entry"), "entry order")
+                continue
+            if self.journal.has_trade(cid):
+                self._safe_journal(lambda c=cid: self._tx(self.journal.update_intents, "booked", client_order_id=c),
+                                   "order intent")
+                continue
+            trade = {**it.detail, "contracts": int(found.filled_qty), "status": "open", "client_order_id": cid,
+                     "trade_id": int(it.trade_id), "run_id": int(it.run_id)}
+            if trade.get("instrument", "options") == "options":
+                trade["entry_premium"] = float(found.filled_avg_price)
+
+            def write(trade=trade, found=found, it=it, cid=cid) -> None:
+                with self.journal.transaction():
+                    self.journal.write_trade(trade)
+                    self.journal.write_order({**order_row(found, int(it.run_id), int(it.trade_id), it.purpose)})
+                    self.journal.write_fill({"order_id": found.id, "run_id": int(it.run_id),
+                                             "trade_id": int(it.trade_id), "symbol": found.symbol, "side": found.side,
+                                             "qty": float(found.filled_qty), "price": float(found.filled_avg_price),
+                                             "filled_at": found.filled_at or self.clock.now()})
+                    self.journal.update_intents("booked", client_order_id=cid, order_id=found.id)
+
+            if self._safe_journal(write, "book entry from its intent"):
+                self.out(f"Booked entry {cid} from the broker's record: {found.symbol} x{found.filled_qty:g} at "
+                         f"${found.filled_avg_price:.2f} (the run that sent it stopped before journaling the trade)")
+
     def _close_orphans(self, open_trades: pd.DataFrame, held: set[str]) -> None:
         """Open trades of this mode with no position left at the broker were closed while
-        no scanner ran (the backstop, the broker's expiry liquidation, a manual close):
-        book them from the backstop's fill when there is one, else as 'manual'."""
-        modes = self.journal.query(f"SELECT run_id, mode, {DRY_RUN_SQL} AS dry FROM runs r")
-        mine = set(modes.loc[(modes["mode"] == self.mode) & ~modes["dry"].astype(bool), "run_id"])
+        no scanner ran: book each from the broker's own record (settle_vanished)."""
         for t in open_trades.itertuples():
-            if t.run_id not in mine or t.contract_symbol in held or not is_ours(t.client_order_id):
+            if t.run_mode != self.mode or t.contract_symbol in held or not is_ours(t.client_order_id):
                 continue
-            bs = self._filled_backstop(t.client_order_id)
-            filled = bs is not None
-            premium = bs.filled_avg_price if filled else float("nan")
-            pnl = (premium - t.entry_premium) * t.contracts * 100.0 if filled else None
-            values = dict(status="closed", exit_reason=EXIT_SL if filled else EXIT_MANUAL,
-                          exit_time=bs.filled_at if filled else None, exit_premium=premium, pnl_usd=pnl)
-            self._safe_journal(lambda v=values, i=t.trade_id: self._tx(self.journal.update_trade, i, **v),
-                               "close orphan")
-            self.out(f"Trade {t.trade_id} ({t.contract_symbol}) has no position at the broker any more; "
-                     f"booked as {'closed by its backstop stop' if filled else 'closed outside gammaride (manual)'}")
+            if any(p.trade_id == t.trade_id for p in self.positions):
+                continue
+            pos = _position_from_trade(pd.Series(t._asdict()), float(t.contracts or 0), self.settings.max_hold_minutes)
+            self._settle_vanished(pos, restart=True)
 
-    def _filled_backstop(self, entry_client_id: str, most: int = 10) -> OrderInfo | None:
-        """The backstop (first, or a re-placed one) that filled, if any."""
-        for n in range(1, most + 1):
+    # --- what the broker did on its own ---------------------------------------------
+    def _watch_broker(self) -> None:
+        """Every poll: a position that shrank or vanished at the broker was closed there
+        (backstop, bracket leg, the broker's liquidation, exercise, expiry, a manual close):
+        book it from the broker's record and send no more orders for it. Never raises."""
+        if self.dry_run or not self.positions:
+            return
+        try:
+            held = {p.symbol: p for p in self.broker.positions()}
+        except BrokerError as exc:
+            self._error("positions", exc)
+            return
+        for pos in list(self.positions):
+            if pos.entry_order_id is not None:
+                self._entry_final(pos)
+            at = held.get(pos.contract_symbol)
+            if at is not None and abs(at.qty) >= pos.qty - 1e-9:
+                pos.missing_since = None
+                continue
             try:
-                bs = self.broker.order_by_client_id(backstop_client_id(entry_client_id, n))
-            except BrokerError:
-                return None
-            if bs is None:
-                return None
-            if bs.is_filled:
-                return bs
+                if self._closed_at_broker(pos):
+                    continue
+                self._settle_vanished(pos, restart=False)
+            except BrokerError as exc:
+                self._error(f"settle trade {pos.trade_id}", exc)
+
+    def _settle_vanished(self, pos: Position, restart: bool) -> None:
+        """Book a position the broker no longer holds from what the broker recorded: our
+        own exit or backstop orders (journaled intents), the broker's liquidating sell, its
+        exercise/assignment/expiry activity; else a close outside gammaride ('manual')."""
+        filled = self._our_fills(pos) if restart else []
+        if filled:
+            qty = sum(o.filled_qty for o, _ in filled)
+            premium = sum(o.filled_qty * o.filled_avg_price for o, _ in filled) / qty
+            last, detail = filled[-1]
+            reason = detail.get("reason") or (EXIT_SL if _is_backstop_of(last.client_order_id, pos.client_order_id)
+                                              else EXIT_MANUAL)
+            price = float(detail.get("price") or self._underlying_at(last.filled_at))
+            for o, _ in filled[:-1]:
+                self._partial_exit(pos, o, "exit")
+            pos.qty = float(last.filled_qty)
+            self.out(f"Trade {pos.trade_id} ({pos.contract_symbol}) was closed by its "
+                     f"{'backstop stop' if reason == EXIT_SL else 'exit order'} {last.client_order_id} "
+                     f"at ${last.filled_avg_price:.2f}; booked {reason}")
+            self._book_exit(pos, ExitDecision(reason, price, last.filled_at or self.clock.now(), False), last,
+                            "backstop" if _is_backstop_of(last.client_order_id, pos.client_order_id) else "exit")
+            return
+        liq = self._liquidation(pos)
+        if liq is not None:
+            self._broker_event("liquidation", pos, liq.filled_qty, liq.filled_avg_price, liq.filled_at,
+                               f"order {liq.id} sold {pos.contract_symbol} before expiry")
+            self.out(f"  ✗ [BROKER] trade {pos.trade_id}: the broker liquidated {pos.contract_symbol} "
+                     f"x{liq.filled_qty:g} at ${liq.filled_avg_price:.2f} ({liq.filled_at:%H:%M:%S}); booked "
+                     f"{EXIT_LIQUIDATION}")
+            self._book_exit(pos, ExitDecision(EXIT_LIQUIDATION, self._underlying_at(liq.filled_at),
+                                              liq.filled_at or self.clock.now(), False), liq, "liquidation")
+            return
+        event = self._option_event(pos)
+        if event is not None:
+            kind, at, shares, strike = event
+            close = self._underlying_at(at)
+            _, _, right, k = parse_occ(pos.contract_symbol)
+            if kind == "OPEXP":
+                reason, premium = EXIT_EXPIRED, 0.0
+                text = "expired worthless"
+            else:
+                reason = EXIT_EXERCISED
+                # the contract became shares at the strike: its value at the close is intrinsic
+                premium = max(0.0, (close - k) if right == "call" else (k - close)) if np.isfinite(close) else float("nan")
+                text = (f"was exercised into {shares:+g} shares of {pos.symbol} at ${strike:.2f} "
+                        f"(booked at intrinsic value ${premium:.2f} = close ${close:.2f} vs strike ${k:g})")
+            self._broker_event(kind, pos, pos.qty, premium, at, text)
+            self.out(f"  ✗ [BROKER] trade {pos.trade_id}: {pos.contract_symbol} {text}; booked {reason}")
+            self._book_exit(pos, ExitDecision(reason, close, at, False), None, "settlement", premium=premium)
+            if kind != "OPEXP":
+                try:
+                    self._report_shares(self.broker.positions(), {pos.symbol})
+                except BrokerError as exc:
+                    self._error("positions", exc)
+            return
+        if not restart:
+            # nothing explains it yet: a position list can lag a fill by a moment, so the
+            # trade stays managed until the absence has lasted MISSING_GRACE
+            now = self.clock.now()
+            pos.missing_since = pos.missing_since or now
+            if now - pos.missing_since < MISSING_GRACE:
+                return
+        self.out(f"Trade {pos.trade_id} ({pos.contract_symbol}) has no position at the broker any more and no "
+                 "order or activity there explains it; booked as closed outside gammaride (manual)")
+        values = dict(status="closed", exit_reason=EXIT_MANUAL, exit_time=None, exit_premium=float("nan"),
+                      pnl_usd=None)
+        self._safe_journal(lambda: self._tx(self.journal.update_trade, pos.trade_id, **values), "close orphan")
+        if pos in self.positions:
+            self.positions.remove(pos)
+        self.stats.exits[EXIT_MANUAL] = self.stats.exits.get(EXIT_MANUAL, 0) + 1
+
+    def _our_fills(self, pos: Position) -> list[tuple[OrderInfo, dict]]:
+        """Filled exit and backstop orders of the trade (journaled intents, plus backstops
+        found by their client ids), oldest first, with each intent's detail."""
+        intents = self.journal.intents(self.mode, trade_id=pos.trade_id)
+        wanted = {str(r.client_order_id): r.detail for r in intents.itertuples() if r.purpose in ("exit", "backstop")}
+        for n in range(1, 11):  # backstops journaled before order intents existed
+            wanted.setdefault(backstop_client_id(pos.client_order_id, n), {})
+        out = []
+        for cid, detail in wanted.items():
+            o = self.broker.order_by_client_id(cid)
+            if o is not None and o.filled_qty > 0 and np.isfinite(o.filled_avg_price):
+                out.append((o, detail))
+        return sorted(out, key=lambda x: x[0].filled_at or pd.Timestamp.max.tz_localize("UTC"))
+
+    def _liquidation(self, pos: Position) -> OrderInfo | None:
+        """The broker's own sell of the contract on its expiry day, in the last hour."""
+        if pos.instrument != "options":
+            return None
+        _, exp, _, _ = parse_occ(pos.contract_symbol)
+        orders = self.broker.orders("closed", after=pos.entry_time - MINUTE)
+        for o in orders:
+            if o.symbol != pos.contract_symbol or is_ours(o.client_order_id) or o.side != "sell" or not o.filled_qty:
+                continue
+            at = o.filled_at
+            if at is None or at.date() != exp.date():
+                continue
+            close = self._session_close(at)
+            if close is not None and at >= close - LIQUIDATION_WINDOW:
+                return o
         return None
+
+    def _option_event(self, pos: Position) -> tuple[str, pd.Timestamp, float, float] | None:
+        """(OPEXC | OPASN | OPEXP, when, shares delivered, strike) for the contract, if any."""
+        if pos.instrument != "options":
+            return None
+        acts = self.broker.account_activities(OPTION_EVENTS + ("OPTRD",), after=pos.entry_time - MINUTE)
+        for a in acts:
+            if a.get("activity_type") in OPTION_EVENTS and a.get("symbol") == pos.contract_symbol:
+                kind = str(a["activity_type"])
+                _, exp, _, strike = parse_occ(pos.contract_symbol)
+                at = self._session_close(exp) or pd.Timestamp(exp).tz_localize(ET) + pd.Timedelta(hours=16)
+                shares = sum(float(t.get("qty") or 0) for t in acts if t.get("activity_type") == "OPTRD"
+                             and t.get("symbol") == pos.symbol and t.get("date") == a.get("date"))
+                return kind, at, shares, float(strike)
+        return None
+
+    def _report_exercised_shares(self, held: list[PositionInfo]) -> None:
+        """At start: share positions that recent exercises or assignments delivered."""
+        if not any(p.asset_class == "us_equity" for p in held):
+            return
+        try:
+            acts = self.broker.account_activities(("OPTRD",), after=self.clock.now() - pd.Timedelta(days=7))
+        except BrokerError as exc:
+            self._error("account activities", exc)
+            return
+        self._report_shares(held, {str(a.get("symbol")) for a in acts})
+
+    def _report_shares(self, held: list[PositionInfo], underlyings: set[str]) -> None:
+        """A share position in an underlying gammaride trades options on, with no order of
+        ours behind it, came from an exercise or assignment: say so loudly (printed line,
+        journal errors, broker_events), once per run, and never adopt it."""
+        if self.settings.instrument != "options":
+            return
+        seen = getattr(self, "_shares_reported", set())
+        for p in held:
+            if p.asset_class != "us_equity" or p.symbol not in underlyings or (p.symbol, p.qty) in seen:
+                continue
+            seen.add((p.symbol, p.qty))
+            text = (f"{p.qty:+g} shares of {p.symbol} (avg ${p.avg_entry_price:.2f}) are held at the broker, most "
+                    "likely from an exercised or assigned contract; gammaride does not manage shares: close "
+                    "them yourself")
+            self.out(f"  ✗ [BROKER] {text}")
+            self._error("shares from exercise", text)
+            self._broker_event("shares", None, p.qty, p.avg_entry_price, self.clock.now(), text, symbol=p.symbol)
+        self._shares_reported = seen
+
+    def _broker_event(self, kind: str, pos: Position | None, qty, price, at, message: str,
+                      symbol: str | None = None) -> None:
+        row = {"run_id": self.run_id, "occurred_at": at or self.clock.now(), "activity_type": kind,
+               "symbol": symbol or (pos.contract_symbol if pos else None), "qty": qty, "price": price,
+               "trade_id": pos.trade_id if pos else None, "message": message}
+        self._safe_journal(lambda: self._tx(self.journal.write_broker_event, row), "broker event")
+
+    def _session_close(self, when) -> pd.Timestamp | None:
+        """The close of the session on ``when``'s date (early closes included)."""
+        day = pd.Timestamp(when).tz_localize(None).normalize() if pd.Timestamp(when).tz is None else \
+            pd.Timestamp(when).tz_convert(ET).tz_localize(None).normalize()
+        try:
+            days = self.broker.calendar(day.date(), day.date())
+        except BrokerError:
+            return None
+        return days[0].close if days else None
+
+    def _underlying_at(self, when: pd.Timestamp | None) -> float:
+        """The underlying's last 1-minute close at or before ``when`` (else the latest price)."""
+        if when is None:
+            return self._price_now()
+        try:
+            bars = self.broker.bars(self.symbol, when - pd.Timedelta(minutes=30), when)
+            bars = bars[bars.index + MINUTE <= when + MINUTE]
+            if len(bars):
+                return float(bars["close"].iloc[-1])
+        except BrokerError:
+            pass
+        return self._price_now()
+
+    def _entry_final(self, pos: Position) -> None:
+        """Once the entry order is final (filled, or cancelled after a partial fill), the
+        backstop can go out: a stop sell beside an open buy limit is refused (wash trade)."""
+        try:
+            o = self.broker.get_order(pos.entry_order_id)
+        except BrokerError:
+            return
+        if not o.is_done:
+            return
+        pos.entry_order_id = None
+        if o.filled_qty > pos.qty:  # the rest of a partial fill came in while the cancel was pending
+            pos.qty = float(o.filled_qty)
+            self._safe_journal(lambda: self._tx(self.journal.update_trade, pos.trade_id, contracts=int(o.filled_qty)),
+                               "entry quantity")
+        if self.backstop and pos.instrument == "options" and pos.backstop_id is None:
+            self._place_backstop(pos)
+
+    # --- orders ---------------------------------------------------------------------
+    def _submit(self, spec: OrderSpec, purpose: str, pos: Position, detail: dict | None = None) -> OrderInfo:
+        """Journal the order as an intent, then send it (idempotently). An entry whose
+        intent cannot be journaled is not sent (no journal, no trade); an exit or backstop
+        still goes out, since the position must be protected and closed regardless."""
+        cid = spec.client_order_id
+        row = {"client_order_id": cid, "run_id": self.run_id, "trade_id": pos.trade_id, "purpose": purpose,
+               "symbol": spec.symbol, "underlying": pos.symbol, "side": spec.side, "qty": spec.qty,
+               "decision_time": pos.entry_time, "direction": pos.direction, "detail": detail,
+               "created_at": self.clock.now()}
+        ok = self._safe_journal(lambda: self._tx(self.journal.write_intent, row), f"{purpose} order intent")
+        if not ok and purpose == "entry":
+            raise JournalRefusal(f"entry {cid} not sent: its intent could not be journaled")
+        try:
+            sent = submit_idempotent(self.broker, spec)
+        except BrokerError:
+            if ok:
+                self._safe_journal(lambda: self._tx(self.journal.update_intents, "rejected", client_order_id=cid),
+                                   "order intent")
+            raise
+        if ok:
+            self._safe_journal(lambda: self._tx(self.journal.update_intents, "sent", client_order_id=cid,
+                                                order_id=sent.id), "order intent")
+        return sent
 
     def _tx(self, fn, *args, **kwargs) -> None:
         with self.journal.transaction():
             fn(*args, **kwargs)
 
-    def _safe_journal(self, fn, what: str) -> None:
+    def _safe_journal(self, fn, what: str) -> bool:
+        """Run a journal write; False when it failed. A failed write must not kill the run
+        (open positions are still managed to their exit), but from then on the run makes
+        no new entries, says so at every scan and ends failed (no journal, no trade)."""
         try:
             fn()
-        except Exception as exc:  # noqa: BLE001 - a journal hiccup must not kill the run
+            return True
+        except Exception as exc:  # noqa: BLE001 - a journal failure must not kill the run
             self.stats.errors += 1
+            if self.journal_failure is None:
+                self.journal_failure = f"{what} failed: {short_error(exc)}"
             print(f"  [JOURNAL] {what} failed: {short_error(exc)}", file=sys.stderr)
+            return False
 
     def _error(self, context: str, exc: BaseException | str, scan_no: int | None = None) -> None:
         self.stats.errors += 1
@@ -689,6 +980,15 @@ class PositionManager:
         except BrokerError:
             pass
         return premium_at(pos.entry_premium, pos.delta, pos.sign, price - pos.entry_price)
+
+
+class JournalRefusal(Exception):
+    """An order not sent because the journal could not record it first."""
+
+
+def _is_exit_of(client_id: str | None, entry_client_id: str) -> bool:
+    rest = str(client_id or "")[len(entry_client_id):] if str(client_id or "").startswith(entry_client_id) else ""
+    return rest.startswith("-x") and rest[2:].isdigit()
 
 
 def _is_backstop_of(client_id: str | None, entry_client_id: str) -> bool:

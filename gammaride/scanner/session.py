@@ -74,6 +74,25 @@ def next_session(date) -> pd.Timestamp:
         return (day + pd.offsets.BDay(1)).normalize()
 
 
+def trading_day_mask(dates: pd.DatetimeIndex) -> np.ndarray:
+    """True where a date is an exchange session (weekends and holidays are not); outside
+    the calendar's span, any weekday."""
+    dates = pd.DatetimeIndex(dates)
+    if dates.tz is not None:
+        dates = dates.tz_localize(None)
+    dates = dates.normalize()
+    out = np.asarray(dates.day_of_week < 5)
+    if not len(dates):
+        return out
+    try:
+        sessions = _calendar_for(dates).sessions
+    except Exception:  # noqa: BLE001 - a span the calendar library refuses: weekdays only
+        return out
+    inside = np.asarray((dates >= sessions[0]) & (dates <= sessions[-1]))
+    out[inside] = np.asarray(dates[inside].isin(sessions))
+    return out
+
+
 def is_session(date) -> bool:
     day = _naive_day(date)
     cal = _calendar_for(pd.DatetimeIndex([day]))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -76,11 +78,11 @@ def _load_one(path: Path, label: str | None) -> pd.DataFrame:
         return _normalize(raw, path, time_col="timestamp", label=label or "start", first_row=1)
     if suffix in {".csv", ".txt", ""}:
         try:
-            raw = pd.read_csv(path, index_col=False)
+            raw = _read_csv(path, index_col=False)
         except pd.errors.EmptyDataError:
             raise BarsFileError(path, "file is empty", "export bars with a header row timestamp,open,high,low,close,volume") from None
-        except Exception as exc:
-            raise BarsFileError(path, f"cannot parse CSV ({exc})", "write a comma-separated file with a header row") from None
+        except Exception as exc:  # noqa: BLE001 - the tokenizer, the decoder and the OS raise many types
+            raise BarsFileError(path, f"cannot parse CSV ({_one_line(exc)})", "write a comma-separated file with a header row") from None
         raw.columns = [str(c).strip().lower() for c in raw.columns]
         if "datetime" in raw.columns and "timestamp" not in raw.columns:
             # eqker (Alpha Vantage) writes newest first and labels bars by their end
@@ -93,6 +95,18 @@ def _load_one(path: Path, label: str | None) -> pd.DataFrame:
     )
 
 
+def _read_csv(source, **kwargs) -> pd.DataFrame:  # noqa: ANN001 - a path or a buffer
+    """``pd.read_csv`` without its warnings on stderr: what it warns about (mixed column
+    types, bad lines) is checked and refused with a message afterwards."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pd.read_csv(source, **kwargs)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
 def _load_lean_zip(path: Path) -> pd.DataFrame:
     match = _LEAN_NAME.search(path.name)
     try:
@@ -103,21 +117,24 @@ def _load_lean_zip(path: Path) -> pd.DataFrame:
             inner = names[0]
             match = match or _LEAN_NAME.search(inner)
             payload = zf.read(inner)
-    except zipfile.BadZipFile:
-        raise BarsFileError(path, "not a valid zip file", "re-download the Lean minute zip") from None
+    except BarsFileError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as exc:
+        raise BarsFileError(path, f"not a valid zip file ({_one_line(exc)})", "re-download the Lean minute zip") from None
     if not match:
         raise BarsFileError(
             path, "cannot tell the session date", "keep Lean's file name YYYYMMDD_trade.zip"
         )
     day = pd.Timestamp(match.group(1))
     try:
-        raw = pd.read_csv(io.BytesIO(payload), header=None, names=["ms", *COLUMNS])
-    except Exception as exc:
-        raise BarsFileError(path, f"cannot parse {inner} ({exc})", "pass an unmodified Lean minute zip") from None
+        raw = _read_csv(io.BytesIO(payload), header=None, names=["ms", *COLUMNS])
+    except Exception as exc:  # noqa: BLE001
+        raise BarsFileError(path, f"cannot parse {inner} ({_one_line(exc)})", "pass an unmodified Lean minute zip") from None
     ms = pd.to_numeric(raw["ms"], errors="coerce")
-    if ms.isna().any():
-        row = int(ms.isna().to_numpy().argmax()) + 1
-        raise BarsFileError(path, f"'{raw['ms'].iloc[row - 1]}' is not milliseconds since midnight", "pass an unmodified Lean minute zip", row)
+    bad_ms = ms.isna() | (ms < 0) | (ms >= 86_400_000) | (ms != ms.round())
+    if bad_ms.any():
+        row = int(bad_ms.to_numpy().argmax()) + 1
+        raise BarsFileError(path, f"{_cell(raw['ms'].iloc[row - 1])} is not milliseconds since midnight", "pass an unmodified Lean minute zip", row)
     naive = day + pd.to_timedelta(ms.to_numpy(dtype=np.int64), unit="ms")
     frame = raw[COLUMNS].copy()
     for col in ("open", "high", "low", "close"):
@@ -160,7 +177,7 @@ def _normalize(
             what = "volume" if col == "volume" else "price"
             raise BarsFileError(
                 path,
-                f"{col} is missing or not a number ({raw[col].iloc[i]!r}) at {ts[i]}",
+                f"{col} is missing or not a number ({_cell(raw[col].iloc[i])}) at {ts[i]}",
                 f"drop or repair that bar; every {what} must be a finite number",
                 int(rows[i]),
             )
@@ -200,6 +217,7 @@ def _normalize(
             "keep one bar per minute",
             int(rows[i]),
         )
+    _refuse_closed_days(frame, path, rows)
     kept = regular_hours(frame)
     if kept.empty:
         raise BarsFileError(
@@ -211,33 +229,87 @@ def _normalize(
     return kept
 
 
+# a UTC offset or Z at the end of an ISO time: such a string is an instant, not New York time
+_OFFSET_AT_END = r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)\s*$"
+# the span nanosecond timestamps hold, with a day to spare for time zones
+_FIRST, _LAST = pd.Timestamp("1678-01-01", tz="UTC"), pd.Timestamp("2261-12-31", tz="UTC")
+_ISO_FIX = ("write ISO timestamps such as 2024-03-01 09:31:00 or 2024-03-01T09:31:00-05:00 "
+            "(naive means America/New_York; years 1678-2261)")
+
+
+def _cell(value: object) -> str:
+    """A cell for a message: short, one line; an overflowing number says so."""
+    if isinstance(value, (float, np.floating)) and np.isinf(value):
+        return "a number too large to hold"
+    text = repr(value if not isinstance(value, np.generic) else value.item())
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
 def _parse_times(column: pd.Series, path: Path, rows: np.ndarray) -> pd.DatetimeIndex:
+    """One ISO 8601 parse to UTC, then New York time. Naive strings are New York wall
+    times; offsets may differ row to row (-05:00 and -04:00 across a DST change). Anything
+    else (``07.10.2013``, full-width digits, years pandas cannot hold) is refused, not guessed."""
     if pd.api.types.is_datetime64_any_dtype(column):
         ts = pd.DatetimeIndex(column)
-    else:
-        try:
-            parsed = pd.to_datetime(column, errors="coerce", utc=False, format="mixed")
-        except ValueError:  # offsets differ across a DST change: go through UTC
-            parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
-        if parsed.isna().any():
-            i = int(parsed.isna().to_numpy().argmax())
-            raise BarsFileError(
-                path,
-                f"timestamp {column.iloc[i]!r} cannot be read",
-                "write ISO timestamps such as 2024-03-01 09:31:00 (naive means America/New_York)",
-                int(rows[i]),
-            )
-        if parsed.dtype == object:  # mixed offsets (older pandas): normalise through UTC
-            parsed = pd.to_datetime(column, utc=True, format="mixed")
-        ts = pd.DatetimeIndex(parsed)
-    if ts.tz is None:
-        try:
-            ts = ts.tz_localize(ET, ambiguous="raise", nonexistent="raise")
-        except Exception as exc:
-            raise BarsFileError(path, f"a naive timestamp is not a valid New York time ({exc})", "write timestamps with a UTC offset") from None
-    else:
-        ts = ts.tz_convert(ET)
-    return ts.as_unit("ns")
+        first, last = (_FIRST, _LAST) if ts.tz is not None else (_FIRST.tz_localize(None), _LAST.tz_localize(None))
+        _refuse_missing(ts.isna() | (ts < first) | (ts > last), column, path, rows)
+        if ts.tz is not None:
+            return ts.tz_convert(ET).as_unit("ns")
+        return _localize(ts, path).as_unit("ns")
+    text = column.astype("str")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "Discarding nonzero nanoseconds"
+        parsed = pd.DatetimeIndex(pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce"))
+    _refuse_missing(parsed.isna() | (parsed < _FIRST) | (parsed > _LAST), column, path, rows)
+    aware = text.str.contains(_OFFSET_AT_END, regex=True).to_numpy(dtype=bool)
+    if aware.all():
+        return parsed.tz_convert(ET).as_unit("ns")
+    if aware.any():
+        i, j = int(np.argmin(aware)), int(np.argmax(aware))
+        raise BarsFileError(
+            path,
+            f"timestamp {column.iloc[i]!r} has no UTC offset but {column.iloc[j]!r} (row {rows[j]}) has one",
+            "write every timestamp the same way: all with an offset, or all naive New York times",
+            int(rows[i]),
+        )
+    return _localize(parsed.tz_localize(None), path).as_unit("ns")
+
+
+def _refuse_missing(bad: np.ndarray, column: pd.Series, path: Path, rows: np.ndarray) -> None:
+    bad = np.asarray(bad)
+    if bad.any():
+        i = int(bad.argmax())
+        raise BarsFileError(path, f"timestamp {_cell(column.iloc[i])} cannot be read", _ISO_FIX, int(rows[i]))
+
+
+def _localize(naive: pd.DatetimeIndex, path: Path) -> pd.DatetimeIndex:
+    try:
+        return naive.tz_localize(ET, ambiguous="raise", nonexistent="raise")
+    except Exception as exc:  # noqa: BLE001 - pytz/zoneinfo raise several types
+        text = " ".join(str(exc).split())
+        raise BarsFileError(
+            path, f"a naive timestamp is not a valid New York time ({text})", "write timestamps with a UTC offset"
+        ) from None
+
+
+def _refuse_closed_days(frame: pd.DataFrame, path: Path, rows: np.ndarray) -> None:
+    """Bars on a weekend or an exchange holiday are not a session: refuse the file (a
+    day/month swap such as 07.10.2013 read the other way often lands on one)."""
+    from gammaride.scanner.session import trading_day_mask
+
+    days = frame.index.tz_localize(None).normalize()
+    unique, first = np.unique(days.asi8, return_index=True)
+    closed = ~trading_day_mask(pd.DatetimeIndex(unique))
+    if closed.any():
+        k = int(np.argmax(closed))
+        day = pd.Timestamp(unique[k])
+        what = "a weekend" if day.weekday() >= 5 else "an exchange holiday"
+        raise BarsFileError(
+            path,
+            f"bar at {frame.index[first[k]]} falls on {day:%A %Y-%m-%d}, {what} (the market was closed)",
+            "check the dates (day and month swapped?) or drop that day's bars",
+            int(rows[first[k]]),
+        )
 
 
 def regular_hours(bars: pd.DataFrame) -> pd.DataFrame:
@@ -276,26 +348,30 @@ def load_daily(path: str | Path | None = None) -> pd.Series:
     if not path.exists():
         raise BarsFileError(path, "daily file does not exist", "check the path")
     if path.suffix.lower() == ".zip":
-        with zipfile.ZipFile(path) as zf:
-            raw = pd.read_csv(io.BytesIO(zf.read(zf.namelist()[0])), header=None,
-                              names=["date", "open", "high", "low", "close", "volume"])
-        dates = pd.to_datetime(raw["date"].str.slice(0, 8), format="%Y%m%d")
-        closes = raw["close"].to_numpy(dtype=float) / 10000.0
+        try:
+            with zipfile.ZipFile(path) as zf:
+                raw = _read_csv(io.BytesIO(zf.read(zf.namelist()[0])), header=None, dtype={0: str},
+                                names=["date", "open", "high", "low", "close", "volume"])
+            dates = pd.to_datetime(raw["date"].str.slice(0, 8), format="%Y%m%d")
+            closes = pd.to_numeric(raw["close"]).to_numpy(dtype=float) / 10000.0
+        except Exception as exc:  # noqa: BLE001 - zip, tokenizer and date errors of many types
+            raise BarsFileError(path, f"cannot read a Lean daily zip ({_one_line(exc)})",
+                                "pass an unmodified Lean daily zip, or a CSV with date,close") from None
     else:
         try:
-            raw = pd.read_csv(path, index_col=False)
-        except Exception as exc:
-            raise BarsFileError(path, f"cannot parse CSV ({exc})", "write date,close with a header row") from None
+            raw = _read_csv(path, index_col=False)
+        except Exception as exc:  # noqa: BLE001
+            raise BarsFileError(path, f"cannot parse CSV ({_one_line(exc)})", "write date,close with a header row") from None
         raw.columns = [str(c).strip().lower() for c in raw.columns]
         col = "date" if "date" in raw.columns else "datetime"
         if col not in raw.columns or "close" not in raw.columns:
             raise BarsFileError(path, "daily file needs date and close columns", "export date,close")
-        dates = pd.to_datetime(raw[col], errors="coerce", format="mixed")
+        dates = pd.to_datetime(raw[col].astype("str"), errors="coerce", format="ISO8601")
         closes = pd.to_numeric(raw["close"], errors="coerce").to_numpy(dtype=float)
         for bad, what in ((dates.isna().to_numpy(), col), (~np.isfinite(closes), "close")):
             if bad.any():
                 i = int(np.argmax(bad))
-                raise BarsFileError(path, f"{what} {raw[what].iloc[i]!r} cannot be read",
+                raise BarsFileError(path, f"{what} {_cell(raw[what].iloc[i])} cannot be read",
                                     "write ISO dates and numeric closes", i + 2)
         dates = dates.dt.normalize()
     series = pd.Series(closes, index=pd.DatetimeIndex(dates, name="date"), name="close")

@@ -8,14 +8,23 @@ the daily loss limit, equity for sizing) loops, and it loops over signals, not b
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
+from gammaride.costs import MULTIPLIER, CostModel, estimated_costs, round_trip
 from gammaride.scanner import ivrank
-from gammaride.scanner.exits import EXIT_HARD_STOP, EXIT_TIME, evaluate_exits, excursions
+from gammaride.scanner.exits import (
+    EXIT_HARD_STOP,
+    EXIT_TIME,
+    evaluate_exits,
+    excursions,
+    outlier_prints,
+    without_outliers,
+)
+from gammaride.scanner.gamma import REPLAY_REASON
 from gammaride.scanner.risk import DayRisk, entry_block
 from gammaride.scanner.session import expiry_and_hard_stop, session_close_minutes
 from gammaride.scanner.setup import (
@@ -29,6 +38,7 @@ from gammaride.scanner.signals import compute_signals
 
 MINUTE_NS = 60_000_000_000
 SKIP_END_OF_DATA = "end of data before the exit"
+PNL_DELTA = "delta_estimate"
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,9 @@ class ReplayResult:
     trades: pd.DataFrame
     paths: pd.DataFrame
     policy: ExitPolicy
+    option_paths: pd.DataFrame = field(default_factory=pd.DataFrame)
+    outlier_prints: int = 0
+    costs: CostModel = field(default_factory=CostModel)
 
     def summary(self) -> dict:
         t = self.trades
@@ -92,6 +105,11 @@ class ReplayResult:
             "pnl_usd": float(t["pnl_usd"].sum()) if n else 0.0,
             "avg_r": float(t["r_multiple"].mean()) if n else None,
             "exit_reasons": t["exit_reason"].value_counts().to_dict() if n else {},
+            "gross_pnl_usd": float(t["gross_pnl_usd"].sum()) if n else 0.0,
+            "costs_usd": float(t[["fees_usd", "spread_usd", "slippage_usd"]].to_numpy().sum()) if n else 0.0,
+            "pnl_sources": t["pnl_source"].value_counts().to_dict() if n else {},
+            "outlier_prints": self.outlier_prints,
+            "costs": self.costs.describe(),
         }
 
 
@@ -101,9 +119,16 @@ def replay(
     policy: ExitPolicy | None = None,
     iv: IVChoice | None = None,
     first_trade_id: int = 1,
+    pricer=None,
 ) -> ReplayResult:
-    """Every bar's decision, the trades they lead to and each trade's 20-minute path. Pure."""
+    """Every bar's decision, the trades they lead to and each trade's 20-minute path.
+
+    Dollar P&L is net of :mod:`gammaride.costs`. Without ``pricer`` it is a delta estimate
+    (pure); a pricer (:class:`gammaride.sim.pricing.OptionPricer`) prices the option each
+    entry would have bought from its own history and returns its path.
+    """
     policy = policy or ExitPolicy.phase1(settings)
+    costs = CostModel.from_settings(settings)
     iv = iv or IVChoice()
     symbol = settings.symbol
     iv_pct, iv_source = iv.for_bars(bars, symbol)
@@ -112,9 +137,14 @@ def replay(
 
     start_ns = bars.index.asi8
     opens = bars["open"].to_numpy(dtype=float)
-    highs = bars["high"].to_numpy(dtype=float)
-    lows = bars["low"].to_numpy(dtype=float)
     closes = bars["close"].to_numpy(dtype=float)
+    # Bad prints never touch a TP or SL: their extremes fall back to the bar's body.
+    prior_atr = np.r_[np.nan, sig["atr"].to_numpy(dtype=float)[:-1]]
+    bad_high, bad_low = outlier_prints(opens, bars["high"].to_numpy(dtype=float),
+                                       bars["low"].to_numpy(dtype=float), closes, prior_atr,
+                                       settings.outlier_atr)
+    highs, lows = without_outliers(opens, bars["high"].to_numpy(dtype=float),
+                                   bars["low"].to_numpy(dtype=float), closes, bad_high, bad_low)
     hold = settings.max_hold_minutes
 
     cand = np.flatnonzero(sig["signal"].to_numpy())
@@ -152,8 +182,28 @@ def replay(
     ivp = sig["iv_percentile"].to_numpy()[cand]
     iv_mult = iv_multiplier(ivp, settings)
 
-    accepted, skip = _book(settings, cand, dec_ns, midnight, exit_ns, truncated, sign, entry,
-                           ex.price, atr, iv_mult)
+    # Per-contract P&L of every candidate entry, so the risk gates book what it would cost.
+    exit_pos = pos_c[np.arange(len(cand)), np.maximum(ex.bar, 0)]
+    delta_gross = sign * (ex.price - entry) * MULTIPLIER * settings.replay_delta
+    priced = None
+    if pricer is not None and len(cand):
+        candidates = pd.DataFrame({
+            "decision_ns": dec_ns, "exit_ns": exit_ns, "direction": direction, "entry": entry,
+            "exit": ex.price, "exit_close": closes[exit_pos], "same_day": same_day,
+            "usable": ~truncated,
+        })
+        priced = pricer.price(candidates, bars, settings)
+    if priced is not None:
+        unit = round_trip(priced["entry_mid"], priced["exit_mid"], np.ones(len(cand)), costs,
+                          priced["spread"])
+        by_options = priced["pnl_source"].notna().to_numpy()
+        net_pc = np.where(by_options, unit.net_usd,
+                          estimated_costs(delta_gross, np.ones(len(cand)), costs).net_usd)
+    else:
+        by_options = np.zeros(len(cand), dtype=bool)
+        net_pc = estimated_costs(delta_gross, np.ones(len(cand)), costs).net_usd
+
+    accepted, skip = _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_pc, atr, iv_mult)
     skip_reason = sig["skip_reason"].to_numpy().copy()
     trade_ids = np.full(n, None, dtype=object)
     k = np.flatnonzero(accepted["taken"])
@@ -165,12 +215,24 @@ def replay(
     contracts = accepted["contracts"][k]
     move = sign[k] * (ex.price[k] - entry[k])
     mfe, mae = excursions(sign[k], entry[k], atr[k], highs[pos_c[k]], lows[pos_c[k]], ex.bar[k] + 1)
+    opt = by_options[k]
+    est = estimated_costs(delta_gross[k] * contracts, contracts, costs)
+    if priced is not None:
+        real = round_trip(priced["entry_mid"].to_numpy()[k], priced["exit_mid"].to_numpy()[k],
+                          contracts, costs, priced["spread"].to_numpy()[k])
+        book = {f: np.where(opt, getattr(real, f), getattr(est, f)) for f in real.__dataclass_fields__}
+        pnl_source = np.where(opt, priced["pnl_source"].to_numpy()[k], PNL_DELTA).astype(object)
+        contract_symbol = np.where(opt, priced["contract_symbol"].to_numpy()[k], None).astype(object)
+    else:
+        book = {f: getattr(est, f) for f in est.__dataclass_fields__}
+        pnl_source = np.full(len(k), PNL_DELTA, dtype=object)
+        contract_symbol = np.full(len(k), None, dtype=object)
     trades = pd.DataFrame(
         {
             "trade_id": ids,
             "symbol": symbol,
             "instrument": "options",
-            "contract_symbol": None,
+            "contract_symbol": contract_symbol,
             "direction": direction[k],
             "status": "closed",
             "entry_time": pd.DatetimeIndex(dec_ns[k], tz="UTC").tz_convert(tz),
@@ -188,7 +250,14 @@ def replay(
             "atr_bucket": bucket[k],
             "iv_percentile": ivp[k],
             "contracts": contracts,
-            "pnl_usd": move * 100.0 * contracts * settings.replay_delta,
+            "entry_premium": book["entry_premium"],
+            "exit_premium": book["exit_premium"],
+            "pnl_usd": book["net_usd"],
+            "gross_pnl_usd": book["gross_usd"],
+            "fees_usd": book["fees_usd"],
+            "spread_usd": book["spread_usd"],
+            "slippage_usd": book["slippage_usd"],
+            "pnl_source": pnl_source,
             "r_multiple": move / (sl_mult[k] * atr[k]),
             "mfe_atr": mfe,
             "mae_atr": mae,
@@ -221,12 +290,21 @@ def replay(
     scans["iv_source"] = pd.Series(iv_source, dtype=object)
     scans["skip_reason"] = pd.Series(skip_reason, dtype=object)
     scans["trade_id"] = pd.Series(trade_ids, dtype=object)
-    return ReplayResult(scans=scans, trades=trades, paths=paths, policy=policy)
+    # no dealer-gamma measure, and so no gamma gate: Alpaca keeps no history of open interest
+    scans["gamma_reason"] = pd.Series(np.full(n, REPLAY_REASON, dtype=object), dtype=object)
+    scans["gamma_gate"] = pd.Series(np.full(n, "off", dtype=object), dtype=object)
+    option_paths = pd.DataFrame()
+    if priced is not None:
+        option_paths = pricer.paths_for(k, ids)
+    return ReplayResult(scans=scans, trades=trades, paths=paths, policy=policy,
+                        option_paths=option_paths, outlier_prints=int((bad_high | bad_low).sum()),
+                        costs=costs)
 
 
-def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, sign, entry, exit_price, atr, iv_mult):
+def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_per_contract, atr, iv_mult):
     """Walk the signals in time order with the scanner's own risk gates (positions, trades
-    per day, daily loss limit) and size each entry from the equity at that moment."""
+    per day, daily loss limit) and size each entry from the equity at that moment; the
+    equity moves by each trade's net P&L."""
     m = len(cand)
     taken = np.zeros(m, dtype=bool)
     contracts = np.zeros(m, dtype=np.int64)
@@ -235,7 +313,6 @@ def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, sign, entry, exi
     equity = settings.starting_equity
     day = None
     risk: DayRisk | None = None
-    per_contract = 100.0 * settings.replay_delta
     for j in range(m):
         t = dec_ns[j]
         if midnight[j] != day:
@@ -253,7 +330,7 @@ def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, sign, entry, exi
             continue
         taken[j] = True
         contracts[j] = int(position_size(equity, atr[j], iv_mult[j], settings))
-        pnl = sign[j] * (exit_price[j] - entry[j]) * per_contract * contracts[j]
+        pnl = net_per_contract[j] * contracts[j]
         heapq.heappush(open_exits, (int(exit_ns[j]), float(pnl)))
         risk.trades += 1
     return {"taken": taken, "contracts": contracts}, skip
@@ -266,13 +343,14 @@ def run_replay(
     policy: ExitPolicy | None = None,
     iv: IVChoice | None = None,
     source: str | None = None,
+    pricer=None,
 ) -> tuple[int, ReplayResult]:
     """Replay and journal the run atomically: all of it, or (on any error) none of it."""
     policy = policy or ExitPolicy.phase1(settings)
     iv = iv or IVChoice()
     with journal.transaction():
         first = journal.next_trade_id()
-        result = replay(bars, settings, policy, iv, first_trade_id=first)
+        result = replay(bars, settings, policy, iv, first_trade_id=first, pricer=pricer)
         run_id = journal.start_run(
             "replay", settings.symbol, instrument="options", source=source, phase=policy.phase,
             exit_policy=policy.describe(), iv_source=iv.mode if iv.mode != "constant" else f"constant {iv.value}",
@@ -283,5 +361,8 @@ def run_replay(
         journal.write_scans(result.scans)
         journal.write_trades(result.trades)
         journal.write_paths(result.paths)
+        journal.write_option_paths(result.option_paths)
+        journal.con.execute("UPDATE runs SET outlier_prints = ? WHERE run_id = ?",
+                            [result.outlier_prints, run_id])
         journal.finish_run(run_id, "completed", result.summary())
     return run_id, result

@@ -83,6 +83,8 @@ class OfflineAlpaca:
         option_stops: bool = True,
         async_cancels: bool = False,
         partial_fill_max: int | None = None,
+        liquidation: bool = True,
+        history=None,
         foreign_holdings: list[dict] | None = None,
         subscription: str = "basic",
         missing_iv: str = "none",
@@ -111,9 +113,10 @@ class OfflineAlpaca:
         self.broker = Broker(
             self.tape, self.book, self.schedule, float(equity), self.clock.now_ns(),
             seed=seed, settings=settings, option_stops=option_stops, async_cancels=async_cancels,
-            partial_fill_max=partial_fill_max,
+            partial_fill_max=partial_fill_max, liquidation=liquidation,
         )
         self.faults = FaultInjector(faults, seed=seed)
+        self.history = history  # a sim.server.history.History: years of bars to fetch
         # market-data plan: "basic" (free: IEX, indicative option quotes, SIP only older than
         # 15 minutes, no OPRA) or "plus" (Algo Trader Plus: SIP and OPRA in real time)
         # option snapshots as the free feed serves them: IV and greeks missing ("otm" or

@@ -9,7 +9,12 @@ the clock has moved (the server calls ``sync(now)`` on every request).
 The broker rules of Alpaca that gammaride depends on are enforced: options take only
 ``simple`` orders, DAY, whole contracts; expiring 0DTE contracts refuse orders after
 the cut-off (15:30 ET for SPY/QQQ/IWM, 15:15 for others, earlier on early-close days)
-and are liquidated from 15:45 ET (likewise shifted); ``client_order_id`` is unique.
+and are liquidated by the broker at 15:45 ET (broad-based ETFs) or 15:30 (others),
+likewise shifted; whatever is still held at the close is settled as Alpaca does:
+ITM contracts (>= $0.01) are exercised into shares (physical settlement), the rest
+expire, each recorded as an account activity (OPEXC/OPASN + OPTRD, OPEXP); a stop sell
+while a buy limit on the same symbol is open is refused (wash-trade protection, 403);
+``client_order_id`` is unique.
 """
 
 from __future__ import annotations
@@ -34,11 +39,20 @@ from gammaride.sim.server.orders import (
     unprocessable,
 )
 
-_LIQUIDATION_BEFORE_CLOSE_NS = 15 * NS_MIN  # 15:45 on a 16:00 close
-# Alpaca's expiry-day order cut-off, its own rule (not the scanner's settings): 15:30 ET
-# for the broad-based ETFs, 15:15 for other underlyings, moved with an early close.
-BROAD_ETFS = frozenset({"SPY", "QQQ", "IWM"})
+# Alpaca's own rules, not the scanner's settings: expiring positions are liquidated from
+# 15:45 ET for broad-based ETFs and from 15:30 for other underlyings (on a 16:00 close);
+# expiry-day orders are refused from 15:30 ET for broad-based ETFs and from 15:15 for
+# others. An early close moves both as much.
+BROAD_BASED_ETFS = frozenset({"SPY", "QQQ", "IWM"})
+_LIQUIDATION_BEFORE_CLOSE_NS = {True: 15 * NS_MIN, False: 30 * NS_MIN}
 _CUTOFF_BEFORE_CLOSE_NS = {True: 30 * NS_MIN, False: 45 * NS_MIN}
+# an ITM contract is exercised when it is in the money by at least this much at the close
+_EXERCISE_THRESHOLD = 0.01
+
+
+def liquidation_before_close_ns(root: str) -> int:
+    """How long before the close Alpaca starts liquidating expiring positions in ``root``."""
+    return _LIQUIDATION_BEFORE_CLOSE_NS[root.upper() in BROAD_BASED_ETFS]
 
 
 class Broker:
@@ -58,6 +72,7 @@ class Broker:
         option_stops: bool = True,
         async_cancels: bool = False,
         partial_fill_max: int | None = None,
+        liquidation: bool = True,
     ) -> None:
         if not (math.isfinite(equity) and equity > 0):
             raise ConfigError(f"starting equity {equity!r} must be a positive number of dollars")
@@ -74,6 +89,11 @@ class Broker:
         # at most this many contracts of an option limit/stop order fill per check (a thin
         # book): orders go partially_filled first; None fills whole orders
         self.partial_fill_max = int(partial_fill_max) if partial_fill_max else None
+        # Alpaca "may" liquidate expiring positions before the close; False rehearses the
+        # day it does not (the contract is then exercised or expires after the close)
+        self.liquidation = bool(liquidation)
+        # account activities (GET /v2/account/activities), oldest first, Alpaca's fields
+        self.activities: list[dict] = []
         self.cash = float(equity)
         # a margin account: shares may use `margin` x cash, options only cash (Alpaca's
         # options_buying_power differs from buying_power on margin accounts)
@@ -312,6 +332,7 @@ class Broker:
         for px, name in ((limit, "limit_price"), (stop, "stop_price")):
             check_tick(contract.root, px, name)
         self._check_cutoff(contract, now_ns)
+        self._check_wash_trade(contract.symbol, side, otype)
         pos = self.positions.get(contract.symbol)
         held = pos.qty if pos else 0.0
         if side == "sell":
@@ -344,7 +365,7 @@ class Broker:
         i = self.schedule.position_of_date(contract.expiration)
         if i < 0:
             return None
-        return int(self.schedule.closes[i]) - _CUTOFF_BEFORE_CLOSE_NS[contract.root in BROAD_ETFS]
+        return int(self.schedule.closes[i]) - _CUTOFF_BEFORE_CLOSE_NS[contract.root.upper() in BROAD_BASED_ETFS]
 
     def _check_cutoff(self, contract: Contract, now_ns: int) -> None:
         cutoff = self.cutoff_ns(contract)
@@ -355,6 +376,15 @@ class Broker:
                 "(expiry-day cut-off); trade a later expiration"
             )
 
+    def _check_wash_trade(self, symbol: str, side: str, otype: str) -> None:
+        """Alpaca refuses a stop sell while a buy limit on the same symbol is open: the two
+        could trade with each other (wash-trade protection)."""
+        if side != "sell" or otype != "stop":
+            return
+        if any(o.symbol == symbol and o.side == "buy" and o.type == "limit" and o.status != "held"
+               for o in self.working()):
+            raise ApiError(403, "potential wash trade detected. use complex orders", 40310000)
+
     def _share_order(self, client_id, symbol, side, qty, otype, tif, order_class, limit, stop, body, now_ns) -> Order:
         if symbol != self.tape.symbol:
             raise invalid(f'asset "{symbol}" not found (the offline server replays {self.tape.symbol} only)')
@@ -364,6 +394,8 @@ class Broker:
             raise invalid(f"time_in_force {tif} is not supported by the offline server; use day or gtc")
         if order_class in ("oco", "oto", "mleg"):
             raise invalid(f"order_class {order_class} is not supported by the offline server for shares")
+        if order_class == "simple":
+            self._check_wash_trade(symbol, side, otype)
         cost = (limit or self.tape.price_at(now_ns)) * qty
         pos = self.positions.get(symbol)
         if side == "buy" and not (pos and pos.qty < 0) and cost > self.margin * (self.cash - self._reserved(now_ns)) + 1e-9:
@@ -486,6 +518,13 @@ class Broker:
         order.filled_avg_price = price if not before else (order.filled_avg_price * before + price * qty) / order.filled_qty
         order.updated_ns = t_ns
         self.fills.append(Fill(order.id, order.symbol, order.side, qty, price, t_ns))
+        self._activity(t_ns, {
+            "activity_type": "FILL", "cum_qty": decimal_str(order.filled_qty),
+            "leaves_qty": decimal_str(max(0.0, order.qty - order.filled_qty)), "price": decimal_str(price),
+            "qty": decimal_str(qty), "side": order.side, "symbol": order.symbol,
+            "transaction_time": rfc3339(t_ns), "order_id": order.id,
+            "type": "fill" if order.filled_qty >= order.qty - 1e-9 else "partial_fill",
+        })
         self._apply(order.symbol, order.asset_class, order.side, qty, price)
         if order.filled_qty < order.qty - 1e-9:
             order.status = "partially_filled"
@@ -646,15 +685,17 @@ class Broker:
         i = self.schedule.index_at_or_after(m - 1)
         if i < len(self.schedule.closes):
             close = int(self.schedule.closes[i])
-            if m == close - _LIQUIDATION_BEFORE_CLOSE_NS:
-                self._liquidate_expiring(self.schedule.dates[i], m)
+            if self.liquidation:
+                for etf in (True, False):
+                    if m == close - _LIQUIDATION_BEFORE_CLOSE_NS[etf]:
+                        self._liquidate_expiring(self.schedule.dates[i], m, etf)
             if m == close:
                 self._end_of_session(self.schedule.dates[i], m)
 
-    def _liquidate_expiring(self, date: str, t_ns: int) -> None:
+    def _liquidate_expiring(self, date: str, t_ns: int, broad_etf: bool) -> None:
         for pos in list(self.positions.values()):
             c = parse_occ(pos.symbol)
-            if c is None or c.expiration != date:
+            if c is None or c.expiration != date or (c.root.upper() in BROAD_BASED_ETFS) != broad_etf:
                 continue
             for o in self.working():
                 if o.is_open and o.symbol == pos.symbol:
@@ -676,12 +717,55 @@ class Broker:
                 o.status = "expired"
                 o.expired_ns = t_ns
                 o.updated_ns = t_ns
-        # Anything still held in today's expiration settles at intrinsic value.
+        # Anything still held in today's expiration is settled as Alpaca does: exercised
+        # (long) or assigned (short) into shares when ITM by >= $0.01, else expired.
         spot = self.tape.price_at(t_ns)
         for pos in list(self.positions.values()):
             c = parse_occ(pos.symbol)
             if c is not None and c.expiration <= date:
-                intrinsic = max(0.0, spot - c.strike) if c.right == "C" else max(0.0, c.strike - spot)
-                self.cash += pos.qty * intrinsic * 100.0
-                del self.positions[pos.symbol]
+                self._settle(pos, c, spot, date, t_ns)
         self.last_equity = self.equity(t_ns)
+
+    def _settle(self, pos: Position, c: Contract, spot: float, date: str, t_ns: int) -> None:
+        """Physical settlement of one expiring option position at the close."""
+        itm = (spot - c.strike) if c.right == "C" else (c.strike - spot)
+        del self.positions[pos.symbol]
+        contracts = abs(pos.qty)
+        long = pos.qty > 0
+        if itm < _EXERCISE_THRESHOLD or c.root != self.tape.symbol:
+            self._activity(t_ns, {"activity_type": "OPEXP", "date": date, "net_amount": "0",
+                                  "description": "Option Expiry", "symbol": c.symbol,
+                                  "qty": decimal_str(-pos.qty), "status": "executed"})
+            return
+        # a long call (short put) buys the shares at the strike; a long put (short call) sells them
+        buys = (c.right == "C") == long
+        shares = contracts * 100.0
+        self._activity(t_ns, {"activity_type": "OPEXC" if long else "OPASN", "date": date, "net_amount": "0",
+                              "description": "Option Exercise" if long else "Option Assignment",
+                              "symbol": c.symbol, "qty": decimal_str(-pos.qty), "status": "executed"})
+        self._apply(c.root, "us_equity", "buy" if buys else "sell", shares, c.strike)
+        self._activity(t_ns, {"activity_type": "OPTRD", "date": date,
+                              "net_amount": decimal_str(round((-1 if buys else 1) * shares * c.strike, 2)),
+                              "description": "Option Trade", "symbol": c.root,
+                              "qty": decimal_str(shares if buys else -shares), "price": decimal_str(c.strike),
+                              "status": "executed"})
+
+    def _activity(self, t_ns: int, fields: dict) -> None:
+        """Record an account activity; ``id`` is Alpaca's ``<time>::<uuid>`` (a page token)."""
+        stamp = to_et(t_ns).tz_convert("UTC").strftime("%Y%m%d%H%M%S%f")[:17]
+        self.activities.append({"id": f"{stamp}::{self._new_id()}", **fields, "_ns": t_ns})
+
+    def activities_json(self, types: set[str] | None, after_ns: int | None, until_ns: int | None,
+                        date: str | None, descending: bool, page_size: int, page_token: str | None) -> list[dict]:
+        """GET /v2/account/activities: newest first unless ``descending`` is False."""
+        rows = [a for a in self.activities
+                if (types is None or a["activity_type"] in types)
+                and (after_ns is None or a["_ns"] > after_ns)
+                and (until_ns is None or a["_ns"] <= until_ns)
+                and (date is None or to_et(a["_ns"]).strftime("%Y-%m-%d") == date)]
+        if descending:
+            rows = rows[::-1]
+        if page_token:
+            ids = [a["id"] for a in rows]
+            rows = rows[ids.index(page_token) + 1:] if page_token in ids else []
+        return [{k: v for k, v in a.items() if k != "_ns"} for a in rows[:page_size]]

@@ -24,6 +24,9 @@ ENDPOINTS = (
 BEFORE = frozenset({"429", "500", "503"})
 
 
+MAX_SLOW_SECONDS = 600.0  # a slow reply longer than this is a hung server, not a fault
+
+
 @dataclass(frozen=True)
 class FaultSpec:
     """Fault probabilities: ``rates`` apply to every endpoint unless ``per_endpoint`` overrides."""
@@ -41,7 +44,7 @@ class FaultSpec:
             for kind, p in rates.items():
                 if kind not in KINDS:
                     raise ConfigError(f"unknown fault kind {kind!r}; use one of {', '.join(KINDS)}")
-                if not 0.0 <= float(p) <= 1.0:
+                if not 0.0 <= float(p) <= 1.0:  # also refuses NaN
                     raise ConfigError(f"fault probability {kind}={p!r} is outside 0..1")
         for endpoint in ("global", *ENDPOINTS):
             total = sum(self.for_endpoint(endpoint).values())
@@ -49,8 +52,11 @@ class FaultSpec:
                 raise ConfigError(
                     f"fault probabilities for {endpoint} add up to {total:.3f} > 1; lower them"
                 )
-        if not self.slow_seconds >= 0:
-            raise ConfigError(f"slow_seconds={self.slow_seconds!r} must be >= 0")
+        if not 0 <= self.slow_seconds <= MAX_SLOW_SECONDS:  # also refuses NaN and inf
+            raise ConfigError(
+                f"slow_seconds={self.slow_seconds!r} is outside 0..{MAX_SLOW_SECONDS:g}; "
+                "give the seconds a slow reply waits, e.g. slow_seconds=5"
+            )
 
     def for_endpoint(self, endpoint: str) -> dict[str, float]:
         return {**self.rates, **self.per_endpoint.get(endpoint, {})}

@@ -22,21 +22,28 @@ ET = "America/New_York"
 NS_SEC = 1_000_000_000
 NS_MIN = 60 * NS_SEC
 NS_DAY = 86_400 * NS_SEC
+MAX_SPEED = 1e6  # market seconds per real second: a year of sessions in under a minute
 
 
 def to_ns(ts: object) -> int:
     """Epoch nanoseconds of a time; naive times are America/New_York market time."""
-    try:
-        t = pd.Timestamp(ts)
-    except (ValueError, TypeError) as exc:
+    try:  # text must be ISO 8601: '07.10.2013' is refused, not guessed
+        t = pd.to_datetime(ts.strip(), format="ISO8601") if isinstance(ts, str) else pd.Timestamp(ts)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ConfigError(
-            f"cannot read the time {ts!r} ({exc}); give an ISO time such as '2013-10-07 09:30'"
+            f"cannot read the time {ts!r} ({' '.join(str(exc).split())[:120]}); give an ISO time "
+            "such as '2013-10-07 09:30'"
         ) from None
     if t is pd.NaT:
         raise ConfigError(f"the time {ts!r} is empty; give an ISO time such as '2013-10-07 09:30'")
-    if t.tz is None:
-        t = t.tz_localize(ET)
-    return int(t.value)
+    try:
+        if t.tz is None:
+            t = t.tz_localize(ET)
+        return int(t.value)
+    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+        raise ConfigError(
+            f"the time {ts!r} is outside 1678-2261 (or not a New York time); give e.g. '2013-10-07 09:30'"
+        ) from None
 
 
 def to_et(ns: int) -> pd.Timestamp:
@@ -67,10 +74,10 @@ class SimClock:
 
     def __init__(self, start: object, speed: float) -> None:
         speed = float(speed)
-        if not np.isfinite(speed) or speed < 0:
+        if not np.isfinite(speed) or not 0 <= speed <= MAX_SPEED:
             raise ConfigError(
-                f"clock speed {speed!r} is invalid; give market seconds per real second >= 0 "
-                "(0 = stepped clock)"
+                f"clock speed {speed!r} is invalid; give market seconds per real second from 0 "
+                f"to {MAX_SPEED:g} (0 = stepped clock)"
             )
         self.speed = speed
         self._start_ns = to_ns(start)

@@ -4,11 +4,13 @@ The chain is generated, not recorded: daily expirations (the current session and
 next ones, each expiring at its session close), strikes on a fixed grid around the
 money, prices and greeks from Black-Scholes at the simulated underlying price with a
 configurable implied volatility, and a bid/ask spread of max($0.01, 3% of mid) on
-penny increments.
+penny increments. Open interest follows a plausible profile (see
+:meth:`OptionBook.open_interest`), dated the previous session like Alpaca's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import uuid
@@ -205,3 +207,30 @@ class OptionBook:
             greeks = black_scholes(spot, contract.strike, (exp - now_ns) / _YEAR_NS, vol, self.rate, call)
         bid, ask = spread_quote(greeks["price"])
         return {**greeks, "mid": greeks["price"], "bid": bid, "ask": ask, "iv": vol}
+
+    def open_interest(self, contract: Contract, reference: float, as_of: str) -> int:
+        """A plausible open interest, fixed for a contract and a date: a bell around
+        ``reference`` (the previous close) about 2% wide, puts heavier below it and calls
+        above it (customers buy protection and sell upside), twice as much at strikes on
+        $5 and three times at $10, less in later expirations, and +-20% of noise that is
+        the same for the same contract and date."""
+        m = (contract.strike - reference) / reference
+        width = 0.02
+        bell = math.exp(-0.5 * (m / width) ** 2)
+        lean = 1.0 + 0.6 * math.tanh(m / width) * (1.0 if contract.right == "C" else -1.0)
+        k = round(contract.strike, 2)
+        round_strike = 3.0 if k % 10 == 0 else 2.0 if k % 5 == 0 else 1.0
+        later = max(0, self.schedule.position_of_date(contract.expiration) - self.schedule.position_of_date(as_of) - 1)
+        noise = int(hashlib.sha256(f"{contract.symbol}/{as_of}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        return int(round(8000.0 * bell * lean * round_strike / (1.0 + 0.25 * later) * (0.8 + 0.4 * noise)))
+
+    def open_interest_fields(self, contract: Contract, now_ns: int, tape) -> dict[str, object]:
+        """``open_interest`` (text, as Alpaca sends it) and ``open_interest_date`` of a
+        contract at ``now``: as of the previous session's close, around its last price."""
+        i = self.schedule.index_at_or_after(now_ns)
+        if i < 1 or i >= len(self.schedule.dates):
+            return {"open_interest": None, "open_interest_date": None}
+        as_of = self.schedule.dates[i - 1]
+        reference = tape.last_close_before(int(self.schedule.opens[i])) or tape.price_at(now_ns)
+        return {"open_interest": str(self.open_interest(contract, float(reference), as_of)),
+                "open_interest_date": as_of}

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gammaride.sim.server.app import OfflineAlpaca
 
 _MAX_BARS_PAGE = 10_000
+_SIP_DELAY_NS = 15 * 60 * 1_000_000_000
 
 
 def _token(value: str) -> str:
@@ -167,6 +168,23 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
             out.append({"symbol": sym, "status": 200, "body": order.to_json()})
         return 207, out
 
+    def activities(p, q, b, now):
+        """GET /v2/account/activities[/{type}]: Alpaca's query parameters and field names."""
+        raw = p.get("activity_type") or q.get("activity_types") or ""
+        types = {t.strip().upper() for t in str(raw).split(",") if t.strip()} or None
+        direction = q.get("direction", "desc")
+        if direction not in ("asc", "desc"):
+            raise ApiError(422, f"invalid direction: {direction}", 40010001)
+        raw_size = q.get("page_size") or "100"
+        try:
+            size = int(raw_size)
+        except ValueError:
+            raise ApiError(422, f"invalid page_size: {raw_size}", 40010001) from None
+        if not 1 <= size <= 100:
+            raise ApiError(422, "invalid page_size: must be between 1 and 100", 40010001)
+        return 200, broker.activities_json(types, _time_param(q, "after"), _time_param(q, "until"),
+                                           q.get("date") or None, direction == "desc", size, q.get("page_token"))
+
     def submit(p, q, b, now):
         return 200, broker.submit(b, now).to_json(nested=True)
 
@@ -221,7 +239,7 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         row = contract_rows.get(c.symbol)
         if row is None:  # listing data never changes for a symbol: build it once
             row = contract_rows[c.symbol] = _contract_row(c)
-        return row
+        return {**row, **book.open_interest_fields(c, now, tape)}  # open interest changes daily
 
     def _contract_row(c):
         exp = datetime.date.fromisoformat(c.expiration)
@@ -393,6 +411,9 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
             arr = tape.timeframe(q.get("timeframe", ""))
         except ValueError as exc:
             raise ApiError(422, str(exc), 42210000) from None
+        _refuse_recent_sip(q, now)
+        if app.history is not None:
+            return _history_bars(symbol, q, now)
         if symbol.upper() != tape.symbol:
             return [], None
         visible = arr.complete_count(now)
@@ -415,6 +436,38 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         page = idx[:limit]
         nxt = _token(str(int(arr.start[idx[limit]]))) if len(idx) > limit else None
         return [arr.bar_json(j) for j in page], nxt
+
+    def _refuse_recent_sip(q, now):
+        # Free plan: SIP data of the last 15 minutes is refused (403), older SIP is served.
+        end = _time_param(q, "end")
+        if q.get("feed") == "sip" and (end is None or end > now - _SIP_DELAY_NS):
+            raise ApiError(403, "subscription does not permit querying recent SIP data", 40310000)
+
+    def _history_bars(symbol, q, now):
+        h = app.history
+        tf = q.get("timeframe", "")
+        if symbol.upper() != h.symbol or tf not in ("1Min", "1Day"):
+            return [], None
+        start = _time_param(q, "start")
+        start = int(to_et(now).normalize().value) if start is None else start
+        end = min(_time_param(q, "end") or now, now)
+        return h.stock_page("1Day" if tf == "1Day" else "1Min", start, end,
+                            _limit(q, 1000, _MAX_BARS_PAGE), q.get("page_token"),
+                            q.get("sort", "asc") == "desc")
+
+    def option_bars(p, q, b, now):
+        symbols = [s.strip().upper() for s in q.get("symbols", "").split(",") if s.strip()]
+        if not symbols:
+            raise ApiError(422, "symbols is required", 40010001)
+        if q.get("timeframe") != "1Min":
+            raise ApiError(422, "the offline server serves option bars of timeframe 1Min", 42210000)
+        if app.history is None:
+            return 200, {"bars": {}, "next_page_token": None}
+        start = _time_param(q, "start") or 0
+        end = min(_time_param(q, "end") or now, now)
+        bars, nxt = app.history.option_page(symbols, start, end, _limit(q, 1000, _MAX_BARS_PAGE),
+                                            q.get("page_token"))
+        return 200, {"bars": bars, "next_page_token": nxt}
 
     def bars_multi(p, q, b, now):
         symbols = [s.strip().upper() for s in q.get("symbols", "").split(",") if s.strip()]
@@ -474,6 +527,8 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         ("GET", r"/v2/account", "account", account),
         ("GET", r"/v2/clock", "clock", clock),
         ("GET", r"/v2/calendar", "calendar", calendar),
+        ("GET", r"/v2/account/activities", "account", activities),
+        ("GET", r"/v2/account/activities/(?P<activity_type>[A-Za-z]+)", "account", activities),
         ("GET", r"/v2/positions", "positions", positions),
         ("DELETE", r"/v2/positions", "positions", close_all),
         ("GET", rf"/v2/positions/{sym}", "positions", position),
@@ -496,6 +551,7 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         ("GET", r"/v1beta1/options/snapshots", "snapshots", option_snapshots),
         ("GET", r"/v1beta1/options/quotes/latest", "snapshots", option_quotes),
         ("GET", r"/v1beta1/options/trades/latest", "snapshots", option_trades),
+        ("GET", r"/v1beta1/options/bars", "bars", option_bars),
         ("GET", r"/_sim/clock", None, sim_clock_get),
         ("POST", r"/_sim/clock", None, sim_clock_post),
     ]
