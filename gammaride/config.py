@@ -26,7 +26,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 ENV_PREFIX = "GAMMARIDE_"
 # GAMMARIDE_* variables that are not settings
-OTHER_ENV = frozenset({"GAMMARIDE_JOURNAL", "GAMMARIDE_LIVE_CONFIRM", "GAMMARIDE_TRACEBACK"})
+OTHER_ENV = frozenset({"GAMMARIDE_JOURNAL", "GAMMARIDE_LIVE_CONFIRM", "GAMMARIDE_TRACEBACK",
+                       "GAMMARIDE_NOTEBOOK_CI"})  # the notebook's test run (no pacing)
 
 
 def _num(lo: float, hi: float, doc: str) -> dict:
