@@ -68,7 +68,7 @@ def main() -> None:
     print(f"journal of {a.scans:,} scans; {a.writes} scan writes each")
     print(f"  scan write, file held:   median {held * 1000:7.1f} ms")
     print(f"  scan write, shared:      median {shared * 1000:7.1f} ms  ({shared / held:.1f}x)")
-    print(f"  reader copy into memory: median {statistics.median(copies) * 1000:7.1f} ms")
+    print(f"  reader's private copy:  median {statistics.median(copies) * 1000:7.1f} ms")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ scanner's scans are each committed as they happen.
 DuckDB lets one process hold a file at a time. So that ``report``, ``journal`` and
 ``calibrate`` work on the journal of a running scan, the scanner opens it ``shared``: it
 holds the file only while it writes (each scan's transaction) and waits briefly when a
-reader has it; a reader opened ``read_only`` copies the journal into memory and lets go of
-the file at once, waiting briefly when the scanner is mid-write.
+reader has it; a reader opened ``read_only`` copies the journal to a private read-only
+file and lets go of the journal at once, waiting briefly when the scanner is mid-write.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ import functools
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
@@ -160,8 +163,8 @@ class Journal:
             raise
 
     def _snapshot(self) -> None:
-        """Copy the file into an in-memory database and let go of the file: a reader never
-        keeps a running scanner from writing. An older journal is upgraded first."""
+        """Copy the file and let go of it: a reader never keeps a running scanner from
+        writing. An older journal is upgraded first."""
         self._connect(True)
         pending = self._pending()
         self._release()
@@ -169,15 +172,22 @@ class Journal:
             self._connect(False)
             self._checked(lambda: self._migrate(False))
             self._release()
-        mem = duckdb.connect(":memory:")
+        # the copy is a private temporary file opened read-only: a write through a reader
+        # fails as it would on the journal itself, instead of vanishing with a memory copy
+        tmp = tempfile.mkdtemp(prefix="gammaride-read-")
+        weakref.finalize(self, shutil.rmtree, tmp, True)
+        copy = duckdb.connect(os.path.join(tmp, "snapshot.duckdb"))
         quoted = self.path.replace("'", "''")
-        self._retry(lambda: mem.execute(f"ATTACH '{quoted}' AS src (READ_ONLY)"))
         try:
-            mem.execute("COPY FROM DATABASE src TO memory")
+            self._retry(lambda: copy.execute(f"ATTACH '{quoted}' AS src (READ_ONLY)"))
+            try:
+                copy.execute("COPY FROM DATABASE src TO snapshot")
+            finally:
+                copy.execute("DETACH src")
         finally:
-            mem.execute("DETACH src")
-        mem.execute(f"SET TimeZone='{ET}'")
-        self._con = mem
+            copy.close()
+        self._con = duckdb.connect(os.path.join(tmp, "snapshot.duckdb"), read_only=True)
+        self._con.execute(f"SET TimeZone='{ET}'")
         self._checked(lambda: self._migrate(True))
 
     @contextmanager
