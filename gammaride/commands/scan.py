@@ -81,10 +81,15 @@ def run(args: argparse.Namespace) -> int:
         from gammaride.sim.data import load_bars
 
         bars = load_bars(args.bars)
-    if not (args.offline or args.url):
+    # a hostile --url, empty or placeholder keys: refused before a journal file is made
+    if args.url is not None:
+        from gammaride.scanner.blocks import check_offline_url
+
+        check_offline_url(args.url)
+    elif not args.offline:
         from gammaride.scanner.keys import find_keys
 
-        find_keys()  # empty or placeholder keys are refused before a journal file is made
+        find_keys()
     path = journal_path(args)
     # shared: the scan holds the file only while it writes, so report, journal and calibrate
     # can read it meanwhile; a journal that cannot open is refused before any server or banner
