@@ -25,9 +25,13 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 ENV_PREFIX = "GAMMARIDE_"
-# GAMMARIDE_* variables that are not settings
-OTHER_ENV = frozenset({"GAMMARIDE_JOURNAL", "GAMMARIDE_LIVE_CONFIRM", "GAMMARIDE_TRACEBACK",
-                       "GAMMARIDE_NOTEBOOK_CI"})  # the notebook's test run (no pacing)
+ET = "America/New_York"  # market time: every bar, decision and session date
+# GAMMARIDE_* variables that are not settings (the notebook's CI run, where the browser
+# test keeps its screenshots, where the exchange calendar's table is cached)
+OTHER_ENV = frozenset({
+    "GAMMARIDE_JOURNAL", "GAMMARIDE_LIVE_CONFIRM", "GAMMARIDE_TRACEBACK",
+    "GAMMARIDE_NOTEBOOK_CI", "GAMMARIDE_SCREENSHOTS", "GAMMARIDE_CACHE_DIR",
+})
 
 
 def _num(lo: float, hi: float, doc: str) -> dict:

@@ -16,6 +16,7 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gammaride.errors import OutputError
@@ -74,13 +75,15 @@ def write_atomic(
     content: str | bytes | None = None,
     *,
     copy_of: str | os.PathLike | None = None,
+    write_with: Callable[[str], object] | None = None,
     what: str = "output",
 ) -> Path:
-    """Write ``content`` (text as UTF-8, or bytes), or a copy of the file ``copy_of``, to
-    ``path`` atomically. Raises :class:`OutputError` (nothing changed) on a refused target
-    or a failed write (read-only directory, full disk)."""
-    if (content is None) == (copy_of is None):
-        raise TypeError("write_atomic needs exactly one of content and copy_of")
+    """Write ``content`` (text as UTF-8, or bytes), a copy of the file ``copy_of``, or what
+    ``write_with(temporary_path)`` writes, to ``path`` atomically. Raises
+    :class:`OutputError` (nothing changed) on a refused target or a failed write
+    (read-only directory, full disk)."""
+    if sum(x is not None for x in (content, copy_of, write_with)) != 1:
+        raise TypeError("write_atomic needs exactly one of content, copy_of and write_with")
     path = check_target(path, what)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,10 +99,14 @@ def write_atomic(
             if copy_of is not None:
                 with open(copy_of, "rb") as src:
                     shutil.copyfileobj(src, fh, 1 << 20)
-            else:
+            elif content is not None:
                 fh.write(content.encode("utf-8") if isinstance(content, str) else content)
             fh.flush()
             os.fsync(fh.fileno())
+        if write_with is not None:  # a writer that wants a path (DuckDB COPY, Parquet)
+            write_with(tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
         check_target(path, what)  # not replaced by a link or device meanwhile
         os.replace(tmp, path)
     except OSError as exc:

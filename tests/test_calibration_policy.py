@@ -277,6 +277,17 @@ def test_scanner_falls_back_or_uses_phase2(tmp_path, capsys, monkeypatch, case):
         )
 
 
+def test_one_schema_for_writer_and_loader(tmp_path, settings):
+    from pydantic import ValidationError
+
+    from gammaride.calibration.schema import CalibrationDocument
+
+    model = CalibrationDocument.model_validate(valid_document())
+    assert model.published and [b.tp_mult for b in model.buckets] == [2.5, 2.0, 1.5]
+    with pytest.raises(ValidationError):
+        CalibrationDocument.model_validate(_bucket(valid_document(), 0, tp_mult="2.5"))
+
+
 def test_loading_the_policy_does_not_import_the_fitting_code(tmp_path):
     import subprocess
     import sys

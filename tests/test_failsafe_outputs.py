@@ -14,6 +14,7 @@ from gammaride.calibration import write_calibration
 from gammaride.errors import OutputError
 from gammaride.journal import Journal
 from gammaride.outputs import LEFTOVER_AGE_SECONDS, remove_leftovers, write_atomic
+from tests.test_calibration_policy import valid_document
 
 
 @pytest.fixture
@@ -69,11 +70,11 @@ def test_a_folder_out_gets_the_default_name(journal, tmp_path, capsys):
 def test_calibration_writer_refuses_a_directory_and_a_fifo(tmp_path):
     (tmp_path / "calibration.json").mkdir()
     with pytest.raises(OutputError, match="is a directory"):
-        write_calibration(tmp_path / "calibration.json", {"a": 1})
+        write_calibration(tmp_path / "calibration.json", valid_document())
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
     with pytest.raises(OutputError, match="not a regular file"):
-        write_calibration(fifo, {"a": 1})
+        write_calibration(fifo, valid_document())
 
 
 def test_leftovers_of_interrupted_writes_are_removed_and_fresh_ones_kept(tmp_path):
@@ -86,7 +87,7 @@ def test_leftovers_of_interrupted_writes_are_removed_and_fresh_ones_kept(tmp_pat
     past = time.time() - LEFTOVER_AGE_SECONDS - 5
     for p in (old, other):
         os.utime(p, (past, past))
-    write_calibration(target, {"a": 1})
+    write_calibration(target, valid_document())
     assert not old.exists()  # a dead write's leftover
     assert fresh.exists()  # possibly another process writing right now
     assert other.exists()  # another file's: its own writer cleans it

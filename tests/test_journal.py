@@ -124,3 +124,17 @@ def test_iv_history_keeps_the_last_snapshot_of_each_session(tmp_path):
         j.record_iv(pd.Timestamp("2024-03-05 10:00", tz="America/New_York"), "SPY", 0.9, "rv_proxy")
         hist = j.iv_history("SPY")
         assert hist.tolist() == [0.22, 0.30]
+
+
+def test_a_frame_can_be_written_right_after_a_single_value_read(tmp_path):
+    # DuckDB refuses register() while a result is half read; every single-value read
+    # of the journal reads its result to the end
+    with Journal(tmp_path / "j.duckdb") as j:
+        run = j.start_run("replay", "SPY")
+        tid = j.next_trade_id()
+        j.write_paths(pd.DataFrame({
+            "trade_id": [tid], "minute": [1], "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0],
+            "bar_time": [pd.Timestamp("2024-03-01 10:00", tz="America/New_York")],
+        }))
+        assert j.schema_version == SCHEMA_VERSION and j.fingerprint()
+        assert len(j.trade_paths([tid])) == 1 and run == 1

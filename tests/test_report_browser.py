@@ -101,6 +101,14 @@ def _paper_fills(journal: Journal) -> None:
                      "pnl_source": "fills", "r_multiple": r, "mfe_atr": 1.0, "mae_atr": 0.5,
                      "contracts": 1, "contract_symbol": "SPY230804C00450000"})
     journal.write_trades(pd.DataFrame(rows))
+    # the session's dealer-gamma measure, so the gamma section draws its chart too
+    start = pd.Timestamp("2023-08-04 09:36", tz="America/New_York")
+    journal.write_scans(pd.DataFrame([
+        {"run_id": run, "scan_no": k + 1, "decision_time": start + pd.Timedelta(minutes=k),
+         "symbol": "SPY", "in_window": True, "window": "am", "price": 450.0 + 0.05 * k,
+         "gex_net": (k - 12) * 2.5e8, "zero_gamma": 450.6, "gamma_regime": "short" if k < 12 else "long"}
+        for k in range(30)
+    ]))
     journal.finish_run(run)
 
 
@@ -111,8 +119,8 @@ def report(tmp_path_factory):
         run_replay(journal, sample_bars(), Settings.load(env={}), source="bundled sample")
         _paper_fills(journal)
         out, data = write_report(journal, base / "report.html")
-    assert data["backtest"]["summary"]["n"] == 35 and data["fills"]["summary"]["n"] == 3
-    return out
+    assert data["backtest"]["summary"]["n"] == 34 and data["fills"]["summary"]["n"] == 3
+    return out, data["latest_trades"]["total"]
 
 
 def layout(report: Path, tmp_path: Path, width: int) -> dict:
@@ -136,29 +144,31 @@ def test_harness_sees_console_errors(tmp_path):
 
 
 def test_report_opens_without_console_errors_and_has_every_section(report, tmp_path):
+    report, total = report
     result = chromium(report.as_uri(), tmp_path / "profile", "--dump-dom")
     assert result.returncode == 0, result.stderr[-2000:]
     assert console_lines(result.stderr) == []
     dom = result.stdout
     for section in SECTIONS:
         assert f'id="{section}"' in dom, section
-    assert dom.count("<svg") == 12  # three charts of two blocks, each in two layouts
+    assert dom.count("<svg") == 14  # three charts of two sections and the gamma chart, two layouts each
     assert "<title>gammaride report 2013-10-04 to 2023-08-07</title>" in dom
     assert 'id="funnel-fills"' in dom and ">2,730<" in dom  # every bundled bar was a scan
     assert "-0.00" not in dom and "-$0.00" not in dom
-    assert "25 of 38 trades shown" in dom
+    assert f"25 of {total} trades shown" in dom
 
 
 @pytest.mark.parametrize("width", [1280, 390])
 def test_page_fits_the_screen_and_chart_text_is_readable(report, tmp_path, width):
-    got = layout(report, tmp_path, width)
+    got = layout(report[0], tmp_path, width)
     assert got["view"] == width
     assert got["overflow"] <= 0, got  # the body never needs more than the screen's width
-    assert got["count"] > 50, got     # the labels of the six charts shown at this width
+    assert got["count"] > 50, got     # the labels of the seven charts shown at this width
     assert got["min"] >= MIN_CHART_TEXT_PX, got
     widths = dict(got["charts"])
-    assert len(widths) == 6 and all(k.endswith("-narrow" if width < 900 else "-wide") or "rhist" in k
-                                    for k in widths), widths
+    assert len(widths) == 7 and ("chart-gamma-narrow" if width < 900 else "chart-gamma") in widths
+    assert all(k.endswith("-narrow" if width < 900 else "-wide") or "rhist" in k or k == "chart-gamma"
+               for k in widths), widths
     if width >= 900:  # a desktop chart uses the page's width
         assert widths["chart-backtest-equity-wide"] >= 1000, widths
 
@@ -168,7 +178,7 @@ def test_report_screenshots(report, tmp_path):
     keep.mkdir(parents=True, exist_ok=True)
     for name, size in (("laptop", (1280, 5200)), ("phone", (390, 7000))):
         shot = keep / f"report-{name}.png"
-        result = chromium(report.as_uri(), tmp_path / f"profile-{name}",
+        result = chromium(report[0].as_uri(), tmp_path / f"profile-{name}",
                           f"--screenshot={shot}", f"--window-size={size[0]},{size[1]}")
         assert result.returncode == 0, result.stderr[-2000:]
         assert console_lines(result.stderr) == []

@@ -20,14 +20,15 @@ SESSIONS = slice("2013-10-07", "2013-10-08")
 
 
 def _paper_copy_of(j: Journal, trade: pd.Series) -> int:
-    """A paper fill at the decision minute of a replayed trade, 3 seconds into it."""
+    """A paper fill of a replayed trade's decision: the live scanner journals the decision
+    time (the end of the decision bar) as entry_time, as replay does."""
     run = j.start_run("paper", "SPY")
     tid = j.next_trade_id()
     row = {k: trade[k] for k in ("symbol", "direction", "atr", "tp", "sl", "tp_mult", "sl_mult",
                                  "entry_price", "exit_price", "exit_reason", "hard_stop_time",
                                  "r_multiple", "mfe_atr", "mae_atr", "exit_time")}
     j.write_trade({**row, "trade_id": tid, "run_id": run, "status": "closed",
-                   "entry_time": trade["entry_time"] + pd.Timedelta(seconds=3),
+                   "entry_time": trade["entry_time"],
                    "pnl_usd": 12.5, "gross_pnl_usd": 14.0, "fees_usd": 1.5, "pnl_source": "fills",
                    "contracts": 1})
     paths = j.trade_paths([int(trade["trade_id"])]).assign(trade_id=tid)

@@ -61,7 +61,8 @@ def trade_paths_from_frames(
 ) -> TradePaths:
     """Align the journal's closed trades with their ``trade_paths`` rows.
 
-    A bar counts while it starts at or after the entry decision and ends by the earlier
+    A bar counts while it starts at or after the entry's decision minute (a fill lands a
+    few seconds into it) and ends by the earlier
     of entry + max hold and the trade's hard stop, as in replay. The count stops at the
     first missing bar: a gap in the data ends what can be evaluated honestly. Trades come
     counted once already (``Journal.trades``); ``duplicates`` is how many rows that left
@@ -94,7 +95,10 @@ def trade_paths_from_frames(
         for k, name in enumerate(("open", "high", "low", "close")):
             ohlc[k, row, col] = p[name].to_numpy(dtype=float)
         bar_ns[row, col] = _ns(p["bar_time"])
+    # the decision minute: a fill lands seconds after the decision, its path starts at the
+    # bar the decision was made on
     entry_ns = _ns(t["entry_time"])
+    entry_ns = entry_ns - entry_ns % MINUTE.value
     limit = entry_ns + m * MINUTE.value
     stop = t["hard_stop_time"]
     if stop.notna().any():

@@ -69,11 +69,10 @@ from gammaride.calibration.validate import (
     snap,
     walk_forward,
 )
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.errors import CalibrationError
 from gammaride.scanner.setup import ExitPolicy
 
-ET = "America/New_York"
 # An interval from fewer sessions than this says little: the verdict needs at least this many.
 MIN_OOS_SESSIONS = 10
 OBJECTIVES = ("atr", "usd")
@@ -403,6 +402,9 @@ def _calibrate_open(j, settings, min_trades, min_bucket_trades, edges, force, ou
             f"cannot journal this calibration look in {j.path} ({str(exc).splitlines()[0]}); "
             "calibrate records every look so reruns stay honest: open the journal writable"
         ) from None
+    from gammaride.calibration.schema import CalibrationDocument
+
+    CalibrationDocument.model_validate(doc)  # the one schema the loader parses with
     path = write_calibration(path, doc)
     policy = (
         load_exit_policy(path, settings)[0] if result.published else ExitPolicy.phase1(settings)

@@ -16,13 +16,12 @@ import sys
 from gammaride.commands._common import (
     add_journal_argument,
     calibration_path,
-    check_speed,
+    check_offline_arguments,
     journal_path,
     load_policy,
 )
 from gammaride.config import Settings
 from gammaride.errors import BrokerError, ConfigError, JournalError
-from gammaride.journal import Journal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,20 +53,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gammaride.journal import Journal
     from gammaride.scanner.blocks import connect, live_confirmed
+    from gammaride.scanner.keys import find_keys, safe_url
 
     overrides = {"symbol": args.symbol, "instrument": args.instrument, "scans": args.scans}
     if args.debug:
         overrides["debug"] = True
     settings = Settings.load(args.config, **overrides)
-    check_speed(args.speed)
+    check_offline_arguments(args)
     if args.iv_percentile is not None and not 0 <= args.iv_percentile <= 1:
         raise ConfigError(f"--iv-percentile {args.iv_percentile} is not in [0, 1]; pass e.g. 0.45")
     if args.live:
         if args.offline or args.url:
             raise ConfigError("--live cannot be combined with --offline/--url; choose one")
-        from gammaride.scanner.keys import find_keys
-
         if find_keys() is None:  # before asking to confirm: there is nothing to confirm
             raise ConfigError("--live needs Alpaca keys and none were found: set ALPACA_API_KEY and "
                               "ALPACA_SECRET_KEY (the live account's), or drop --live")
@@ -76,37 +75,29 @@ def run(args: argparse.Namespace) -> int:
                 "live trading not confirmed; type 'yes' at the prompt, or set GAMMARIDE_LIVE_CONFIRM=yes "
                 "when running without a terminal"
             )
+    # keys that cannot work and a URL the keys may not go to are refused before anything
+    # else happens: no journal file, no server, no banner
+    if args.url is not None:
+        safe_url(args.url)
+    if not args.offline:
+        find_keys()
     bars = None
     if args.bars:
         from gammaride.sim.data import load_bars
 
         bars = load_bars(args.bars)
-    # a hostile --url, empty or placeholder keys: refused before a journal file is made
-    if args.url is not None:
-        from gammaride.scanner.blocks import check_offline_url
-
-        check_offline_url(args.url)
-    elif not args.offline:
-        from gammaride.scanner.keys import find_keys
-
-        find_keys()
-    path = journal_path(args)
-    # shared: the scan holds the file only while it writes, so report, journal and calibrate
-    # can read it meanwhile; a journal that cannot open is refused before any server or banner
-    journal = Journal(path, shared=True)
-    try:
-        conn = connect(settings=settings, offline=args.offline, live=args.live, url=args.url,
-                       speed=args.speed, start=args.start, bars=bars, faults=args.faults)
-    except BaseException:
-        journal.close()
-        raise
+    conn = connect(settings=settings, offline=args.offline, live=args.live, url=args.url,
+                   speed=args.speed, start=args.start, bars=bars, faults=args.faults)
     with conn:
-        for note in conn.notes:
-            print("=" * len(note))
-            print(note)
-            print("=" * len(note))
+        path = journal_path(args)
         policy, message = load_policy(calibration_path(args, path), settings)
-        with journal:
+        # shared: the scan holds the file only while it writes, so report, journal and
+        # calibrate can read it meanwhile; a journal that cannot open is refused before any banner
+        with Journal(path, shared=True) as journal:
+            for note in conn.notes:
+                print("=" * len(note))
+                print(note)
+                print("=" * len(note))
             scanner = conn.scanner(
                 journal, policy=policy, policy_message=message, dry_run=args.dry_run,
                 iv_percentile=args.iv_percentile, backstop=not args.no_backstop,

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from gammaride.commands._common import check_seed, check_speed
+from gammaride.commands._common import check_offline_arguments, check_seed
 from gammaride.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     warning = network_warning(args.host)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    check_speed(args.speed)
+    check_offline_arguments(args)
     check_seed(args.seed)
 
     bars = None
@@ -127,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_iv(value: str) -> float | pd.Series:
     """A constant IV, or an IV series from a CSV file with timestamp,iv columns."""
+    import pandas as pd
+
     try:
         return float(value)
     except ValueError:

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import BarsFileError
+from gammaride.outputs import write_atomic
 
-ET = "America/New_York"
 TIMEFRAMES = ("1Min", "1Day")
 BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
 _META_KEY = b"gammaride"
@@ -105,9 +106,7 @@ class BarCache:
                 "complete": record.complete, "contracts": sorted(record.contracts)}
         table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                                _META_KEY: json.dumps(meta).encode()})
-        tmp = path.with_name(path.name + ".part")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        write_atomic(path, write_with=lambda tmp: pq.write_table(table, tmp), what="bar cache")
 
     # ------------------------------------------------------------------ reads
     def read_stock(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from gammaride.data.cache import (
     months_between,
 )
 from gammaride.errors import BrokerError, ConfigError
+from gammaride.scanner.keys import safe_url
 
 REQUESTS_PER_MINUTE = 200
 SIP_DELAY = pd.Timedelta(minutes=16)  # Alpaca refuses SIP of the last 15 minutes on the free plan
@@ -138,7 +139,7 @@ class Fetcher:
         self.feed = feed
         self.option_feed = OPTION_FEED
         self._keys = (key_id, secret)
-        self.url = url
+        self.url = None if url is None else safe_url(url, what="data URL", alpaca=True)
         self.limiter = limiter or RateLimiter(sleep=sleep)
         self.stats = FetchStats()
         self.quiet = quiet

@@ -10,11 +10,11 @@ dry-run flag. Times are America/New_York with their UTC offset.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from gammaride.journal.identity import KIND_SQL, count_once
 from gammaride.journal.store import DRY_RUN_SQL, Journal
+from gammaride.outputs import write_atomic
 
 FILES = ("trades.csv", "scans.csv", "runs.csv")
 _TRADE_FIRST = [
@@ -57,13 +57,5 @@ def _copy(journal: Journal, sql: str, path: str) -> None:
 
 
 def _write(path: Path, write) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, write_with=write, what="export")
 

@@ -33,8 +33,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import JournalError, JournalVersionError
 from gammaride.journal.identity import KINDS, count_once, quality
+from gammaride.journal.modes import RUN_MODES
 from gammaride.journal.schema import (
     MIGRATIONS,
     OPTION_PATH_COLUMNS,
@@ -49,7 +51,6 @@ from gammaride.journal.schema import (
 DRY_RUN_SQL = "coalesce(r.dry_run, false)"
 DEFAULT_JOURNAL = "gammaride.duckdb"
 ENV_JOURNAL = "GAMMARIDE_JOURNAL"
-ET = "America/New_York"
 
 
 @lru_cache(maxsize=1)
@@ -317,7 +318,7 @@ class Journal:
     @property
     @_holding
     def schema_version(self) -> int:
-        return int(self.con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0])
+        return int(self.con.execute("SELECT count(*) FROM schema_migrations").fetchall()[0][0])
 
     # runs -----------------------------------------------------------------------
     @_holding
@@ -334,13 +335,13 @@ class Journal:
         settings: Mapping[str, Any] | None = None,
         started_at: datetime | None = None,
     ) -> int:
-        if mode not in {"replay", "offline", "paper", "live"}:
+        if mode not in RUN_MODES:
             raise ValueError(f"run mode {mode!r} is not replay, offline, paper or live")
         from gammaride import __version__
 
         dry_run = bool(dict(settings or {}).get("dry_run", False))  # also a column since m003
         with self.transaction():
-            run_id = int(self.con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0])
+            run_id = int(self.con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchall()[0][0])
             self.con.execute(
                 "INSERT INTO runs (run_id, mode, symbol, instrument, status, started_at, source, phase, "
                 "exit_policy, iv_source, settings_json, version, dry_run) "
@@ -398,7 +399,7 @@ class Journal:
         """A trade id no trade and no journaled order intent uses yet."""
         return int(self.con.execute(
             "SELECT greatest((SELECT coalesce(max(trade_id), 0) FROM trades), "
-            "(SELECT coalesce(max(trade_id), 0) FROM order_intents)) + 1").fetchone()[0])
+            "(SELECT coalesce(max(trade_id), 0) FROM order_intents)) + 1").fetchall()[0][0])
 
     # single-row writes (live scanner) -------------------------------------------
     @_holding
@@ -427,7 +428,7 @@ class Journal:
     @_holding
     def write_order(self, row: Mapping[str, Any]) -> None:
         """Insert or update an order by its id."""
-        exists = self.con.execute("SELECT 1 FROM orders WHERE order_id = ?", [row["order_id"]]).fetchone()
+        exists = self.con.execute("SELECT 1 FROM orders WHERE order_id = ?", [row["order_id"]]).fetchall()
         if exists:
             sets = ", ".join(f'"{k}" = ?' for k in row if k != "order_id")
             self.con.execute(
@@ -572,10 +573,10 @@ class Journal:
         rows = self.con.execute(
             "SELECT count(*), coalesce(sum(hash(trade_id, entry_time, exit_time, exit_price, atr)), 0) "
             "FROM trades WHERE status = 'closed'"
-        ).fetchone()
+        ).fetchall()[0]
         paths = self.con.execute(
             "SELECT count(*), coalesce(sum(hash(trade_id, minute, high, low, close)), 0) FROM trade_paths"
-        ).fetchone()
+        ).fetchall()[0]
         return hashlib.sha256(json.dumps([str(v) for v in (*rows, *paths)]).encode()).hexdigest()[:16]
 
     @_holding
@@ -585,16 +586,16 @@ class Journal:
         runs = self.query("SELECT mode, count(*) AS n FROM runs GROUP BY mode ORDER BY mode")
         scans = self.con.execute(
             "SELECT count(*), count(*) FILTER (WHERE in_window), count(*) FILTER (WHERE signal) FROM scans"
-        ).fetchone()
-        span = self.con.execute("SELECT min(decision_time), max(decision_time) FROM scans").fetchone()
+        ).fetchall()[0]
+        span = self.con.execute("SELECT min(decision_time), max(decision_time) FROM scans").fetchall()[0]
         counted = self.trades(closed_only=False)
         closed = counted[counted["status"] == "closed"]
         dry = self.con.execute(
             f"SELECT count(*) FROM trades t JOIN runs r USING (run_id) WHERE {DRY_RUN_SQL}"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         run_errors = self.con.execute(
             "SELECT count(DISTINCT run_id) FROM errors WHERE run_id IS NOT NULL"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         return {
             "journal": self.path,
             "schema_version": self.schema_version,
@@ -609,7 +610,7 @@ class Journal:
             "dry_run_trades": int(dry),
             "first_decision": span[0].isoformat() if span[0] is not None else None,
             "last_decision": span[1].isoformat() if span[1] is not None else None,
-            "errors": int(self.con.execute("SELECT count(*) FROM errors").fetchone()[0]),
+            "errors": int(self.con.execute("SELECT count(*) FROM errors").fetchall()[0][0]),
             "runs_with_errors": int(run_errors),
         }
 
@@ -667,14 +668,14 @@ class Journal:
             "SELECT (SELECT count(*) FROM trades t JOIN runs r USING (run_id) WHERE t.client_order_id = ? "
             f"AND r.mode = ? AND NOT {DRY_RUN_SQL}) + (SELECT count(*) FROM order_intents i JOIN runs r "
             f"USING (run_id) WHERE i.client_order_id = ? AND r.mode = ? AND NOT {DRY_RUN_SQL})",
-            [client_order_id, mode, client_order_id, mode]).fetchone()
+            [client_order_id, mode, client_order_id, mode]).fetchall()[0]
         return bool(row[0])
 
     @_holding
     def has_trade(self, client_order_id: str) -> bool:
         """Whether a trade was journaled for this entry client id."""
         return self.con.execute("SELECT count(*) FROM trades WHERE client_order_id = ?",
-                                [client_order_id]).fetchone()[0] > 0
+                                [client_order_id]).fetchall()[0][0] > 0
 
     @_holding
     def open_trades(self) -> pd.DataFrame:
@@ -689,7 +690,7 @@ class Journal:
         row = self.con.execute(
             "SELECT count(*), coalesce(sum(pnl_usd), 0) FROM trades t JOIN runs r USING (run_id) "
             f"WHERE r.mode = ? AND CAST(t.entry_time AS DATE) = ? AND {DRY_RUN_SQL} = ?",
-            [mode, day, bool(dry_run)]).fetchone()
+            [mode, day, bool(dry_run)]).fetchall()[0]
         return int(row[0]), float(row[1])
 
     @_holding

@@ -148,7 +148,7 @@ def equity_chart(equity: dict[str, Any], layout: str = "wide", prefix: str = "")
         for ax, key, unit in ((ax_usd, "usd", "$"), (ax_r, "r", "R")):
             y = np.asarray(equity[key], dtype=float)
             peak = y + np.asarray(equity[f"dd_{key}"], dtype=float)
-            idx, yt = thin(y)
+            idx, yt = thin(y, MAX_LINE_POINTS if layout == "wide" else MAX_LINE_POINTS // 2)
             keep = (idx - 1).astype(int)
             x, pt = xs[keep], peak[keep]  # the peak at the same kept trades as the curve
             x0 = float(np.floor(x[0]))  # the curve starts at 0 when its first session opens

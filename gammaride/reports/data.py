@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.errors import ConfigError
 from gammaride.journal import Journal
 from gammaride.journal.identity import (
@@ -29,12 +29,13 @@ from gammaride.journal.identity import (
     quality,
     with_identity,
 )
+from gammaride.journal.modes import RUN_MODES
 from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.reports import calibration as calib
 from gammaride.reports import gamma as gamma_section
 from gammaride.reports import stats
 
-SOURCES = ("all", "replay", "offline", "paper", "live")
+SOURCES = ("all", *RUN_MODES)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 EXIT_REASON_NAMES = {
     "tp": "take profit",
@@ -153,7 +154,7 @@ class _Query:
         self.j = journal
         self.f = f
         # A temporary table would need a writable journal; a registered frame does not.
-        self.since = pd.Timestamp(f.since).tz_localize("America/New_York") if f.since else None
+        self.since = pd.Timestamp(f.since).tz_localize(ET) if f.since else None
 
     def register(self) -> None:
         mode = self.f.source

@@ -153,9 +153,10 @@ def _floats(series: pd.Series) -> list[float]:
 
 
 # --------------------------------------------------------------------- rendering
-def exposure_chart(latest: dict[str, Any] | None) -> str | None:
+def exposure_chart(latest: dict[str, Any] | None, layout: str = "wide") -> str | None:
     """Price with the zero-gamma level (top, short-gamma scans shaded) and the net
-    exposure per 1% move (bottom) through the latest measured session."""
+    exposure per 1% move (bottom) through the latest measured session, in the report's
+    desktop (``wide``) or phone (``narrow``) layout."""
     if not latest or not latest["times"]:
         return None
     from matplotlib import rc_context
@@ -169,7 +170,8 @@ def exposure_chart(latest: dict[str, Any] | None) -> str | None:
     net = np.asarray(latest["net"], dtype=float)
     short = np.asarray(latest["short"], dtype=bool)
     with rc_context(charts._RC):
-        fig, (ax_p, ax_g) = charts._figure(6.0, 4.6, nrows=2, sharex=True)
+        fig, (ax_p, ax_g) = charts._figure(charts.LAYOUTS[layout], 4.6 if layout == "wide" else 5.4,
+                                           nrows=2, sharex=True)
         ax_p.plot(x, np.round(price, 4), color=charts.LINE_COLOR, linewidth=1.4, label="price")
         if np.isfinite(zero).any():
             ax_p.plot(x, np.round(zero, 4), color="#57606a", linestyle="--", linewidth=1,
@@ -178,17 +180,18 @@ def exposure_chart(latest: dict[str, Any] | None) -> str | None:
         ax_p.fill_between(x, lo, hi, where=short, color=charts.LOSS_COLOR, alpha=0.12, linewidth=0,
                           step="mid", label="dealers short gamma")
         ax_p.set_ylabel("price ($)")
-        ax_p.legend(loc="best", frameon=False, fontsize=8)
+        ax_p.legend(loc="best", frameon=False)
         ax_g.bar(x, np.round(net / 1e6, 3), width=0.9,
                  color=np.where(net < 0, charts.LOSS_COLOR, charts.WIN_COLOR))
         ax_g.axhline(0, color="#57606a", linewidth=0.8)
         ax_g.set_ylabel("net gamma ($M per 1%)")
-        step = max(1, len(x) // 8)
+        step = max(1, len(x) // (8 if layout == "wide" else 4))
         ax_g.set_xticks(x[::step])
         ax_g.set_xticklabels(latest["times"][::step])
         ax_g.set_xlabel(f"decision time, {latest['session']} (ET)")
         ax_g.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
-        return charts._svg(fig, "gamma", f"Net dealer gamma exposure against price on {latest['session']}")
+        name = "gamma" if layout == "wide" else "gamma-narrow"
+        return charts._svg(fig, name, f"Net dealer gamma exposure against price on {latest['session']}")
 
 
 def install(env) -> None:
@@ -200,7 +203,11 @@ def install(env) -> None:
     )
 
     def chart(latest):
-        svg = exposure_chart(latest)
-        return Markup(svg) if svg else None
+        wide = exposure_chart(latest)
+        if not wide:
+            return None
+        narrow = exposure_chart(latest, "narrow")  # the page shows the layout that fits
+        return Markup(f'<div class="chart-wrap"><div class="wide">{wide}</div>'
+                      f'<div class="narrow">{narrow}</div></div>')
 
     env.filters.update(gamma_chart=chart, gex=compact_usd)

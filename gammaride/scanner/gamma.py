@@ -24,9 +24,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.scanner.session import session_close_minutes
 
-ET = "America/New_York"
 GAMMA_COLUMNS = ["symbol", "expiration", "type", "strike", "iv", "gamma", "open_interest"]
 GATES = ("off", "short_only")
 REGIME_SHORT = "short"
@@ -41,6 +41,7 @@ _MIN_YEARS = 1.0 / _YEAR_MIN
 # IVs at or below this are placeholders (deep in the money), not volatilities.
 _MIN_IV = 1e-4
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+_FINE_POINTS = 17
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,11 @@ def bs_gamma(spot, strike, years, iv) -> np.ndarray:
 def years_to_expiry(expiration: pd.Series | pd.DatetimeIndex, now: pd.Timestamp) -> np.ndarray:
     """Years (of 365 days) from ``now`` to each expiration's session close, ET (13:00 on
     early-close days)."""
-    uniq, inv = np.unique(_days(expiration), return_inverse=True)
+    return _years(_days(expiration), now)
+
+
+def _years(days: np.ndarray, now) -> np.ndarray:
+    uniq, inv = np.unique(days, return_inverse=True)
     utc = np.array([_close_ns(int(d)) for d in uniq], dtype=float)
     return (utc[inv.reshape(-1)] - _aware(now).value) / 60e9 / _YEAR_MIN
 
@@ -172,14 +177,15 @@ def measure(
     now: pd.Timestamp,
     *,
     grid_range: float = 0.05,
-    grid_points: int = 101,
+    grid_points: int = 41,
 ) -> GammaExposure:
     """Dealer gamma exposure of ``contracts`` (columns :data:`GAMMA_COLUMNS`) at ``spot``.
 
     Per contract: the snapshot's gamma, or Black-Scholes gamma from its IV when the
     snapshot has none (counted in ``bs_count``). Contracts without open interest, or
     without both gamma and IV, or already expired, are left out and named in ``reason``.
-    The zero-gamma level is searched over ``spot * (1 ± grid_range)``.
+    The zero-gamma level is searched over ``grid_points`` spots in ``spot * (1 ± grid_range)``,
+    then over 17 spots between the two that bracket the crossing nearest spot.
     """
     spot = float(spot)
     if not (math.isfinite(spot) and spot > 0):
@@ -187,8 +193,9 @@ def measure(
     if contracts is None or contracts.empty:
         return missing(spot, "no option contracts in range")
     strike, oi, gamma, iv = (_floats(contracts[c]) for c in ("strike", "open_interest", "gamma", "iv"))
-    call = contracts["type"].to_numpy(dtype=object) == "call"
-    years = years_to_expiry(contracts["expiration"], now)
+    call = contracts["type"].to_numpy(dtype=object) == "call"  # 5x faster than Series == on arrow text
+    days = _days(contracts["expiration"])
+    years = _years(days, now)
 
     live = years > 0
     has_iv = np.isfinite(iv) & (iv > _MIN_IV) & (iv < 10)
@@ -208,7 +215,7 @@ def measure(
     puts = float(per_contract[~call].sum())
     net = calls + puts
     today = np.datetime64(_aware(now).tz_convert(ET).strftime("%Y-%m-%d"), "D").astype(np.int64)
-    same_day = ok & (_days(contracts["expiration"]) == today)
+    same_day = ok & (days == today)
     zero_dte = float(per_contract[same_day].sum())
 
     # walls: the strikes holding the most call and the most put exposure (all expirations)
@@ -218,11 +225,15 @@ def measure(
     prof = ok & has_iv
     zero = math.nan
     if prof.any():
+        args = (strike[prof], t[prof], iv[prof], sign[prof] * oi[prof] * CONTRACT_SIZE)
         spots = spot * np.linspace(1 - grid_range, 1 + grid_range, grid_points)
-        weight = sign[prof] * oi[prof] * CONTRACT_SIZE
-        profile = exposure_profile(spots, strike[prof], t[prof], iv[prof], weight)
-        zero = zero_crossing(spots, profile, spot)
-        if not math.isfinite(zero):
+        zero = zero_crossing(spots, exposure_profile(spots, *args), spot)
+        if math.isfinite(zero):  # refine between the two grid spots around it
+            i = int(np.clip(np.searchsorted(spots, zero), 1, len(spots) - 1))
+            fine = np.linspace(spots[i - 1], spots[i], _FINE_POINTS)
+            refined = zero_crossing(fine, exposure_profile(fine, *args), zero)
+            zero = refined if math.isfinite(refined) else zero
+        else:
             notes.append(f"no zero-gamma level within ±{grid_range:.0%} of spot")
     else:
         notes.append("no IVs to recompute gamma away from spot: zero-gamma level unknown")
@@ -250,6 +261,9 @@ def gate_block(gate: str, exposure: GammaExposure | None) -> str | None:
 
 def _days(expiration) -> np.ndarray:
     """Expiration dates as days since the epoch (naive dates; aware ones taken in ET)."""
+    values = np.asarray(expiration)
+    if values.dtype.kind == "M":  # naive datetime64 of any unit: no parsing
+        return values.astype("datetime64[D]").astype(np.int64)
     days = pd.DatetimeIndex(pd.to_datetime(expiration))
     if days.tz is not None:
         days = days.tz_convert(ET).tz_localize(None)

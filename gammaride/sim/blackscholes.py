@@ -35,7 +35,7 @@ def delta(spot, strike, years, vol, call) -> np.ndarray:
 
 
 def implied_vol(option_price, spot, strike, years, call, lo: float = 0.01, hi: float = 5.0) -> np.ndarray:
-    """The volatility whose price matches ``option_price`` (bisection, 60 steps); NaN where
+    """The volatility whose price matches ``option_price`` (bisection to 1e-11); NaN where
     the price is outside what any volatility in [lo, hi] gives (below intrinsic, say)."""
     target = np.asarray(option_price, dtype=float)
     a = np.full(target.shape, lo)
@@ -43,7 +43,7 @@ def implied_vol(option_price, spot, strike, years, call, lo: float = 0.01, hi: f
     p_lo = price(spot, strike, years, a, call)
     p_hi = price(spot, strike, years, b, call)
     ok = (target > p_lo) & (target < p_hi)
-    for _ in range(60):
+    for _ in range(40):
         mid = 0.5 * (a + b)
         above = price(spot, strike, years, mid, call) > target
         b = np.where(above, mid, b)

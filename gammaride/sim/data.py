@@ -256,12 +256,12 @@ def _parse_times(column: pd.Series, path: Path, rows: np.ndarray) -> pd.Datetime
         if ts.tz is not None:
             return ts.tz_convert(ET).as_unit("ns")
         return _localize(ts, path).as_unit("ns")
-    text = column.astype("str")
+    text = column.astype("str").str.strip()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "Discarding nonzero nanoseconds"
         parsed = pd.DatetimeIndex(pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce"))
     _refuse_missing(parsed.isna() | (parsed < _FIRST) | (parsed > _LAST), column, path, rows)
-    aware = text.str.contains(_OFFSET_AT_END, regex=True).to_numpy(dtype=bool)
+    aware = _has_offset(text)
     if aware.all():
         return parsed.tz_convert(ET).as_unit("ns")
     if aware.any():
@@ -273,6 +273,14 @@ def _parse_times(column: pd.Series, path: Path, rows: np.ndarray) -> pd.Datetime
             int(rows[i]),
         )
     return _localize(parsed.tz_localize(None), path).as_unit("ns")
+
+
+def _has_offset(text: pd.Series) -> np.ndarray:
+    """Per row: does the string end in a UTC offset or Z? The regex runs on the distinct
+    six-character tails only (a few thousand at most), not on every row."""
+    tail = text.str[-6:]
+    shapes = pd.Series(tail.unique(), dtype="str")
+    return tail.isin(shapes[shapes.str.contains(_OFFSET_AT_END, regex=True)]).to_numpy(dtype=bool)
 
 
 def _refuse_missing(bad: np.ndarray, column: pd.Series, path: Path, rows: np.ndarray) -> None:

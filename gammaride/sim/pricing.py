@@ -31,11 +31,12 @@ keep the delta estimate.
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.costs import CostModel
 from gammaride.scanner.contracts import (
     CHAIN_COLUMNS,
@@ -52,7 +53,6 @@ PNL_BLACK_SCHOLES = "black_scholes"
 FALLBACK_IV = 0.20  # when neither the contract's bars nor daily closes give an estimate
 _MIN = 60_000_000_000
 _CHAIN_STRIKES = 3  # strikes each side of the money in the rebuilt chain
-ET = "America/New_York"
 
 
 class CachedOptionBars:
@@ -172,7 +172,7 @@ class OptionPricer:
     def _choose(self, direction, spot, dec, day, rv, settings, symbol, cost, closes_ns):
         """(OCC symbol, strike, is call, expiry time ns) by the scanner's contract rules."""
         t = dec.tz_localize(None)
-        exp, _ = choose_expiration([day, next_session(day)], t, settings, symbol)
+        exp, _ = choose_expiration([day, _next_session(day)], t, settings, symbol)
         if exp is None:
             return None
         step = settings.option_strike_step
@@ -183,12 +183,14 @@ class OptionPricer:
             closes_ns.update(_session_closes_ns(pd.DatetimeIndex([exp])))
         expiry_ns = closes_ns[exp]
         mids = blackscholes.price(spot, strikes, (expiry_ns - dec.value) / blackscholes.YEAR_NS, rv, call)
-        chain = pd.DataFrame({
-            "symbol": [occ_symbol(symbol, exp, direction, k) for k in strikes],
-            "expiration": exp, "type": direction, "strike": strikes,
-            "bid": np.maximum(mids - cost.spread / 2, 0.0), "ask": mids + cost.spread / 2,
-            "iv": rv, "delta": np.nan,
-        })[CHAIN_COLUMNS]
+        m = len(strikes)
+        columns = {  # CHAIN_COLUMNS, built from arrays: this runs once per entry
+            "symbol": np.array([occ_symbol(symbol, exp, direction, k) for k in strikes], dtype=object),
+            "expiration": np.full(m, exp.to_datetime64()), "type": np.full(m, direction, dtype=object),
+            "strike": strikes, "bid": np.maximum(mids - cost.spread / 2, 0.0), "ask": mids + cost.spread / 2,
+            "iv": np.full(m, rv), "delta": np.full(m, np.nan),
+        }
+        chain = pd.DataFrame({c: columns[c] for c in CHAIN_COLUMNS}, copy=False)
         choice, _ = choose_contract(chain, direction, spot, t, settings, symbol)
         if choice is None:
             return None
@@ -221,6 +223,11 @@ def _session_iv(o_start, o_close, u_start, u_close, strike, call, expiry_ns, day
     ivs = blackscholes.implied_vol(o_close[same][ok], u_close[k[ok]], strike, years, call)
     ivs = ivs[np.isfinite(ivs)]
     return float(np.median(ivs)) if len(ivs) else float(rv)
+
+
+@lru_cache(maxsize=4096)
+def _next_session(day: pd.Timestamp) -> pd.Timestamp:
+    return next_session(day)
 
 
 def _session_closes_ns(days: pd.DatetimeIndex) -> dict[pd.Timestamp, int]:
