@@ -26,7 +26,7 @@ import pandas as pd
 from gammaride.config import ET, Settings
 from gammaride.errors import BrokerAuthError, BrokerError, JournalError
 from gammaride.journal import Journal
-from gammaride.scanner import ivrank
+from gammaride.scanner import ivrank, printer
 from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
 from gammaride.scanner.clock import Clock, next_scan_time
 from gammaride.scanner.contracts import (
@@ -66,17 +66,11 @@ from gammaride.scanner.signals import (
     SKIP_RISK,
     compute_signals,
 )
-from gammaride.text import signed_usd
 
 SKIP_CLOSED = "market closed"
 SKIP_NO_DATA = "no data"
 SKIP_STALE = "stale data"
 SKIP_DECIDED = "bar already decided"
-_FEED_NOTE = {
-    "opra": "  option quotes: OPRA feed (real-time NBBO)",
-    "indicative": "  option quotes: indicative feed (free plan: modified quotes, not the NBBO; "
-                  "limits reprice within max_slippage_per_contract)",
-}
 # Bars kept for a decision: enough that Wilder's ATR has forgotten its seed (1e-6 agreement).
 _WINDOW = 400
 
@@ -339,13 +333,7 @@ class Scanner(PositionManager):
         self._safe_journal(lambda: self.journal.finish_run(self.run_id, status, summary), "finish run")
         if status == "failed" and self.failure:
             self.out(f"✗ Run {self.run_id} failed: {self.failure}")
-        st = self.stats
-        exits = ", ".join(f"{k} {v}" for k, v in sorted(st.exits.items())) or "none"
-        self.out(
-            f"=== SUMMARY run {self.run_id} ({status}) === scans {st.scans} · in window {st.in_window} · "
-            f"signals {st.signals} · entries {st.entries} · exits: {exits} · P&L {signed_usd(st.pnl_usd)} · "
-            f"errors {st.errors}" + (f" · still open: {', '.join(summary['open_positions'])}" if self.positions else "")
-        )
+        self.out(printer.summary_line(self.run_id, status, self.stats.as_dict(), summary["open_positions"]))
 
     def _flatten(self, pos: Position, attempts: int = 3) -> None:
         """Close one position at the end of the run, a few tries; if it stays open, say so
@@ -460,18 +448,21 @@ class Scanner(PositionManager):
             self.stats.signals += 1
         self._safe_journal(lambda: self._write_scan(row), "write scan")
         try:
-            line = self._line(now, row, info)
+            line = printer.scan_line(self.scan_no, now, row, info, dry_run=self.dry_run)
             self.out(line)
             if row.get("option_feed") and row["option_feed"] != self._feed_said:
                 self._feed_said = row["option_feed"]
-                self.out(_FEED_NOTE.get(self._feed_said, f"  option quotes: {self._feed_said} feed"))
+                self.out(printer.feed_note(self._feed_said))
             if self.settings.debug:
-                self.out(self._debug_block(row, info))
+                self.out(printer.debug_block(row, info, self.settings))
             if self.journal_failure:
                 self.out(f"✗ Error: journal write failed ({self.journal_failure}): no new entries; open "
                          "positions are still managed to their exit")
             if self.scan_no % 10 == 0:
-                self.out(self._heartbeat(now))
+                r = self.risk
+                self.out(printer.heartbeat(self.scan_no, now, open_positions=len(self.positions),
+                                           entries=self.stats.entries, trades_today=r.trades if r else 0,
+                                           pnl_today=r.realized_pnl if r else 0.0, errors=self.stats.errors))
         except Exception as exc:  # noqa: BLE001 - printing must not end the run either
             line = f"[SCAN {self.scan_no}] (line unavailable: {short_error(exc)})"
             self._error("print", exc)
@@ -863,51 +854,6 @@ class Scanner(PositionManager):
     def _void_entry(self, order: dict, cid: str) -> None:
         self.journal.write_order(order)
         self.journal.update_intents("void", client_order_id=cid)
-
-    # ------------------------------------------------------------------ output
-    def _line(self, now: pd.Timestamp, row: dict, info: dict) -> str:
-        head = f"[SCAN {self.scan_no}] {now.tz_convert(ET):%H:%M:%S} - "
-        reason = str(row.get("skip_reason") or "")
-        if reason.startswith("error:"):
-            return head + f"✗ Error: {reason[len('error:'):].strip()}"
-        if row.get("in_window") is None:
-            return head + f"Status: SKIPPED ({row.get('skip_reason')})"
-        ratio = row.get("vol_ratio")
-        vol = f"{math.floor(ratio * 10) / 10:.1f}x" if ratio is not None and np.isfinite(ratio) else "n/a"
-        parts = [f"Time: {'IN' if row['in_window'] else 'OUT'}", f"Volume: {vol}",
-                 f"Direction: {(row.get('direction') or 'none').upper()}"]
-        if row.get("signal") and "tp" in info:
-            parts += [f"ATR: ${row['atr']:.2f}", f"TP: ${info['tp']:.2f}", f"SL: ${info['sl']:.2f}"]
-        if info.get("submitted"):
-            tag = " (dry run)" if self.dry_run else ""
-            return head + " | ".join(parts) + f" | ✓ SUBMITTED{tag}"
-        return head + " | ".join(parts) + f" | Status: SKIPPED ({row.get('skip_reason')})"
-
-    def _debug_block(self, row: dict, info: dict) -> str:
-        sig = info.get("sig")
-        if sig is None:
-            return f"    (no decision: {row.get('skip_reason')})"
-        bars = info["bars"].iloc[-20:]
-        closes = " ".join(f"{c:.2f}" for c in bars["close"].iloc[-5:])
-        ivp = row.get("iv_percentile")
-        return "\n".join([
-            f"    decision bar ends {row['decision_time']:%H:%M} · window {row.get('window') or '-'}",
-            f"    volume {sig['volume']:,.0f} vs avg {sig['avg_volume']:,.0f} (threshold {self.settings.volume_threshold:.1f}x)",
-            f"    price ${sig['price']:.2f} · {self.settings.direction_lookback}-bar change {sig['price_change']:+.2f} · last closes {closes}",
-            f"    ATR(14) ${sig['atr']:.4f} · ATM IV {row.get('iv') if row.get('iv') is None else round(row['iv'], 4)} · "
-            f"IV percentile {ivp if ivp is None else round(ivp, 2)} ({row.get('iv_source')})",
-            f"    gates: window {'✓' if sig['in_window'] else '✗'} volume {'✓' if sig['vol_spike'] else '✗'} "
-            f"IV {'✓' if (sig['iv_percentile'] >= self.settings.iv_threshold) else '✗'} "
-            f"direction {'✓' if isinstance(sig['direction'], str) else '✗'}",
-            f"    {info['gamma'].describe()} · gate {self.settings.gamma_gate}",
-        ])
-
-    def _heartbeat(self, now: pd.Timestamp) -> str:
-        r = self.risk
-        return (f"[SCAN {self.scan_no}] ✓ Still running... {now.tz_convert(ET):%H:%M:%S} ET · open positions "
-                f"{len(self.positions)} · entries this run {self.stats.entries} · trades today "
-                f"{r.trades if r else 0} · P&L today {signed_usd(r.realized_pnl if r else 0.0)} · errors {self.stats.errors}")
-
 
 # ---------------------------------------------------------------------- helpers
 
