@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -29,12 +30,15 @@ from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.clock import Clock, ScaledClock, SteppedClock, WallClock
 from gammaride.scanner.contracts import choose_contract, marketable_limit
 from gammaride.scanner.gamma import gate_block
+from gammaride.scanner.gamma_source import GammaSource
 from gammaride.scanner.keys import Keys, find_keys, safe_url
 from gammaride.scanner.loop import Scanner
+from gammaride.scanner.market import MarketData
 from gammaride.scanner.positions import (
     cancel_and_settle,
     client_order_id,
     order_row,
+    short_error,
     submit_idempotent,
     wait_for_fill,
 )
@@ -70,6 +74,26 @@ class Connection:
         if self.mode == "offline":
             kwargs.setdefault("daily_fallback", _bundled_daily)
         return Scanner(self.broker, journal, self.settings, self.clock, mode=self.mode, **kwargs)
+
+    def market(self, journal: Journal, iv_percentile: float | None = None) -> MarketData:
+        """Bars, calendar, chain and IV as the scanner sees them, without a scanner: IV
+        ranks against ``journal``'s history, and failed broker calls are journaled there."""
+        return MarketData(self.broker, self.settings, journal.iv_history, iv_fixed=iv_percentile,
+                          daily_fallback=_bundled_daily if self.mode == "offline" else None,
+                          on_error=_journal_errors(journal))
+
+
+def _journal_errors(journal: Journal):
+    """``on_error(context, exc)`` that journals a failed broker call outside any run."""
+
+    def on_error(context: str, exc: BaseException) -> None:
+        try:
+            with journal.transaction():
+                journal.write_error(None, context, exc, 0)
+        except Exception as err:  # noqa: BLE001 - a failed error row must not stop the block
+            print(f"  [JOURNAL] write error failed: {short_error(err)}", file=sys.stderr)
+
+    return on_error
 
 
 def _bundled_daily(symbol: str) -> pd.Series:
@@ -176,11 +200,12 @@ def check_conditions(
     from gammaride.scanner.signals import compute_signals
 
     journal = journal or conn.journal or Journal(":memory:")
-    sc = conn.scanner(journal, iv_percentile=iv_percentile, out=lambda s: None)
+    market = conn.market(journal, iv_percentile)
+    gamma_source = GammaSource(conn.broker, conn.settings, on_error=market.on_error)
     mc = conn.broker.clock()
     conn.clock.sync(mc.timestamp)
     now = mc.timestamp
-    bars = sc.fetch_bars(now)
+    bars = market.fetch_bars(now)
     if bars.empty:
         return {"in_window": False, "vol_spike": False, "direction": None, "bars": bars,
                 "avg_volume": float("nan"), "current_volume": float("nan"),
@@ -188,9 +213,9 @@ def check_conditions(
                 "market_open": mc.is_open, "now": now}
     price = float(bars["close"].iloc[-1])
     info: dict = {}
-    chain = sc.chain(now, price, info)
-    iv, ivp, source = sc.iv_now(now, price, chain)
-    gamma = sc.gamma.measure(now, price)  # dealer gamma: regime, net exposure, zero-gamma level
+    chain = market.chain(now, price, info)
+    iv, ivp, source = market.iv_now(now, price, chain)
+    gamma = gamma_source.measure(now, price)  # dealer gamma: regime, net exposure, zero-gamma level
     last = compute_signals(bars.iloc[-400:], conn.settings, ivp).iloc[-1]
     text = {k: (last[k] if isinstance(last[k], str) else None) for k in ("direction", "skip_reason")}
     age = (now - (bars.index[-1] + pd.Timedelta(minutes=1))).total_seconds() / 60

@@ -7,12 +7,13 @@ step never raises: market closed, no data, stale data and broker errors become t
 scan's skip reason, a journal row and a printed line. Each scan is committed in its own
 transaction, so a killed process loses nothing it already printed. Exits, reconciling
 with the broker and the order bookkeeping live in
-:class:`gammaride.scanner.positions.PositionManager`.
+:class:`gammaride.scanner.positions.PositionManager`; bars, calendar, chain and IV in
+:class:`gammaride.scanner.market.MarketData`; what is printed in
+:mod:`gammaride.scanner.printer`.
 """
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 import time
@@ -26,13 +27,11 @@ import pandas as pd
 from gammaride.config import ET, Settings
 from gammaride.errors import BrokerAuthError, BrokerError, JournalError
 from gammaride.journal import Journal
-from gammaride.scanner import ivrank, printer
+from gammaride.scanner import printer
 from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
 from gammaride.scanner.clock import Clock, next_scan_time
 from gammaride.scanner.contracts import (
     ContractChoice,
-    IVReading,
-    atm_reading,
     choose_contract,
     hard_stop_minute,
     marketable_limit,
@@ -41,6 +40,7 @@ from gammaride.scanner.execution import fill_marketable
 from gammaride.scanner.exits import EXIT_MANUAL
 from gammaride.scanner.gamma import gate_block
 from gammaride.scanner.gamma_source import GammaSource
+from gammaride.scanner.market import WINDOW, MarketData
 from gammaride.scanner.positions import (
     MINUTE,
     ExitDecision,
@@ -71,8 +71,6 @@ SKIP_CLOSED = "market closed"
 SKIP_NO_DATA = "no data"
 SKIP_STALE = "stale data"
 SKIP_DECIDED = "bar already decided"
-# Bars kept for a decision: enough that Wilder's ATR has forgotten its seed (1e-6 agreement).
-_WINDOW = 400
 
 
 @dataclass
@@ -141,8 +139,6 @@ class Scanner(PositionManager):
         self.out = out or (lambda s: print(s, flush=True))
         self.source = source
         self.exit_timeout = exit_timeout_seconds
-        # where daily closes come from when the broker serves none (the offline server)
-        self.daily_fallback = daily_fallback
         self.symbol = settings.symbol
         self.run_id: int | None = None
         self.scan_no = 0
@@ -152,9 +148,6 @@ class Scanner(PositionManager):
         self.risk: DayRisk | None = None
         self.outcomes: list[ScanOutcome] = []
         self._sim_orders = 0
-        self._daily: tuple[object, pd.Series] | None = None
-        self._sessions: dict = {}
-        self._last_bars: pd.DataFrame | None = None
         self._pending_paths: list[pd.DataFrame] = []
         self._pending_iv: tuple | None = None
         self._in_step = False
@@ -166,6 +159,9 @@ class Scanner(PositionManager):
         self.journal_failure: str | None = None
         self.failure: str | None = None  # why the run failed, when it did (its status says so)
         self.gamma = GammaSource(broker, settings, on_error=self._error)  # dealer gamma each scan
+        # bars, calendar, chain, IV; daily_fallback: daily closes when the broker serves none
+        self.market = MarketData(broker, settings, lambda *a, **k: self.journal.iv_history(*a, **k),
+                                 iv_fixed=iv_percentile, daily_fallback=daily_fallback, on_error=self._error)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
@@ -295,8 +291,11 @@ class Scanner(PositionManager):
                          f"limit {p.limit.tz_convert(ET):%H:%M}")
 
     def _last_price(self) -> float:
-        bars = self._last_bars
-        return float(bars["close"].iloc[-1]) if bars is not None and len(bars) else float("nan")
+        return self.market.last_price()
+
+    @property
+    def _last_bars(self) -> pd.DataFrame | None:
+        return self.market.last_bars
 
     def _trap_ctrl_c(self):
         """Ctrl-C during a scan lets the scan finish (its orders and journal rows belong
@@ -525,7 +524,7 @@ class Scanner(PositionManager):
         row.update(iv=iv, iv_source=src, iv_contract=info.get("iv_contract"))
         if self.settings.gamma_gate != "off":  # the gate needs the measure before an entry
             self._measure_gamma(now, price, row, info)
-        sig = compute_signals(bars.iloc[-_WINDOW:], self.settings, ivp).iloc[-1]
+        sig = compute_signals(bars.iloc[-WINDOW:], self.settings, ivp).iloc[-1]
         info["sig"] = sig
         info["bars"] = bars
         for k in ("in_window", "window", "volume", "avg_volume", "vol_ratio", "vol_spike", "price",
@@ -558,106 +557,23 @@ class Scanner(PositionManager):
 
     # ------------------------------------------------------------------ data
     def fetch_bars(self, now: pd.Timestamp) -> pd.DataFrame:
-        """Complete regular-hours bars back far enough for >= min_bars of history.
-
-        After the first full fetch only the bars since the last one held are asked for
-        (the last held bar again, in case it was revised): a scan moves a few bars of
-        JSON instead of hundreds. A gap of more than 30 minutes refetches everything.
-        """
-        held = self._last_bars
-        if held is not None and len(held) >= self.settings.min_bars and \
-                now - held.index[-1] <= pd.Timedelta(minutes=30):
-            new = self.broker.bars(self.symbol, held.index[-1], now)
-            new = new[new.index + MINUTE <= now]
-            bars = pd.concat([held[held.index < new.index[0]], new]) if len(new) else held
-            bars = bars.iloc[-(_WINDOW + 100):]
-        else:
-            bars = self.broker.bars(self.symbol, self._history_start(now), now)
-            bars = bars[bars.index + MINUTE <= now]
-        self._last_bars = bars
-        return bars
-
-    def _history_start(self, now: pd.Timestamp) -> pd.Timestamp:
-        """Today's open, or an earlier session's when today has fewer than min_bars + margin."""
-        today = pd.Timestamp(now.date())
-        sessions = self._session_list(today)
-        need = self.settings.min_bars + 10
-        have = 0
-        for day, open_, close in reversed(sessions):
-            if day > today:
-                continue
-            end = min(close, now)
-            have += max(0, int((end - open_).total_seconds() // 60))
-            if have >= need:
-                return open_
-        return now - pd.Timedelta(days=5)
-
-    def _session_list(self, today: pd.Timestamp) -> list:
-        if today not in self._sessions:
-            try:
-                days = self.broker.calendar((today - pd.Timedelta(days=10)).date(), today.date())
-                self._sessions[today] = [(d.date, d.open, d.close) for d in days]
-            except BrokerError as exc:
-                self._error("calendar", exc)
-                return []
-        return self._sessions[today]
+        """Complete regular-hours bars (see :meth:`MarketData.fetch_bars`)."""
+        return self.market.fetch_bars(now)
 
     def chain(self, now: pd.Timestamp, price: float, info: dict) -> pd.DataFrame | None:
-        today = now.date()
-        try:
-            # today's and the next session's expiries (5 days spans a long weekend), strikes
-            # within 1.5% of the money: the contracts a 20-minute ride can use
-            chain = self.broker.option_chain(
-                self.symbol, today, (pd.Timestamp(today) + pd.Timedelta(days=5)).date(),
-                strike_gte=math.floor(price * 0.985), strike_lte=math.ceil(price * 1.015),
-            )
-        except BrokerError as exc:
-            info["chain_error"] = str(exc)
-            self._error("option chain", exc)
-            return None
-        return chain
+        return self.market.chain(now, price, info)
 
     def iv_now(self, now: pd.Timestamp, price: float, chain: pd.DataFrame | None,
                info: dict | None = None) -> tuple[float, float | None, str]:
-        """(ATM IV, percentile, source). Records the IV with its series. The percentile ranks
-        today's ATM IV among recorded ATM IVs of the same days-to-expiry class; with that
-        history but no IV today, the percentile is missing (a skip reason), never taken
-        from another expiry. A fixed override wins for the gate."""
+        """(ATM IV, percentile, source) from :meth:`MarketData.iv_now`; a finite IV is
+        recorded with its series, committed with this scan's row."""
         info = {} if info is None else info
-        reading = atm_reading(chain, price, now.normalize().tz_localize(None)) if chain is not None \
-            else IVReading(float("nan"), reason="no option chain")
-        iv = reading.iv
-        info["iv_contract"] = reading.contract
-        if np.isfinite(iv):
-            self._pending_iv = (now, reading)  # committed with this scan's row
-        if self.iv_fixed is not None:
-            return iv, float(self.iv_fixed), ivrank.SOURCE_CONSTANT
-        history = self.journal.iv_history(self.symbol, before=now, dte_class=reading.dte_class or "0dte")
-        if len(history) >= self.settings.iv_history_sessions:
-            if not np.isfinite(iv):
-                info["iv_missing"] = reading.reason
-                return iv, float("nan"), ivrank.SOURCE_NONE
-            return iv, ivrank.percentile_from_history(iv, history.to_numpy()), ivrank.SOURCE_HISTORY
-        ivp = self._proxy(now, price)
-        return iv, ivp, ivrank.SOURCE_PROXY if np.isfinite(ivp) else ivrank.SOURCE_NONE
-
-    def _proxy(self, now: pd.Timestamp, price: float) -> float:
-        today = pd.Timestamp(now.date())
-        if self._daily is None or self._daily[0] != today:
-            try:
-                closes = self.broker.daily_closes(self.symbol, now - pd.Timedelta(days=550), now)
-            except BrokerError as exc:
-                if self.daily_fallback is None:
-                    self._error("daily bars", exc)
-                    return float("nan")
-                closes = self.daily_fallback(self.symbol)
-            self._daily = (today, closes[closes.index < today])
-        closes = self._daily[1]
-        # today's close is a placeholder: the proxy for today uses only earlier closes
-        closes = pd.concat([closes, pd.Series([price], index=pd.DatetimeIndex([today]))])
-        pct = ivrank.realized_vol_percentile(closes)
-        return float(pct.get(today, float("nan")))
-
+        try:
+            return self.market.iv_now(now, price, chain, info)
+        finally:
+            reading = info.pop("iv_reading", None)
+            if reading is not None and np.isfinite(reading.iv):
+                self._pending_iv = (now, reading)
 
     # ------------------------------------------------------------------ day and risk
     def _new_day(self, now: pd.Timestamp) -> None:
