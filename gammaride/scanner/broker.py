@@ -219,7 +219,7 @@ def bars_frame(raw: list[dict]) -> pd.DataFrame:
         },
         index=idx.rename("timestamp"),
     )
-    from gammaride.sim.data import regular_hours  # the one session filter (early closes too)
+    from gammaride.scanner.session import regular_hours  # the one session filter (early closes too)
 
     frame = frame[~frame.index.duplicated(keep="last")]
     return regular_hours(frame.sort_index())

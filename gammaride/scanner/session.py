@@ -22,6 +22,7 @@ import pandas as pd
 
 from gammaride.config import ET, Settings
 
+REGULAR_OPEN_MIN = 9 * 60 + 30
 REGULAR_CLOSE_MIN = 16 * 60
 CALENDAR = "XNYS"
 CALENDAR_START = "1990-01-01"
@@ -241,3 +242,16 @@ def expiry_and_hard_stop(
     """Whether an entry at each decision uses today's expiry, and its hard stop (minutes of day)."""
     same_day = same_day_allowed(settings, symbol, decision_min, close_min)
     return same_day, hard_stop_minutes(settings, symbol, close_min, same_day)
+
+
+def regular_hours(bars: pd.DataFrame) -> pd.DataFrame:
+    """Keep bars starting at or after 09:30 ET and before the session's close (16:00, or
+    the early close of a half day); pre/post-market bars never enter a lookback."""
+    idx = bars.index
+    if not len(idx):
+        return bars
+    minute = np.asarray(idx.hour * 60 + idx.minute)
+    days, inverse = np.unique(idx.tz_localize(None).normalize().asi8, return_inverse=True)
+    close = session_close_minutes(pd.DatetimeIndex(days))[inverse.ravel()]
+    keep = (minute >= REGULAR_OPEN_MIN) & (minute < np.minimum(close, REGULAR_CLOSE_MIN))
+    return bars if keep.all() else bars[keep]

@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 
 from gammaride.errors import BarsFileError
+from gammaride.scanner.session import regular_hours
 
 ET = "America/New_York"
 COLUMNS = ["open", "high", "low", "close", "volume"]
-_RTH_START_MIN = 9 * 60 + 30
-_RTH_END_MIN = 16 * 60
 _LEAN_NAME = re.compile(r"(\d{8})_(?:[a-z0-9]+_minute_)?trade", re.IGNORECASE)
 
 
@@ -318,21 +317,6 @@ def _refuse_closed_days(frame: pd.DataFrame, path: Path, rows: np.ndarray) -> No
             "check the dates (day and month swapped?) or drop that day's bars",
             int(rows[first[k]]),
         )
-
-
-def regular_hours(bars: pd.DataFrame) -> pd.DataFrame:
-    """Keep bars starting at or after 09:30 ET and before the session's close (16:00, or
-    the early close of a half day); pre/post-market bars never enter a lookback."""
-    from gammaride.scanner.session import session_close_minutes
-
-    idx = bars.index
-    if not len(idx):
-        return bars
-    minute = np.asarray(idx.hour * 60 + idx.minute)
-    days, inverse = np.unique(idx.tz_localize(None).normalize().asi8, return_inverse=True)
-    close = session_close_minutes(pd.DatetimeIndex(days))[inverse.ravel()]
-    keep = (minute >= _RTH_START_MIN) & (minute < np.minimum(close, _RTH_END_MIN))
-    return bars if keep.all() else bars[keep]
 
 
 def sample_paths() -> list[Path]:
