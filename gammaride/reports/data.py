@@ -126,7 +126,7 @@ def _build(journal: Journal, f: ReportFilters) -> dict[str, Any]:
             "backtest": blocks["simulation"],
             "headline": _headline(blocks["fill"], closed, f, cal),
             "quality": {**quality(rows), **q.quality()},
-            "funnel": q.funnel(),
+            "funnel": q.funnel(trades),
             "skip_reasons": q.skip_reasons(),
             "calibration": cal,
             "latest_trades": _latest(trades, f.latest_trades),
@@ -180,6 +180,31 @@ class _Query:
     def _one(self, sql: str, params: list[Any] | None = None) -> tuple:
         return self.j.con.execute(sql, params or []).fetchone()
 
+    def _scans_once(self) -> tuple[str, list[Any]]:
+        """A ``WITH`` clause naming ``once``: each market minute's scan once per kind (fill
+        runs, simulations), by the trade identity's rule: scans of a run whose trades a
+        later replay superseded for that symbol and session never count; of the rest the
+        latest run's scans of that minute do. Rows of ``once`` carry ``gate``: the failed gate's code, also
+        for rows written before the codes (see :data:`_SKIP_CODE`)."""
+        c, p = self._since("s.decision_time")
+        return (
+            f"""
+            WITH gone AS (
+                SELECT DISTINCT run_id, symbol, CAST(entry_time AS DATE) AS day FROM trades
+                WHERE superseded_by IS NOT NULL
+            ), once AS (
+                SELECT s.*, {_SKIP_CODE} AS gate FROM scans s JOIN runs r USING (run_id)
+                WHERE s.run_id IN (SELECT run_id FROM _report_runs) {c}
+                  AND NOT EXISTS (SELECT 1 FROM gone g WHERE g.run_id = s.run_id
+                                  AND g.symbol = s.symbol
+                                  AND g.day = CAST(s.decision_time AS DATE))
+                QUALIFY s.run_id = max(s.run_id) OVER (
+                    PARTITION BY s.symbol, date_trunc('minute', s.decision_time), {KIND_SQL})
+            )
+            """,
+            p,
+        )
+
     # ---------------------------------------------------------------------------
     def trades(self) -> pd.DataFrame:
         """Every trade row of the filtered runs, superseded and repeated ones included, with
@@ -215,16 +240,19 @@ class _Query:
         )
 
     def quality(self) -> dict[str, int]:
-        """Outlier prints found in replayed bars (of runs no later replay replaced), runs
-        with errors, errors, dry-run trades."""
+        """Outlier prints found in replayed bars, runs with errors, errors, dry-run trades.
+
+        Outlier prints are journaled per run: a run's count stands while any of its scans
+        still counts (:meth:`_scans_once`), so the same replay journaled twice counts its
+        bars once, with or without ``--replace``."""
+        once, po = self._scans_once()
         c, p = self._since("occurred_at")
         t, pt = self._since("t.entry_time")
         row = self._one(
             f"""
+            {once}
             SELECT (SELECT coalesce(sum(outlier_prints), 0) FROM runs
-                    WHERE run_id IN (SELECT run_id FROM _report_runs)
-                      AND run_id NOT IN (SELECT CAST(unnest(string_split(replaces_runs, ',')) AS BIGINT)
-                                         FROM runs WHERE replaces_runs IS NOT NULL)),
+                    WHERE run_id IN (SELECT DISTINCT run_id FROM once)),
                    (SELECT count(DISTINCT run_id) FROM errors
                     WHERE run_id IN (SELECT run_id FROM _report_runs) {c}),
                    (SELECT count(*) FROM errors
@@ -232,7 +260,7 @@ class _Query:
                    (SELECT count(*) FROM trades t JOIN runs r USING (run_id)
                     WHERE {DRY_RUN_SQL} AND (? = 'all' OR r.mode = ?) {t})
             """,
-            p + p + [self.f.source, self.f.source] + pt,
+            po + p + p + [self.f.source, self.f.source] + pt,
         )
         keys = ("outlier_prints", "runs_with_errors", "errors", "dry_run_trades")
         return {k: int(v or 0) for k, v in zip(keys, row, strict=True)}
@@ -306,20 +334,24 @@ class _Query:
             "latest": _records(frame.head(20)),
         }
 
-    def funnel(self) -> dict[str, Any]:
-        c, p = self._since("decision_time")
+    def funnel(self, trades: pd.DataFrame) -> dict[str, Any]:
+        """Scans through the gates to fills, each market minute's scan once per kind;
+        ``trades``: the trades counted once (replay entries are their own fills)."""
+        once, p = self._scans_once()
         # Gates apply in order (window, warm-up, volume, IV, direction), so each stage
         # counts the scans that passed it and every gate before it.
         row = self._one(
             f"""
+            {once}
             SELECT count(*),
                    count(*) FILTER (WHERE in_window),
-                   count(*) FILTER (WHERE in_window AND vol_spike AND NOT {_WARMING}),
-                   count(*) FILTER (WHERE in_window AND vol_spike AND NOT {_WARMING}
-                                     AND NOT {_IV_FAILED}),
+                   count(*) FILTER (WHERE in_window AND vol_spike
+                                     AND coalesce(gate, '') <> 'warmup'),
+                   count(*) FILTER (WHERE in_window AND vol_spike
+                                     AND coalesce(gate, '') NOT IN ('warmup', 'iv')),
                    count(*) FILTER (WHERE signal),
                    count(*) FILTER (WHERE trade_id IS NOT NULL)
-            FROM scans WHERE run_id IN (SELECT run_id FROM _report_runs) {c}
+            FROM once
             """,
             p,
         )
@@ -335,17 +367,8 @@ class _Query:
             """,
             po,
         )
-        t, pt = self._since("t.entry_time")
         # Replay enters at the decision price with no broker: each entry is its own fill.
-        simulated = int(
-            self._one(
-                f"""
-                SELECT count(*) FROM trades t JOIN runs r USING (run_id)
-                WHERE r.mode = 'replay' AND t.run_id IN (SELECT run_id FROM _report_runs) {t}
-                """,
-                pt,
-            )[0]
-        )
+        simulated = int((trades["mode"] == "replay").sum())
         n_orders = int(orders[0]) + simulated
         n_fills = int(orders[1]) + simulated
         stages = [
@@ -371,16 +394,17 @@ class _Query:
         return {"stages": out, "entered": entered, "simulated_fills": simulated}
 
     def skip_reasons(self, limit: int = 10) -> list[dict[str, Any]]:
-        c, p = self._since("decision_time")
-        # Group "volume 0.7x < 2.0x" and "volume 1.2x < 2.0x" under "volume": the words
-        # before the first number or parenthesis name the gate.
+        """Why scans did not enter, counted once like the funnel: by ``skip_code``; rows
+        written before the codes by the words before the first number or parenthesis
+        ("volume 0.7x < 2.0x" and "volume 1.2x < 2.0x" under "volume")."""
+        once, p = self._scans_once()
         frame = self._df(
             f"""
-            WITH k AS (
+            {once}, k AS (
                 SELECT skip_reason,
-                       nullif(trim(regexp_extract(skip_reason, '^[^0-9(+\\-]*')), '') AS kind
-                FROM scans
-                WHERE skip_reason IS NOT NULL AND run_id IN (SELECT run_id FROM _report_runs) {c}
+                       coalesce(skip_code,
+                                nullif(trim(regexp_extract(skip_reason, '^[^0-9(+\\-]*')), '')) AS kind
+                FROM once WHERE skip_reason IS NOT NULL
             )
             SELECT left(coalesce(kind, skip_reason), 120) AS reason, count(*) AS n,
                    left(mode(skip_reason), 240) AS example, count(DISTINCT skip_reason) AS variants
@@ -388,11 +412,7 @@ class _Query:
             """,
             p,
         )
-        total = int(
-            self._one(
-                f"SELECT count(*) FROM scans WHERE run_id IN (SELECT run_id FROM _report_runs) {c}", p
-            )[0]
-        )
+        total = int(self._one(f"{once} SELECT count(*) FROM once", p)[0])
         rows = _records(frame)
         for r in rows:
             r["share"] = r["n"] / total if total else math.nan
@@ -413,8 +433,12 @@ class _Query:
         return {"n": total, "latest": _records(frame)}
 
 
-_WARMING = "coalesce(skip_reason LIKE 'warming up%', false)"
-_IV_FAILED = "coalesce(skip_reason LIKE 'IV percentile%' OR skip_reason LIKE 'no IV data%', false)"
+_SKIP_CODE = """coalesce(s.skip_code, CASE
+    WHEN s.skip_reason LIKE 'warming up%' THEN 'warmup'
+    WHEN s.skip_reason LIKE 'IV percentile%' OR s.skip_reason LIKE 'no IV data%' THEN 'iv'
+    END)"""
+"""Which gate failed: ``scans.skip_code``; rows journaled before the codes carry only the
+message, and the two gates the funnel needs are read from its words."""
 
 
 # ------------------------------------------------------------------------------------
