@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gammaride.calibration.document import calibration_path_for
 from gammaride.config import Settings
 from gammaride.errors import ConfigError
 from gammaride.journal import Journal
@@ -108,7 +109,7 @@ def _build(journal: Journal, f: ReportFilters) -> dict[str, Any]:
     try:
         rows = with_identity(q.trades())
         trades = count_once(rows)  # each trade once: the report never adds a trade twice
-        cal = calib.read_calibration(_calibration_path(journal, f), f.settings)
+        cal = calib.read_calibration(f.calibration or calibration_path_for(journal.path), f.settings)
         sessions = q.sessions()
         blocks = {kind: _block(kind, trades[trades["kind"] == kind], sessions.get(kind, 0), f, cal)
                   for kind in KINDS}
@@ -136,14 +137,6 @@ def _build(journal: Journal, f: ReportFilters) -> dict[str, Any]:
     finally:
         q.unregister()
     return data
-
-
-def _calibration_path(journal: Journal, f: ReportFilters) -> Path | None:
-    if f.calibration is not None:
-        return f.calibration
-    if journal.path == ":memory:":
-        return None
-    return Path(journal.path).parent / calib.CALIBRATION_FILE
 
 
 class _Query:
