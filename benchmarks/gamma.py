@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.journal import Journal
 from gammaride.scanner import gamma as G
 from gammaride.scanner.broker import AlpacaBroker
@@ -35,7 +35,6 @@ from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import Scanner
 from gammaride.sim.server import OfflineAlpaca
 
-ET = "America/New_York"
 NOW = pd.Timestamp("2024-01-04 10:00", tz=ET)
 SPOT = 468.0
 

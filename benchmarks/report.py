@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.journal import Journal
 from gammaride.reports import build_report_data, render_report
 
-ET = "America/New_York"
 SKIPS = np.array(
     ["outside window", "volume 0.7x < 2.0x", "volume 1.3x < 2.0x", "volume 1.9x < 2.0x",
      "IV percentile 0.25 < 0.30", "no direction (5-bar change +0.00)", "position open",

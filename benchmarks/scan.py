@@ -36,8 +36,6 @@ from gammaride.scanner.setup import ExitPolicy, exit_levels
 from gammaride.scanner.signals import compute_signals
 from gammaride.sim.data import sample_bars
 
-ET = "America/New_York"
-
 
 def _chain(day: pd.Timestamp, price: float) -> pd.DataFrame:
     rows = []

@@ -1,13 +1,20 @@
 """The ``gammaride`` command. Thin: each subcommand lives in ``gammaride.commands.<name>``
 with ``add_arguments(parser)`` and ``run(args) -> int``; this module only dispatches and
-turns domain errors into one-line messages and exit codes."""
+turns domain errors into one-line messages and exit codes.
+
+Start-up is cheap: every command is listed from ``COMMANDS`` without importing it, and only
+the command named on the command line is imported (its module keeps heavy libraries inside
+``run``), so ``gammaride --version`` and ``gammaride COMMAND --help`` load no pandas, DuckDB,
+statsmodels or alpaca-py."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
+from collections.abc import Sequence
 
 from gammaride import __version__
 from gammaride.errors import GammarideError, JournalError
@@ -26,7 +33,20 @@ COMMANDS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_name(argv: Sequence[str]) -> str | None:
+    """The subcommand a command line names: its first word that is not an option (the
+    top-level parser has only ``--help`` and ``--version``, which take no value)."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command listed; only ``command`` (if any) is imported and
+    given its arguments, description and ``run``."""
     parser = argparse.ArgumentParser(
         prog="gammaride",
         description="0DTE dealer-gamma scanner for Alpaca: scan, journal, calibrate, report.",
@@ -35,17 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gammaride {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name, help_text in COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+        if importlib.util.find_spec(module_name) is None:
             continue  # command not part of this build
-        doc = (module.__doc__ or help_text).strip()
+        if name != command:
+            sub.add_parser(name, help=help_text, description=help_text)
+            continue
+        module = importlib.import_module(module_name)
         p = sub.add_parser(
             name,
             help=help_text,
-            description=doc,
+            description=(module.__doc__ or help_text).strip(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)
@@ -54,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(command_name(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

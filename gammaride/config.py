@@ -25,11 +25,12 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 ENV_PREFIX = "GAMMARIDE_"
-# GAMMARIDE_* variables that are not settings (the last two steer the notebook's CI run
-# and where the browser test keeps its screenshots)
+ET = "America/New_York"  # market time: every bar, decision and session date
+# GAMMARIDE_* variables that are not settings (the notebook's CI run, where the browser
+# test keeps its screenshots, where the exchange calendar's table is cached)
 OTHER_ENV = frozenset({
     "GAMMARIDE_JOURNAL", "GAMMARIDE_LIVE_CONFIRM", "GAMMARIDE_TRACEBACK",
-    "GAMMARIDE_NOTEBOOK_CI", "GAMMARIDE_SCREENSHOTS",
+    "GAMMARIDE_NOTEBOOK_CI", "GAMMARIDE_SCREENSHOTS", "GAMMARIDE_CACHE_DIR",
 })
 
 

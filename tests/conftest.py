@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,33 @@ from gammaride.config import Settings
 from gammaride.sim.data import sample_bars
 
 SHARED_MARKET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "market"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under parallel workers (``-n auto --dist loadgroup``) the tests that share a
+    module-scoped fixture (a recorded scanner session, the demo, a rendered report) run
+    on one worker, so that fixture is built once; every other test goes to any worker."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs if info is not None else {}
+        if any(d and d[-1].scope == "module" for d in defs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _calendar_cache(tmp_path_factory):
+    """The exchange-calendar cache in the run's temporary folder, not the user's home; one
+    folder for all parallel workers (the table is written atomically)."""
+    folder = tmp_path_factory.getbasetemp().parent / "gammaride-cache"
+    before = os.environ.get("GAMMARIDE_CACHE_DIR")
+    os.environ["GAMMARIDE_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("GAMMARIDE_CACHE_DIR", None)
+    else:
+        os.environ["GAMMARIDE_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,12 @@ import math
 import pandas as pd
 import pytest
 
+from gammaride.config import ET
 from gammaride.errors import BrokerError
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.keys import Keys
 from gammaride.scanner.positions import submit_idempotent
 from gammaride.sim.server import OfflineAlpaca
-
-ET = "America/New_York"
 
 
 @pytest.fixture

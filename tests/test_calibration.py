@@ -29,6 +29,7 @@ from gammaride.calibration.validate import (
     training_rows,
     walk_forward,
 )
+from gammaride.config import ET
 from gammaride.errors import CalibrationError
 from gammaride.journal import Journal
 from gammaride.sim.synthetic import (
@@ -39,8 +40,6 @@ from gammaride.sim.synthetic import (
     write_journal,
 )
 from tests.test_calibration_synth import best_point, replay_journal, value_at
-
-ET = "America/New_York"
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gammaride.config import ET
 from gammaride.scanner.contracts import (
     atm_iv,
     choose_contract,
@@ -14,8 +15,6 @@ from gammaride.scanner.contracts import (
     parse_occ,
     premium_at,
 )
-
-ET = "America/New_York"
 
 
 def _chain(day: str, next_day: str, price: float = 168.0, spread: float = 0.02) -> pd.DataFrame:

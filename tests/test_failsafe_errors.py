@@ -12,10 +12,9 @@ import pandas as pd
 import pytest
 
 from gammaride import cli
+from gammaride.config import ET
 from gammaride.errors import BarsFileError, ConfigError, JournalError
 from gammaride.sim.data import load_bars, sample_paths
-
-ET = "America/New_York"
 
 
 @pytest.fixture(scope="module")

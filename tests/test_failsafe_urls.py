@@ -16,11 +16,11 @@ from requests import PreparedRequest
 from urllib3.util import parse_url
 
 from gammaride import cli
+from gammaride.config import ET
 from gammaride.errors import BrokerError, ConfigError
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.keys import Keys, safe_url
 
-ET = "America/New_York"
 KEY_ID, SECRET = "PKREALKEYREALKEY1234", "s" * 40
 
 HOSTILE = [

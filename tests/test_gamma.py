@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gammaride.config import ET
 from gammaride.scanner import gamma as G
 from gammaride.sim.server.options import black_scholes
 from tests.conftest import shared_file
 
-ET = "America/New_York"
 NOW = pd.Timestamp("2024-01-04 10:00", tz=ET)
 YEARS_TO_NEXT_CLOSE = (pd.Timestamp("2024-01-05 16:00", tz=ET) - NOW).total_seconds() / (365 * 86400)
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from gammaride.cli import main
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.journal import Journal
 from gammaride.scanner.contracts import parse_occ
 from gammaride.scanner.session import next_session
@@ -15,7 +15,6 @@ from gammaride.sim.replay import IVChoice, replay
 from gammaride.sim.server import OfflineAlpaca
 from gammaride.sim.server.history import History
 
-ET = "America/New_York"
 SPAN = ["--start", "2024-01-02", "--end", "2024-06-28"]
 
 

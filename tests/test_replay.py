@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gammaride.config import ET
 from gammaride.journal import Journal
+from gammaride.scanner.signals import SKIP_CODES
 from gammaride.sim.replay import IVChoice, replay, run_replay
-
-ET = "America/New_York"
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,26 @@ def test_every_signal_is_either_taken_or_says_why_not(result):
     assert taken.sum() == len(result.trades)
     assert sig.loc[~taken, "skip_reason"].notna().all()
     assert result.scans.loc[~result.scans.signal, "skip_reason"].notna().all()
+
+
+def test_every_skip_has_a_code_and_risk_blocks_are_counted_as_risk(result):
+    scans = result.scans
+    assert (scans.skip_code.isna() == scans.trade_id.notna()).all()
+    assert set(scans.skip_code.dropna()) <= set(SKIP_CODES)
+    assert (scans.loc[scans.skip_reason == "position open", "skip_code"] == "risk").all()
+    assert (scans.loc[scans.skip_reason == "outside window", "skip_code"] == "window").all()
+
+
+def test_the_journal_counts_skip_codes(tmp_path, sample):
+    from gammaride.config import Settings
+
+    with Journal(tmp_path / "j.duckdb") as journal:
+        run_replay(journal, sample, Settings.load(env={}), iv=IVChoice("constant", 0.2))
+        counts = journal.query("SELECT skip_code, count(*) AS n FROM scans GROUP BY 1")
+    counts = dict(zip(counts.skip_code, counts.n, strict=True))
+    # IV percentile 0.2 is below the 0.30 gate: every spike in a window is an 'iv' skip
+    assert set(counts) == {"window", "warmup", "volume", "iv"}
+    assert sum(counts.values()) == len(sample)
 
 
 def test_exits_follow_the_rules(result):

@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 
 from gammaride.cli import main
+from gammaride.config import ET
 from gammaride.errors import ConfigError
 from gammaride.journal import Journal
 from gammaride.reports import ReportFilters, build_report_data, render_report, show, write_report
-
-ET = "America/New_York"
 
 
 def ts(text: str) -> pd.Timestamp:

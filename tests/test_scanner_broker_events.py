@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.errors import BrokerRejectedError
 from gammaride.journal import Journal
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
@@ -18,7 +18,6 @@ from gammaride.scanner.loop import Scanner
 from gammaride.scanner.positions import client_order_id
 from gammaride.sim.server import OfflineAlpaca
 
-ET = "America/New_York"
 # a quiet settings set: no new signal can enter beside the position under test
 QUIET = {"vol_threshold": 20.0}
 

@@ -14,15 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.journal import Journal
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import SteppedClock
 from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import Scanner
 from gammaride.sim.server import OfflineAlpaca
-
-ET = "America/New_York"
 
 
 def _start_scan(srv: OfflineAlpaca, journal: Path) -> subprocess.Popen:

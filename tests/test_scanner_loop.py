@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.journal import Journal
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import SteppedClock
@@ -18,7 +18,6 @@ from gammaride.scanner.loop import Scanner
 from gammaride.sim.replay import IVChoice, replay
 from gammaride.sim.server import OfflineAlpaca
 
-ET = "America/New_York"
 IVP = 0.5  # the same fixed IV percentile on both sides (the server's IV is constant)
 
 
@@ -167,11 +166,12 @@ def test_a_rejected_backstop_is_journaled_and_the_exit_stays_client_side(tmp_pat
 
 def test_market_closed_stale_and_outside_window_are_skips_not_errors(tmp_path):
     sc, journal, lines, _, _ = run_session(tmp_path, "2013-10-07 09:27:30", 10)
-    scans = journal.query("SELECT scan_no, skip_reason, in_window FROM scans ORDER BY scan_no")
+    scans = journal.query("SELECT scan_no, skip_reason, skip_code, in_window FROM scans ORDER BY scan_no")
     reasons = list(scans["skip_reason"])
     assert reasons[0].startswith("market closed") and reasons[1].startswith("market closed")
     assert reasons[2].startswith("stale data")  # 09:30:05: the newest bar is Friday's 15:59
     assert reasons[3] == "outside window"  # 09:31:05 decides on the 09:30 bar
+    assert list(scans["skip_code"][:4]) == ["market", "market", "data", "window"]
     assert scans["skip_reason"].str.startswith("error").sum() == 0
     assert len([ln for ln in lines if ln.startswith("[SCAN ")]) == 10
     assert journal.query("SELECT count(*) AS n FROM errors")["n"].iloc[0] == 0
@@ -312,6 +312,7 @@ def test_daily_loss_limit_is_a_journaled_kill_switch(tmp_path):
     assert journal.query("SELECT count(*) AS n FROM errors WHERE context = 'kill switch'")["n"].iloc[0] == 1
     blocked = journal.query("SELECT * FROM scans WHERE signal AND trade_id IS NULL")
     assert len(blocked) >= 1 and blocked["skip_reason"].str.startswith("daily loss limit hit").all()
+    assert (blocked["skip_code"] == "risk").all()
 
 
 def test_0dte_entered_at_1505_rides_to_1525_and_is_flat_then(tmp_path, sample):

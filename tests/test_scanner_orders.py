@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gammaride import cli
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.errors import BrokerError
 from gammaride.journal import Journal
 from gammaride.journal.store import DRY_RUN_SQL
@@ -21,7 +21,6 @@ from gammaride.scanner.loop import SKIP_DECIDED, Scanner
 from gammaride.scanner.positions import ExitDecision, Position, backstop_client_id
 from gammaride.sim.server import OfflineAlpaca
 
-ET = "America/New_York"
 TRADE_DAY = "2013-10-07 10:06:30"  # a 10:08 call that exits TP on the 10:12 bar
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gammaride.config import ET
 from gammaride.errors import BrokerError, CredentialsError
 from gammaride.scanner.clock import ScaledClock, SteppedClock, next_scan_time
 from gammaride.scanner.keys import Keys, find_keys, mask
@@ -20,7 +21,6 @@ from gammaride.scanner.positions import (
 )
 from gammaride.scanner.risk import DayRisk, entry_block
 
-ET = "America/New_York"
 SECRET = "s3cretValueThatMustNeverShow0123456789ab"
 
 

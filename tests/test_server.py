@@ -29,11 +29,10 @@ from alpaca.trading.requests import (
     TakeProfitRequest,
 )
 
+from gammaride.config import ET
 from gammaride.errors import ConfigError
 from gammaride.scanner.exits import evaluate_exits
 from gammaride.sim.server import OfflineAlpaca, black_scholes, occ_symbol, parse_occ, spread_quote
-
-ET = "America/New_York"
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 import ta
 
-from gammaride.scanner.signals import compute_signals, wilder_atr
+from gammaride.config import ET
+from gammaride.scanner.signals import SKIP_CODES, compute_signals, wilder_atr
 from gammaride.sim.data import sample_paths
-
-ET = "America/New_York"
 
 
 def _raw_regular_bars():
@@ -93,6 +92,26 @@ def test_skip_reasons_name_the_failed_gate(sample, settings):
     assert reasons["2013-10-07 10:08"] == "IV percentile 0.20 < 0.30"
     ratio = sig.set_index(sig.decision_time.dt.strftime("%Y-%m-%d %H:%M")).loc["2013-10-07 09:40", "vol_ratio"]
     assert reasons["2013-10-07 09:40"] == f"volume {np.floor(ratio * 10) / 10:.1f}x < 2.0x"
+
+
+def test_skip_codes_name_the_failed_gate(sample, settings):
+    sig = compute_signals(sample, settings, 0.2)
+    codes = sig.set_index(sig.decision_time.dt.strftime("%Y-%m-%d %H:%M"))["skip_code"]
+    assert codes["2013-10-07 12:00"] == "window"
+    assert codes["2013-10-04 09:35"] == "warmup"
+    assert codes["2013-10-07 10:08"] == "iv"
+    assert codes["2013-10-07 09:40"] == "volume"
+    assert set(sig.skip_code.dropna()) <= set(SKIP_CODES)
+    passed = compute_signals(sample, settings, 0.5)
+    assert (passed.skip_code.isna() == passed.signal).all() and (passed.skip_reason.isna() == passed.signal).all()
+
+
+def test_printed_thresholds_come_from_the_settings(sample, settings):
+    strict = settings.replace(vol_threshold=3.0, iv_threshold=0.5, vol_lookback=30)
+    reasons = set(compute_signals(sample, strict, 0.4).skip_reason.dropna())
+    assert "warming up (needs 30 bars of history)" in reasons
+    assert "IV percentile 0.40 < 0.50" in reasons
+    assert any(r.startswith("volume ") and r.endswith("x < 3.0x") for r in reasons)
 
 
 def test_volume_ratio_just_below_threshold_never_prints_as_the_threshold(settings):

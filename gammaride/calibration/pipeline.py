@@ -69,11 +69,10 @@ from gammaride.calibration.validate import (
     snap,
     walk_forward,
 )
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.errors import CalibrationError
 from gammaride.scanner.setup import ExitPolicy
 
-ET = "America/New_York"
 # An interval from fewer sessions than this says little: the verdict needs at least this many.
 MIN_OOS_SESSIONS = 10
 OBJECTIVES = ("atr", "usd")

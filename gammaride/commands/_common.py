@@ -1,4 +1,7 @@
-"""Pieces every command shares: the journal and calibration paths, settings, the exit policy."""
+"""Pieces every command shares: the journal and calibration paths, settings, the exit policy.
+
+Light at import (``--help`` imports it): the journal, DuckDB and the rules load inside the
+functions that use them."""
 
 from __future__ import annotations
 
@@ -6,14 +9,15 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gammaride.calibration.document import calibration_path_for
 from gammaride.config import Settings
 from gammaride.errors import ConfigError, OutputError
-from gammaride.journal import Journal, default_journal_path
 from gammaride.outputs import check_target
-from gammaride.scanner.setup import ExitPolicy
+
+if TYPE_CHECKING:
+    from gammaride.journal import Journal
+    from gammaride.scanner.setup import ExitPolicy
 
 
 def add_journal_argument(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +32,8 @@ def add_journal_argument(parser: argparse.ArgumentParser) -> None:
 def journal_path(args: argparse.Namespace) -> Path:
     """``--journal PATH``, else ``$GAMMARIDE_JOURNAL`` or ``./gammaride.duckdb``; an empty
     ``--journal ''`` is a mistake (an unset variable in a script), not the default."""
+    from gammaride.journal import default_journal_path
+
     given = getattr(args, "journal", None)
     if given is None:
         return default_journal_path()
@@ -68,6 +74,8 @@ def check_seed(seed: int) -> int:
 
 
 def open_journal(args: argparse.Namespace, read_only: bool = False) -> Journal:
+    from gammaride.journal import Journal
+
     return Journal(journal_path(args), read_only=read_only)
 
 
@@ -75,11 +83,15 @@ def calibration_path(args: argparse.Namespace, journal: str | os.PathLike | None
     """``--calibration PATH``, else ``calibration.json`` next to the journal."""
     if getattr(args, "calibration", None):
         return Path(args.calibration)
+    from gammaride.calibration.document import calibration_path_for
+
     return calibration_path_for(journal if journal is not None else journal_path(args))
 
 
 def load_policy(path: Path, settings: Settings) -> tuple[ExitPolicy, str]:
     """The published calibration (Phase 2) or Phase 1, with a line saying which and why."""
+    from gammaride.scanner.setup import ExitPolicy
+
     try:
         from gammaride.calibration import load_exit_policy
     except ImportError:

@@ -18,9 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gammaride.calibration import CalibrationResult, calibrate, parse_edges
-from gammaride.calibration.document import FILE_NAME
 from gammaride.commands._common import (
     add_journal_argument,
     check_seed,
@@ -29,7 +28,9 @@ from gammaride.commands._common import (
     output_path,
 )
 from gammaride.errors import JournalError
-from gammaride.journal import Journal
+
+if TYPE_CHECKING:
+    from gammaride.calibration import CalibrationResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gammaride.calibration import calibrate, parse_edges
+    from gammaride.calibration.document import FILE_NAME
+    from gammaride.journal import Journal
+
     settings = load_settings(args)
     check_seed(args.seed)
     edges = parse_edges(args.edges)

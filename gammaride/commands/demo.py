@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gammaride.config import Settings
 from gammaride.errors import CalibrationError, ConfigError
-from gammaride.journal import Journal
-from gammaride.sim.data import sample_bars
-from gammaride.sim.replay import IVChoice, run_replay
+
+if TYPE_CHECKING:
+    from gammaride.journal import Journal
 
 SCAN_START = "2013-10-07 09:57"  # ten minutes before a real volume spike
 DEMO_SCANS = 20
@@ -40,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gammaride.journal import Journal
+
     started = time.perf_counter()
     out = Path(args.out)
     _clear_demo_files(out)
@@ -88,6 +91,9 @@ def _offline_scan(journal: Journal, settings: Settings, scans: int) -> None:
 
 
 def _replay(journal: Journal, settings: Settings) -> None:
+    from gammaride.sim.data import sample_bars
+    from gammaride.sim.replay import IVChoice, run_replay
+
     _heading("2. Replay: the same rules over 7 real SPY sessions (2013 and 2023)")
     bars = sample_bars()
     _, result = run_replay(journal, bars, settings, iv=IVChoice(), source="bundled sample")
@@ -111,6 +117,7 @@ def _priced_replay(journal: Journal, settings: Settings, out: Path) -> None:
     from gammaride.data import BarCache, Fetcher
     from gammaride.data.history import load_history
     from gammaride.sim.pricing import CachedOptionBars, OptionPricer
+    from gammaride.sim.replay import IVChoice, run_replay
     from gammaride.sim.server import OfflineAlpaca
     from gammaride.sim.server.history import History
 

@@ -14,8 +14,6 @@ from typing import Any
 
 from gammaride.commands._common import add_journal_argument, journal_path, open_journal
 from gammaride.errors import ConfigError, JournalError
-from gammaride.journal.export import export_csv
-from gammaride.journal.identity import PNL_SOURCES
 from gammaride.text import signed_usd
 
 KIND_NAMES = {"fill": "fills (paper, live)", "simulation": "simulated (replay, offline)"}
@@ -53,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
             for e in errors.itertuples()
         ]
         if args.export:
+            from gammaride.journal.export import export_csv
+
             try:
                 written = export_csv(journal, args.export)
             except ValueError as exc:
@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary_lines(s: dict[str, Any]) -> list[str]:
+    from gammaride.journal.identity import PNL_SOURCES
+
     runs = ", ".join(f"{n} {mode}" for mode, n in s["runs"].items()) or "none"
     lines = [
         f"Journal {s['journal']} (schema v{s['schema_version']})",

@@ -29,8 +29,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from gammaride.commands._common import (
     add_journal_argument,
     calibration_path,
@@ -40,9 +38,6 @@ from gammaride.commands._common import (
 )
 from gammaride.commands.fetch import add_cache_arguments, make_fetcher
 from gammaride.errors import ConfigError
-from gammaride.scanner.gamma import REPLAY_REASON
-from gammaride.sim.data import load_bars, load_daily, sample_paths
-from gammaride.sim.replay import IVChoice, run_replay
 from gammaride.text import signed_usd
 
 
@@ -76,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gammaride.scanner.gamma import REPLAY_REASON
+    from gammaride.sim.data import load_bars, load_daily, sample_paths
+    from gammaride.sim.replay import IVChoice, run_replay
+
     settings = load_settings(args, symbol=args.symbol, debug=args.debug or None)
     if args.iv_percentile is not None:
         if not 0.0 <= args.iv_percentile <= 1.0:
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         policy, message = load_policy(calibration_path(args, journal.path), settings)
         steps.set_postfix_str("rules + journal")
         steps.update()
-        days = sorted(set(bars.index.date))
+        days = [d.date() for d in bars.index.tz_localize(None).normalize().unique()]  # sorted
         earlier = journal.replayed_runs(settings.symbol, days)
         with journal.transaction():  # the run and what it supersedes, together or not at all
             run_id, result = run_replay(journal, bars, settings, policy, iv, source=source, pricer=pricer)
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     print(message)
     print(f"Dealer gamma: not measured ({REPLAY_REASON}); the gamma columns stay empty"
           + (f" and gamma_gate {settings.gamma_gate} is not applied" if settings.gamma_gate != "off" else ""))
-    sessions = len(set(bars.index.date))
+    sessions = len(days)
     print(f"Replayed {len(bars):,} bars ({sessions} sessions) from {source} into {summary['journal']} (run {run_id})")
     print(
         f"  scans {summary['bars']:,} | in window {summary['in_window']:,} | "

@@ -24,8 +24,7 @@ from gammaride.commands._common import (
     output_path,
 )
 from gammaride.errors import JournalError
-from gammaride.reports import ReportFilters, headline_text, write_report
-from gammaride.reports.data import SOURCES, parse_since
+from gammaride.journal.modes import RUN_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="HTML file to write (default: report.html)")
     parser.add_argument("--since", default=None, metavar="DATE",
                         help="first session to include, YYYY-MM-DD (default: everything)")
-    parser.add_argument("--source", default="all", choices=SOURCES,
+    parser.add_argument("--source", default="all", choices=("all", *RUN_MODES),
                         help="which runs to include (default: all)")
     parser.add_argument("--calibration", default=None, metavar="PATH",
                         help="calibration file (default: calibration.json next to the journal)")
@@ -44,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gammaride.reports import ReportFilters, headline_text, write_report
+    from gammaride.reports.data import parse_since
+
     path = journal_path(args)
     if not path.exists():
         raise JournalError(

@@ -22,7 +22,6 @@ from gammaride.commands._common import (
 )
 from gammaride.config import Settings
 from gammaride.errors import BrokerError, ConfigError, JournalError
-from gammaride.journal import Journal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gammaride.journal import Journal
     from gammaride.scanner.blocks import connect, live_confirmed
     from gammaride.scanner.keys import find_keys, safe_url
 

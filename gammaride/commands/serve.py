@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from gammaride.commands._common import check_offline_arguments, check_seed
 from gammaride.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_iv(value: str) -> float | pd.Series:
     """A constant IV, or an IV series from a CSV file with timestamp,iv columns."""
+    import pandas as pd
+
     try:
         return float(value)
     except ValueError:

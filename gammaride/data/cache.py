@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import BarsFileError
 from gammaride.outputs import write_atomic
 
-ET = "America/New_York"
 TIMEFRAMES = ("1Min", "1Day")
 BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
 _META_KEY = b"gammaride"

@@ -302,7 +302,8 @@ def m007_calibrations(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def m008_scan_skip_code(con: duckdb.DuckDBPyConnection) -> None:
-    """Which gate failed, as a code the report can count (window, warmup, volume, iv, ...)."""
+    """Which gate failed, as a code the report can count: window, warmup, volume, iv,
+    direction (the entry rules), gamma, risk, data, market, order, error (``signals.SKIP_CODES``)."""
     con.execute("ALTER TABLE scans ADD COLUMN skip_code VARCHAR")
 
 

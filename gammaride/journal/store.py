@@ -22,8 +22,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import JournalError, JournalVersionError
 from gammaride.journal.identity import KINDS, count_once, quality
+from gammaride.journal.modes import RUN_MODES
 from gammaride.journal.schema import (
     MIGRATIONS,
     OPTION_PATH_COLUMNS,
@@ -38,7 +40,6 @@ from gammaride.journal.schema import (
 DRY_RUN_SQL = "coalesce(r.dry_run, false)"
 DEFAULT_JOURNAL = "gammaride.duckdb"
 ENV_JOURNAL = "GAMMARIDE_JOURNAL"
-ET = "America/New_York"
 
 
 @lru_cache(maxsize=1)
@@ -225,7 +226,7 @@ class Journal:
         settings: Mapping[str, Any] | None = None,
         started_at: datetime | None = None,
     ) -> int:
-        if mode not in {"replay", "offline", "paper", "live"}:
+        if mode not in RUN_MODES:
             raise ValueError(f"run mode {mode!r} is not replay, offline, paper or live")
         from gammaride import __version__
 

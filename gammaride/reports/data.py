@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from gammaride.calibration.document import calibration_path_for
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.errors import ConfigError
 from gammaride.journal import Journal
 from gammaride.journal.identity import (
@@ -30,12 +30,14 @@ from gammaride.journal.identity import (
     quality,
     with_identity,
 )
+from gammaride.journal.modes import RUN_MODES
 from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.reports import calibration as calib
 from gammaride.reports import gamma as gamma_section
 from gammaride.reports import stats
+from gammaride.scanner.signals import SKIP_IV, SKIP_WARMUP_CODE
 
-SOURCES = ("all", "replay", "offline", "paper", "live")
+SOURCES = ("all", *RUN_MODES)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 EXIT_REASON_NAMES = {
     "tp": "take profit",
@@ -146,7 +148,7 @@ class _Query:
         self.j = journal
         self.f = f
         # A temporary table would need a writable journal; a registered frame does not.
-        self.since = pd.Timestamp(f.since).tz_localize("America/New_York") if f.since else None
+        self.since = pd.Timestamp(f.since).tz_localize(ET) if f.since else None
 
     def register(self) -> None:
         mode = self.f.source
@@ -177,8 +179,8 @@ class _Query:
         """A ``WITH`` clause naming ``once``: each market minute's scan once per kind (fill
         runs, simulations), by the trade identity's rule: scans of a run whose trades a
         later replay superseded for that symbol and session never count; of the rest the
-        latest run's scans of that minute do. Rows of ``once`` carry ``gate``: the failed gate's code, also
-        for rows written before the codes (see :data:`_SKIP_CODE`)."""
+        latest run's scans of that minute do. Rows of ``once`` carry ``gate``: the failed
+        gate's code, also for rows written before the codes (see :data:`_SKIP_CODE`)."""
         c, p = self._since("s.decision_time")
         return (
             f"""
@@ -339,9 +341,9 @@ class _Query:
             SELECT count(*),
                    count(*) FILTER (WHERE in_window),
                    count(*) FILTER (WHERE in_window AND vol_spike
-                                     AND coalesce(gate, '') <> 'warmup'),
+                                     AND coalesce(gate, '') <> '{SKIP_WARMUP_CODE}'),
                    count(*) FILTER (WHERE in_window AND vol_spike
-                                     AND coalesce(gate, '') NOT IN ('warmup', 'iv')),
+                                     AND coalesce(gate, '') NOT IN ('{SKIP_WARMUP_CODE}', '{SKIP_IV}')),
                    count(*) FILTER (WHERE signal),
                    count(*) FILTER (WHERE trade_id IS NOT NULL)
             FROM once
@@ -426,9 +428,9 @@ class _Query:
         return {"n": total, "latest": _records(frame)}
 
 
-_SKIP_CODE = """coalesce(s.skip_code, CASE
-    WHEN s.skip_reason LIKE 'warming up%' THEN 'warmup'
-    WHEN s.skip_reason LIKE 'IV percentile%' OR s.skip_reason LIKE 'no IV data%' THEN 'iv'
+_SKIP_CODE = f"""coalesce(s.skip_code, CASE
+    WHEN s.skip_reason LIKE 'warming up%' THEN '{SKIP_WARMUP_CODE}'
+    WHEN s.skip_reason LIKE 'IV percentile%' OR s.skip_reason LIKE 'no IV data%' THEN '{SKIP_IV}'
     END)"""
 """Which gate failed: ``scans.skip_code``; rows journaled before the codes carry only the
 message, and the two gates the funnel needs are read from its words."""

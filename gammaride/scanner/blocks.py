@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.errors import BrokerError, ConfigError
 from gammaride.journal import Journal
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
@@ -191,13 +191,14 @@ def check_conditions(
     iv, ivp, source = sc.iv_now(now, price, chain)
     gamma = sc.gamma.measure(now, price)  # dealer gamma: regime, net exposure, zero-gamma level
     last = compute_signals(bars.iloc[-400:], conn.settings, ivp).iloc[-1]
+    text = {k: (last[k] if isinstance(last[k], str) else None) for k in ("direction", "skip_reason")}
     age = (now - (bars.index[-1] + pd.Timedelta(minutes=1))).total_seconds() / 60
     stale = age > conn.settings.stale_after_minutes
     gated = gate_block(conn.settings.gamma_gate, gamma) if last["signal"] else None
     return {
         "in_window": bool(last["in_window"]),
         "vol_spike": bool(last["vol_spike"]),
-        "direction": last["direction"],
+        "direction": text["direction"],
         "bars": bars.iloc[-20:],
         "avg_volume": float(last["avg_volume"]),
         "current_volume": float(last["volume"]),
@@ -209,7 +210,7 @@ def check_conditions(
         "decision_time": bars.index[-1] + pd.Timedelta(minutes=1),
         "signal": bool(last["signal"]) and mc.is_open and not stale and not gated,
         "skip_reason": ("market closed" if not mc.is_open else
-                        f"stale data ({age:.1f} min old)" if stale else gated or last["skip_reason"]),
+                        f"stale data ({age:.1f} min old)" if stale else gated or text["skip_reason"]),
         "market_open": mc.is_open,
         "now": now,
         "chain": chain,
@@ -302,7 +303,7 @@ def _journal_entry(conn: Connection, journal: Journal, conditions: dict[str, Any
                    choice: Any, order: Any) -> int:
     """The filled entry as an open trade (in a run of its own) that a scanner adopts."""
     s = conn.settings
-    decision = pd.Timestamp(conditions["decision_time"]).tz_convert("America/New_York")
+    decision = pd.Timestamp(conditions["decision_time"]).tz_convert(ET)
     hard_stop = decision.normalize() + pd.Timedelta(minutes=int(choice.hard_stop_min))
     with journal.transaction():
         run_id = journal.start_run(conn.mode, s.symbol, instrument="options", source="submit_order block",

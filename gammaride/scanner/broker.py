@@ -17,11 +17,11 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import BrokerError, broker_error
 from gammaride.scanner.contracts import CHAIN_COLUMNS, parse_occ
 from gammaride.scanner.keys import Keys, redact, safe_url
 
-ET = "America/New_York"
 BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
 
 

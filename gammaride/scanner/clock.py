@@ -18,7 +18,7 @@ from typing import Protocol
 
 import pandas as pd
 
-ET = "America/New_York"
+from gammaride.config import ET
 
 
 class Clock(Protocol):

@@ -24,9 +24,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.scanner.session import session_close_minutes
 
-ET = "America/New_York"
 GAMMA_COLUMNS = ["symbol", "expiration", "type", "strike", "iv", "gamma", "open_interest"]
 GATES = ("off", "short_only")
 REGIME_SHORT = "short"

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.errors import BrokerError
 from gammaride.scanner.contracts import parse_occ
 from gammaride.scanner.gamma import GAMMA_COLUMNS, GammaExposure, measure, missing
 from gammaride.scanner.positions import short_error
 
-ET = "America/New_York"
 REFETCH_MINUTES = 15
 
 

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.errors import BrokerAuthError, BrokerError, JournalError
 from gammaride.journal import Journal
 from gammaride.scanner import ivrank
@@ -55,10 +55,17 @@ from gammaride.scanner.retry import with_retries
 from gammaride.scanner.risk import DayRisk, entry_block
 from gammaride.scanner.session import session_close_minutes
 from gammaride.scanner.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
-from gammaride.scanner.signals import compute_signals
+from gammaride.scanner.signals import (
+    SKIP_DATA,
+    SKIP_ERROR,
+    SKIP_GAMMA,
+    SKIP_MARKET,
+    SKIP_ORDER,
+    SKIP_RISK,
+    compute_signals,
+)
 from gammaride.text import signed_usd
 
-ET = "America/New_York"
 SKIP_CLOSED = "market closed"
 SKIP_NO_DATA = "no data"
 SKIP_STALE = "stale data"
@@ -427,12 +434,14 @@ class Scanner(PositionManager):
             if market is None and clock_error is not None:
                 row["skip_reason"] = ("error: broker unreachable (" if getattr(clock_error, "unreachable", False)
                                       else "error: broker clock unavailable (") + short_error(clock_error) + ")"
+                row["skip_code"] = SKIP_ERROR
             else:
                 self._scan(now, market, row, info)
         except Exception as exc:  # noqa: BLE001 - no exception escapes a scan
             unreachable = isinstance(exc, BrokerError) and exc.unreachable
             row["skip_reason"] = f"error: {'broker unreachable (' if unreachable else ''}{short_error(exc)}" + \
                 (")" if unreachable else "")
+            row["skip_code"] = SKIP_ERROR
             self._error("scan", exc)
         if "sig" in info and "gamma" not in info:  # after the decision: no order waits for it
             self._measure_gamma(now, float(info["sig"]["price"]), row, info)
@@ -478,29 +487,31 @@ class Scanner(PositionManager):
 
     def _scan(self, now: pd.Timestamp, market: MarketClock | None, row: dict, info: dict) -> None:
         if market is None:
-            row["skip_reason"] = "error: broker clock unavailable"
+            row["skip_reason"], row["skip_code"] = "error: broker clock unavailable", SKIP_ERROR
             return
         if not market.is_open:
             row["skip_reason"] = f"{SKIP_CLOSED} (opens {market.next_open:%Y-%m-%d %H:%M} ET)"
+            row["skip_code"] = SKIP_MARKET
             self._watch_broker()  # what the broker does at and after the close (exercise, expiry)
             return
         self._new_day(now)
         bars = self.fetch_bars(now)
         if bars.empty:
-            row["skip_reason"] = SKIP_NO_DATA
+            row["skip_reason"], row["skip_code"] = SKIP_NO_DATA, SKIP_DATA
             return
         last_end = bars.index[-1] + MINUTE
         age = (now - last_end).total_seconds() / 60.0
         row["decision_time"] = last_end
         if age > self.settings.stale_after_minutes:
             row["skip_reason"] = f"{SKIP_STALE} (latest complete bar ended {age:.1f} min ago)"
+            row["skip_code"] = SKIP_DATA
             self._manage(bars, now)  # time exits still apply
             return
         # exits first: flat at a bar's end, that bar's decision may enter again (as replay)
         self._manage(bars, now)
         if self._last_decided is not None and last_end <= self._last_decided:
             # the next bar is late: this bar was decided (and maybe traded) by an earlier scan
-            row["skip_reason"] = SKIP_DECIDED
+            row["skip_reason"], row["skip_code"] = SKIP_DECIDED, SKIP_DATA
             return
         self._last_decided = last_end
         price = float(bars["close"].iloc[-1])
@@ -513,13 +524,13 @@ class Scanner(PositionManager):
         info["sig"] = sig
         info["bars"] = bars
         for k in ("in_window", "window", "volume", "avg_volume", "vol_ratio", "vol_spike", "price",
-                  "price_change", "direction", "atr", "iv_percentile", "signal", "skip_reason"):
+                  "price_change", "direction", "atr", "iv_percentile", "signal", "skip_reason", "skip_code"):
             row[k] = _plain(sig[k])
         if not sig["signal"]:
             return
         gated = gate_block(self.settings.gamma_gate, info.get("gamma"))
         if gated:
-            row.update(signal=False, skip_reason=gated)
+            row.update(signal=False, skip_reason=gated, skip_code=SKIP_GAMMA)
             return
         tp_mult, sl_mult, bucket = (np.asarray(v, dtype=object).reshape(-1)[0] for v in self.policy.lookup(sig["atr"]))
         tp, sl = exit_levels(sig["direction"], sig["price"], sig["atr"], tp_mult, sl_mult)
@@ -528,11 +539,11 @@ class Scanner(PositionManager):
         if self.journal_failure and not self.dry_run:
             block = "journal failing: no new entries"
         if block:
-            row["skip_reason"] = block
+            row["skip_reason"], row["skip_code"] = block, SKIP_RISK
             return
         trade_id, why = self._enter(now, last_end, sig, chain, info)
         if trade_id is None:
-            row["skip_reason"] = why
+            row["skip_reason"], row["skip_code"] = why, SKIP_ORDER
         else:
             row["trade_id"] = trade_id
             row["skip_reason"] = None

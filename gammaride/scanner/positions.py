@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import BrokerAuthError, BrokerError
 from gammaride.scanner.broker import Broker, OrderInfo, OrderSpec, PositionInfo
 from gammaride.scanner.clock import Clock
@@ -31,7 +32,6 @@ from gammaride.scanner.exits import (
 from gammaride.scanner.retry import is_transient, with_retries
 from gammaride.text import signed_usd
 
-ET = "America/New_York"
 MINUTE = pd.Timedelta(minutes=1)
 CLIENT_PREFIX = "gr-"
 # exits the broker makes itself (issue: Alpaca liquidates, exercises and expires options)
@@ -52,7 +52,7 @@ MISSING_GRACE = pd.Timedelta(seconds=60)
 def client_order_id(symbol: str, decision_time: pd.Timestamp, direction: str) -> str:
     """``gr-SPY-201310081002-C``: one id per (symbol, decision minute, direction), so a
     retried submission is refused as a duplicate instead of buying twice."""
-    t = pd.Timestamp(decision_time).tz_convert("America/New_York")
+    t = pd.Timestamp(decision_time).tz_convert(ET)
     return f"{CLIENT_PREFIX}{symbol.upper()}-{t:%Y%m%d%H%M}-{'C' if direction == 'call' else 'P'}"
 
 

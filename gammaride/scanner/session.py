@@ -1,21 +1,32 @@
 """Market-session times: closes (early closes included), hedging windows, cut-offs, hard stops.
 
 Pure functions over arrays of dates and minutes-of-day (America/New_York). The
-exchange calendar is static data, not a clock: it is loaded once and cached.
+exchange calendar is static data, not a clock: its sessions and closes are built once
+from ``exchange_calendars`` and kept as a small table in the user's cache folder
+(``$GAMMARIDE_CACHE_DIR``, else ``$XDG_CACHE_HOME/gammaride`` or ``~/.cache/gammaride``),
+keyed by the library's version, so a run does not rebuild the calendar (0.2-0.5 s).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
+from datetime import date
 from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 
-ET = "America/New_York"
 REGULAR_CLOSE_MIN = 16 * 60
+CALENDAR = "XNYS"
+CALENDAR_START = "1990-01-01"
+_REFRESH_DAYS = 30  # rebuild when the cached table ends within this many days
+_NS_PER_DAY = 86_400_000_000_000
 
 
 def minute_of_day(t) -> int:
@@ -30,76 +41,134 @@ def _calendar(start_year: int):
     with warnings.catch_warnings():
         # exchange_calendars uses Series.values, which pandas 3.1 deprecates for tz data
         warnings.simplefilter("ignore")
-        return xc.get_calendar("XNYS", start=f"{start_year}-01-01")
+        return xc.get_calendar(CALENDAR, start=f"{start_year}-01-01")
 
 
-def _calendar_for(dates: pd.DatetimeIndex):
-    first = int(dates.min().year) if len(dates) else 2006
-    # Share one cached calendar for everything after 2006 (the library's default span).
-    return _calendar(min(first, 2006))
+def calendar_cache_dir() -> Path:
+    if os.environ.get("GAMMARIDE_CACHE_DIR"):
+        return Path(os.environ["GAMMARIDE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gammaride"
+
+
+def _calendar_cache_path() -> Path:
+    from importlib.metadata import version
+
+    return calendar_cache_dir() / f"{CALENDAR.lower()}-{version('exchange_calendars')}.npz"
+
+
+class SessionTable(NamedTuple):
+    """Every session of the exchange calendar: its date (``datetime64[D]``, sorted) and
+    its open and close (minutes of day, ET)."""
+
+    days: np.ndarray
+    open: np.ndarray
+    close: np.ndarray
+
+
+def _build_session_table() -> SessionTable:
+    schedule = _calendar(int(CALENDAR_START[:4])).schedule
+    days = schedule.index.to_numpy().astype("datetime64[D]")
+    opens, closes = (schedule[k].dt.tz_convert(ET) for k in ("open", "close"))
+    return SessionTable(days, *((t.dt.hour * 60 + t.dt.minute).to_numpy(dtype=np.int16) for t in (opens, closes)))
+
+
+def _read_session_table(path: Path) -> SessionTable | None:
+    try:
+        with np.load(path) as stored:
+            table = SessionTable(stored["days"].astype("datetime64[D]"), stored["open"], stored["close"])
+    except (OSError, ValueError, KeyError):
+        return None  # absent or unreadable: rebuild it
+    if not len(table.days) or not len(table.days) == len(table.open) == len(table.close):
+        return None
+    if table.days[-1] - np.datetime64(date.today(), "D") < _REFRESH_DAYS:
+        return None  # the calendar's span is running out: rebuild with the current year
+    return table
+
+
+def _write_session_table(path: Path, table: SessionTable) -> None:
+    """Atomically (parallel processes may build it at once); a cache that cannot be
+    written is only slower, never an error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+        with os.fdopen(fd, "wb") as out:
+            np.savez(out, days=table.days.astype(np.int64), open=table.open, close=table.close)
+        os.replace(tmp, path)
+    except OSError:
+        return
+
+
+@lru_cache(maxsize=1)
+def session_table() -> SessionTable:
+    """The exchange calendar's sessions, from the cache, else built and cached."""
+    path = _calendar_cache_path()
+    table = _read_session_table(path)
+    if table is None:
+        table = _build_session_table()
+        _write_session_table(path, table)
+    return table
+
+
+def _days(dates) -> np.ndarray:
+    """Session dates (naive or tz-aware; the local date counts) as ``datetime64[D]``."""
+    dates = pd.DatetimeIndex(dates)
+    if dates.tz is not None:
+        dates = dates.tz_localize(None)
+    return (dates.as_unit("ns").asi8 // _NS_PER_DAY).astype("datetime64[D]")
 
 
 def session_close_minutes(dates: pd.DatetimeIndex) -> np.ndarray:
     """Close time (minutes of day, ET) of each session date; 16:00 where the calendar has none."""
-    dates = pd.DatetimeIndex(dates)
-    if dates.tz is not None:
-        dates = dates.tz_localize(None)
-    dates = dates.normalize()
-    out = np.full(len(dates), REGULAR_CLOSE_MIN, dtype=np.int64)
-    if not len(dates):
+    days = _days(dates)
+    out = np.full(len(days), REGULAR_CLOSE_MIN, dtype=np.int64)
+    if not len(days):
         return out
-    cal = _calendar_for(dates)
-    closes = cal.schedule["close"]
-    known = dates.isin(closes.index)
-    if known.any():
-        local = closes.reindex(dates[known]).dt.tz_convert(ET)
-        out[np.asarray(known)] = (local.dt.hour * 60 + local.dt.minute).to_numpy()
+    sessions, _, close = session_table()
+    at = np.minimum(np.searchsorted(sessions, days), len(sessions) - 1)
+    known = sessions[at] == days
+    out[known] = close[at[known]]
     return out
 
 
-def _naive_day(date) -> pd.Timestamp:
-    ts = pd.Timestamp(date)
-    return (ts.tz_localize(None) if ts.tz is not None else ts).normalize()
+def _day(day) -> np.datetime64:
+    return _days([pd.Timestamp(day)])[0]
+
+
+def _in_span(day: np.datetime64, sessions: np.ndarray) -> bool:
+    return sessions[0] <= day < sessions[-1]
 
 
 def next_session(date) -> pd.Timestamp:
     """The first trading session after ``date``."""
-    day = _naive_day(date)
-    cal = _calendar_for(pd.DatetimeIndex([day]))
-    try:
-        if cal.is_session(day):
-            return pd.Timestamp(cal.next_session(day))
-        return pd.Timestamp(cal.date_to_session(day, direction="next"))
-    except Exception:  # outside the calendar's span: the next weekday
-        return (day + pd.offsets.BDay(1)).normalize()
+    day = _day(date)
+    sessions = session_table().days
+    if _in_span(day, sessions):
+        return pd.Timestamp(sessions[np.searchsorted(sessions, day, side="right")]).as_unit("ns")
+    # outside the calendar: the next weekday
+    return (pd.Timestamp(day) + pd.offsets.BDay(1)).normalize().as_unit("ns")
 
 
 def trading_day_mask(dates: pd.DatetimeIndex) -> np.ndarray:
     """True where a date is an exchange session (weekends and holidays are not); outside
     the calendar's span, any weekday."""
-    dates = pd.DatetimeIndex(dates)
-    if dates.tz is not None:
-        dates = dates.tz_localize(None)
-    dates = dates.normalize()
-    out = np.asarray(dates.day_of_week < 5)
-    if not len(dates):
+    days = _days(dates)
+    out = np.asarray(pd.DatetimeIndex(days).day_of_week < 5)
+    if not len(days):
         return out
-    try:
-        sessions = _calendar_for(dates).sessions
-    except Exception:  # noqa: BLE001 - a span the calendar library refuses: weekdays only
-        return out
-    inside = np.asarray((dates >= sessions[0]) & (dates <= sessions[-1]))
-    out[inside] = np.asarray(dates[inside].isin(sessions))
+    sessions = session_table().days
+    inside = (days >= sessions[0]) & (days <= sessions[-1])
+    at = np.minimum(np.searchsorted(sessions, days[inside]), len(sessions) - 1)
+    out[inside] = sessions[at] == days[inside]
     return out
 
 
 def is_session(date) -> bool:
-    day = _naive_day(date)
-    cal = _calendar_for(pd.DatetimeIndex([day]))
-    try:
-        return bool(cal.is_session(day))
-    except Exception:
-        return day.weekday() < 5
+    day = _day(date)
+    sessions = session_table().days
+    if _in_span(day, sessions) or day == sessions[-1]:
+        return bool(sessions[np.searchsorted(sessions, day)] == day)
+    return pd.Timestamp(day).weekday() < 5
 
 
 def window_bounds(settings: Settings, close_min: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -115,13 +184,21 @@ def window_bounds(settings: Settings, close_min: np.ndarray) -> tuple[np.ndarray
     return am_start, am_end, pm_start, pm_end
 
 
+def window_masks(
+    settings: Settings, decision_min: np.ndarray, close_min: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks: the decision falls in the AM window, in the PM window."""
+    am_start, am_end, pm_start, pm_end = window_bounds(settings, close_min)
+    am = (decision_min >= am_start) & (decision_min < am_end)
+    pm = (decision_min >= pm_start) & (decision_min < pm_end)
+    return am, pm
+
+
 def classify_window(
     settings: Settings, decision_min: np.ndarray, close_min: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boolean in-window mask and the window name ('am', 'pm' or None) per decision."""
-    am_start, am_end, pm_start, pm_end = window_bounds(settings, close_min)
-    am = (decision_min >= am_start) & (decision_min < am_end)
-    pm = (decision_min >= pm_start) & (decision_min < pm_end)
+    am, pm = window_masks(settings, decision_min, close_min)
     name = np.where(am, "am", np.where(pm, "pm", None)).astype(object)
     return am | pm, name
 

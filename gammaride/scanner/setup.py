@@ -116,7 +116,7 @@ def position_size(
     """
     base = np.asarray(equity, dtype=float) * settings.risk_per_trade / (np.asarray(atr, dtype=float) * 100.0)
     raw = np.floor(base * np.asarray(iv_mult, dtype=float))
-    contracts = np.minimum(np.maximum(1, np.nan_to_num(raw, nan=1.0)), settings.max_contracts)
+    contracts = np.minimum(np.maximum(1, np.where(np.isnan(raw), 1.0, raw)), settings.max_contracts)
     if buying_power is not None and premium is not None and premium > 0:
         affordable = np.floor(buying_power / (premium * 100.0))
         contracts = np.minimum(contracts, np.maximum(affordable, 0))

@@ -11,10 +11,27 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
-from gammaride.scanner.session import classify_window, session_close_minutes
+from gammaride.scanner.session import session_close_minutes, window_masks
 
 SKIP_OUTSIDE_WINDOW = "outside window"
 SKIP_WARMUP = "warming up"
+
+# Skip codes (``scans.skip_code``): which gate stopped a decision, for counting. The first
+# five are the entry rules' gates, in the order they are checked here; the rest are set
+# by replay and the live scanner after the rules passed (or could not run).
+SKIP_WINDOW = "window"        # decision outside the hedging windows
+SKIP_WARMUP_CODE = "warmup"   # not enough history for the lookbacks yet
+SKIP_VOLUME = "volume"        # no volume spike
+SKIP_IV = "iv"                # IV percentile below the gate, or unknown
+SKIP_DIRECTION = "direction"  # a spike but no price change
+SKIP_GAMMA = "gamma"          # the dealer-gamma gate (settings.gamma_gate) refused the entry
+SKIP_RISK = "risk"            # a risk limit: position open, trades per day, daily loss
+SKIP_DATA = "data"            # no, stale or already-decided bars; replay: data ends before the exit
+SKIP_MARKET = "market"        # market closed
+SKIP_ORDER = "order"          # the entry was not placed (account, contract or order refused)
+SKIP_ERROR = "error"          # the scan failed
+SKIP_CODES = (SKIP_WINDOW, SKIP_WARMUP_CODE, SKIP_VOLUME, SKIP_IV, SKIP_DIRECTION, SKIP_GAMMA,
+              SKIP_RISK, SKIP_DATA, SKIP_MARKET, SKIP_ORDER, SKIP_ERROR)
 
 
 def wilder_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
@@ -54,7 +71,9 @@ def compute_signals(
     ``None`` to switch the IV gate off.
 
     Columns: decision_time, in_window, window, volume, avg_volume, vol_ratio, vol_spike,
-    price, price_change, direction, atr, iv_percentile, iv_ok, signal, skip_reason.
+    price, price_change, direction, atr, iv_percentile, iv_ok, signal, skip_reason,
+    skip_code. The text columns (window, direction, skip_reason, skip_code) are
+    categoricals (missing = NaN): no per-row Python strings.
     """
     n = len(bars)
     idx = bars.index
@@ -66,7 +85,8 @@ def compute_signals(
     session_dates = idx.tz_localize(None).normalize() if n else pd.DatetimeIndex([])
     uniq, inverse = np.unique(session_dates.asi8, return_inverse=True)
     close_min = session_close_minutes(pd.DatetimeIndex(uniq))[inverse] if n else np.array([])
-    in_window, window = classify_window(settings, decision_min, close_min)
+    am, pm = window_masks(settings, decision_min, close_min)
+    in_window = am | pm
 
     lb = settings.vol_lookback
     csum = np.concatenate([[0.0], np.cumsum(volume)])
@@ -91,62 +111,62 @@ def compute_signals(
         iv = np.broadcast_to(np.asarray(iv_percentile, dtype=np.float64), (n,)).copy()
         iv_ok = iv >= settings.iv_threshold
 
-    direction = np.where(price_change > 0, "call", np.where(price_change < 0, "put", None))
-    direction = np.where(vol_spike, direction, None).astype(object)
+    up = vol_spike & (price_change > 0)
+    down = vol_spike & (price_change < 0)
     warm = np.isfinite(avg_volume) & np.isfinite(atr) & np.isfinite(price_change)
-    signal = in_window & warm & vol_spike & iv_ok & (direction != None)  # noqa: E711
+    signal = in_window & warm & vol_spike & iv_ok & (up | down)
+    # The first failed gate, in SKIP_CODES order (-1: every gate passed).
+    gate = np.select([~in_window, ~warm, ~vol_spike, ~iv_ok, ~(up | down)], [0, 1, 2, 3, 4], -1)
 
-    skip = np.full(n, None, dtype=object)
-    rest = ~signal
     warmup_reason = f"{SKIP_WARMUP} (needs {settings.warmup_bars} bars of history)"
     # Reasons that quote a number are built once per distinct (truncated) value, not per row.
-    vol_tenths = np.floor(vol_ratio * 10)
-    iv_hundredths = np.floor(iv * 100)
-    gates = [  # (failed mask, fixed reason, or (key per row, reason of a key))
-        (~in_window, SKIP_OUTSIDE_WINDOW),
-        (~warm, warmup_reason),
-        (~vol_spike, (vol_tenths, lambda key: _volume_reason(key / 10, threshold))),
-        (~iv_ok, (iv_hundredths, lambda key: _iv_reason(key / 100, settings.iv_threshold))),
-        (rest, (price_change, lambda key: f"no direction ({k}-bar change {key:+.2f})")),
+    reasons = [  # per gate: (key per row, reason of a key)
+        (None, lambda _: SKIP_OUTSIDE_WINDOW),
+        (None, lambda _: warmup_reason),
+        (np.floor(vol_ratio * 10), lambda key: _volume_reason(key / 10, threshold)),
+        (np.floor(iv * 100), lambda key: _iv_reason(key / 100, settings.iv_threshold)),
+        (price_change, lambda key: f"no direction ({k}-bar change {key:+.2f})"),
     ]
-    for failed, reason in gates:
-        hit = np.flatnonzero(rest & failed)
+    texts: dict[str, int] = {}
+    reason_code = np.full(n, -1, dtype=np.int32)
+    for g, (keys, text_of) in enumerate(reasons):
+        hit = np.flatnonzero(gate == g)
         if not len(hit):
             continue
-        if isinstance(reason, str):
-            skip[hit] = reason
-        else:
-            keys, text_of = reason
-            uniq, inverse = np.unique(keys[hit], return_inverse=True)
-            skip[hit] = np.array([text_of(u) for u in uniq], dtype=object)[inverse.ravel()]
-        rest[hit] = False
+        if keys is None:
+            reason_code[hit] = texts.setdefault(text_of(None), len(texts))
+            continue
+        uniq, inverse = np.unique(keys[hit], return_inverse=True)
+        ids = np.array([texts.setdefault(text_of(u), len(texts)) for u in uniq], dtype=np.int32)
+        reason_code[hit] = ids[inverse.ravel()]
 
     return pd.DataFrame(
         {
             "decision_time": decision_time,
             "in_window": in_window,
-            "window": _objects(window, idx),
+            "window": _categorical(np.where(am, 0, np.where(pm, 1, -1)), ("am", "pm"), idx),
             "volume": volume,
             "avg_volume": avg_volume,
             "vol_ratio": vol_ratio,
             "vol_spike": vol_spike,
             "price": close,
             "price_change": price_change,
-            "direction": _objects(direction, idx),
+            "direction": _categorical(np.where(up, 0, np.where(down, 1, -1)), ("call", "put"), idx),
             "atr": atr,
             "iv_percentile": iv,
             "iv_ok": iv_ok,
             "signal": signal,
-            "skip_reason": _objects(skip, idx),
+            "skip_reason": _categorical(reason_code, tuple(texts), idx),
+            "skip_code": _categorical(gate, SKIP_CODES, idx),
         },
         index=idx,
     )
 
 
-def _objects(values: np.ndarray, index: pd.Index) -> pd.Series:
-    """Text columns stay plain objects (None for missing): pandas 3 would otherwise infer
-    its 'str' dtype, a slow conversion that older DuckDB releases cannot scan."""
-    return pd.Series(values, index=index, dtype=object)
+def _categorical(codes: np.ndarray, categories: tuple[str, ...], index: pd.Index) -> pd.Series:
+    """A text column as codes into a few categories (-1 = missing)."""
+    values = pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object))
+    return pd.Series(values, index=index)
 
 
 def _volume_reason(ratio: float, threshold: float) -> str:

@@ -36,7 +36,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from gammaride.config import Settings
+from gammaride.config import ET, Settings
 from gammaride.costs import CostModel
 from gammaride.scanner.contracts import (
     CHAIN_COLUMNS,
@@ -53,7 +53,6 @@ PNL_BLACK_SCHOLES = "black_scholes"
 FALLBACK_IV = 0.20  # when neither the contract's bars nor daily closes give an estimate
 _MIN = 60_000_000_000
 _CHAIN_STRIKES = 3  # strikes each side of the money in the rebuilt chain
-ET = "America/New_York"
 
 
 class CachedOptionBars:

@@ -34,7 +34,7 @@ from gammaride.scanner.setup import (
     iv_multiplier,
     position_size,
 )
-from gammaride.scanner.signals import compute_signals
+from gammaride.scanner.signals import SKIP_DATA, SKIP_RISK, compute_signals
 
 MINUTE_NS = 60_000_000_000
 SKIP_END_OF_DATA = "end of data before the exit"
@@ -59,13 +59,13 @@ class IVChoice:
                 f"--iv-percentile {self.value!r} is not in [0, 1]; pass e.g. --iv-percentile 0.45"
             )
 
-    def for_bars(self, bars: pd.DataFrame, symbol: str) -> tuple[np.ndarray | None, np.ndarray]:
+    def for_bars(self, bars: pd.DataFrame, symbol: str) -> tuple[np.ndarray | None, pd.Categorical]:
         """(IV percentile per bar or None when the gate is off, source per bar)."""
         n = len(bars)
         if self.mode == "off":
-            return None, np.full(n, ivrank.SOURCE_OFF, dtype=object)
+            return None, _constant(ivrank.SOURCE_OFF, n)
         if self.mode == "constant":
-            return np.full(n, float(self.value)), np.full(n, ivrank.SOURCE_CONSTANT, dtype=object)
+            return np.full(n, float(self.value)), _constant(ivrank.SOURCE_CONSTANT, n)
         daily = self.daily
         if daily is None:
             from gammaride.sim.data import load_daily
@@ -78,8 +78,26 @@ class IVChoice:
         uniq, inverse = np.unique(dates.asi8, return_inverse=True)
         per_session = ivrank.proxy_for_sessions(pd.DatetimeIndex(uniq), closes)
         values = per_session[inverse]
-        source = np.where(np.isfinite(values), ivrank.SOURCE_PROXY, ivrank.SOURCE_NONE).astype(object)
+        source = pd.Categorical.from_codes(
+            np.isfinite(values).astype(np.int8), pd.Index([ivrank.SOURCE_NONE, ivrank.SOURCE_PROXY], dtype=object)
+        )
         return values, source
+
+
+def _constant(text: str, n: int) -> pd.Categorical:
+    """One text for every row, as a categorical (no per-row Python strings)."""
+    return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), pd.Index([text], dtype=object))
+
+
+def _set_rows(values: pd.Series, rows: np.ndarray, new: np.ndarray) -> pd.Categorical:
+    """A categorical column with ``new`` texts (None: missing) at ``rows``."""
+    cat = values.array
+    given = pd.Index(new, dtype=object)
+    extra = [t for t in given.dropna().unique() if t not in cat.categories]
+    categories = cat.categories.append(pd.Index(extra, dtype=object)) if extra else cat.categories
+    codes = cat.codes.copy()
+    codes[rows] = categories.get_indexer(given)
+    return pd.Categorical.from_codes(codes, categories)
 
 
 @dataclass
@@ -204,12 +222,12 @@ def replay(
         net_pc = estimated_costs(delta_gross, np.ones(len(cand)), costs).net_usd
 
     accepted, skip = _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_pc, atr, iv_mult)
-    skip_reason = sig["skip_reason"].to_numpy().copy()
-    trade_ids = np.full(n, None, dtype=object)
     k = np.flatnonzero(accepted["taken"])
-    skip_reason[cand] = skip
     ids = np.arange(first_trade_id, first_trade_id + len(k))
+    trade_ids = np.zeros(n, dtype=np.int64)
     trade_ids[cand[k]] = ids
+    skip_code = np.where(truncated, SKIP_DATA, SKIP_RISK).astype(object)
+    skip_code[accepted["taken"]] = None
 
     tz = bars.index.tz
     contracts = accepted["contracts"][k]
@@ -284,15 +302,16 @@ def replay(
 
     scans = sig.reset_index(drop=True).drop(columns=["iv_ok"])
     scans.insert(0, "scan_no", np.arange(1, n + 1))
-    scans["symbol"] = pd.Series(np.full(n, symbol, dtype=object), dtype=object)
-    scans["scanned_at"] = None
+    scans["symbol"] = _constant(symbol, n)
+    scans["scanned_at"] = pd.Series(pd.NaT, index=scans.index, dtype="datetime64[ns, UTC]")
     scans["iv"] = np.nan
-    scans["iv_source"] = pd.Series(iv_source, dtype=object)
-    scans["skip_reason"] = pd.Series(skip_reason, dtype=object)
-    scans["trade_id"] = pd.Series(trade_ids, dtype=object)
+    scans["iv_source"] = iv_source
+    scans["skip_reason"] = _set_rows(scans["skip_reason"], cand, skip)
+    scans["skip_code"] = _set_rows(scans["skip_code"], cand, skip_code)
+    scans["trade_id"] = pd.arrays.IntegerArray(trade_ids, trade_ids == 0)
     # no dealer-gamma measure, and so no gamma gate: Alpaca keeps no history of open interest
-    scans["gamma_reason"] = pd.Series(np.full(n, REPLAY_REASON, dtype=object), dtype=object)
-    scans["gamma_gate"] = pd.Series(np.full(n, "off", dtype=object), dtype=object)
+    scans["gamma_reason"] = _constant(REPLAY_REASON, n)
+    scans["gamma_gate"] = _constant("off", n)
     option_paths = pd.DataFrame()
     if priced is not None:
         option_paths = pricer.paths_for(k, ids)

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.journal import Journal
 
-ET = "America/New_York"
 HOLD = 20
 FINE_SUB_STEPS = 1000
 SIGMA = 0.6  # noise in ATRs per sqrt(minute): a 1-minute bar's range is then about one ATR

@@ -16,9 +16,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import ConfigError
 
-ET = "America/New_York"
 NS_SEC = 1_000_000_000
 NS_MIN = 60 * NS_SEC
 NS_DAY = 86_400 * NS_SEC
@@ -157,16 +157,17 @@ class Schedule:
 
 @lru_cache(maxsize=1)
 def schedule() -> Schedule:
-    from gammaride.scanner.session import _calendar
+    from gammaride.scanner.session import session_table
 
-    sched = _calendar(2006).schedule
-    dates = tuple(d.strftime("%Y-%m-%d") for d in sched.index)
-    return Schedule(
-        dates=dates,
-        opens=pd.DatetimeIndex(sched["open"]).as_unit("ns").asi8.astype(np.int64),
-        closes=pd.DatetimeIndex(sched["close"]).as_unit("ns").asi8.astype(np.int64),
-        by_date={d: i for i, d in enumerate(dates)},
-    )
+    table = session_table()
+    days = pd.DatetimeIndex(table.days).as_unit("ns")
+    dates = tuple(days.strftime("%Y-%m-%d"))
+
+    def at(minutes: np.ndarray) -> np.ndarray:
+        return (days + pd.to_timedelta(minutes.astype(np.int64), unit="min")).tz_localize(ET).asi8
+
+    return Schedule(dates=dates, opens=at(table.open), closes=at(table.close),
+                    by_date={d: i for i, d in enumerate(dates)})
 
 
 _TIMEFRAME = re.compile(r"^(\d+)(Min|T|Hour|H|Day|D)$")

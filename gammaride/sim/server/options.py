@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import ConfigError
 from gammaride.sim.server.market import NS_SEC, Schedule
 
@@ -117,7 +118,7 @@ class IVSource:
         if isinstance(iv, pd.Series):
             if not len(iv) or not isinstance(iv.index, pd.DatetimeIndex):
                 raise ConfigError("an IV series needs a non-empty DatetimeIndex; give pd.Series(values, index=times)")
-            idx = iv.index if iv.index.tz is not None else iv.index.tz_localize("America/New_York")
+            idx = iv.index if iv.index.tz is not None else iv.index.tz_localize(ET)
             order = np.argsort(idx.asi8)
             self._times = idx.tz_convert("UTC").as_unit("ns").asi8[order]
             self._values = iv.to_numpy(dtype=float)[order]

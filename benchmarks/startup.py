@@ -1,0 +1,79 @@
+"""Start-up time of the ``gammaride`` command: ``--version`` and ``COMMAND --help`` as fresh
+processes (what a trader waits for before anything happens), against a bare interpreter
+start in the same run, plus the top import offenders of one command line from
+``python -X importtime``.
+
+    python benchmarks/startup.py [--repeats 9] [--top 8] [--profile "calibrate --help"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from gammaride.cli import COMMANDS
+
+TARGET_S = 0.25
+GAMMARIDE = [sys.executable, "-m", "gammaride"]
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def median_seconds(cmd: list[str], repeats: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``cmd`` as a fresh process (one warm-up run first);
+    CPU moves less than wall when the machine is shared."""
+    subprocess.run(cmd, capture_output=True, check=True)
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), children_cpu()
+        subprocess.run(cmd, capture_output=True, check=True)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(children_cpu() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def import_offenders(argv: list[str], top: int) -> list[tuple[float, float, str]]:
+    """(cumulative ms, self ms, module) of the slowest imports, from ``-X importtime``."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "gammaride", *argv],
+                          capture_output=True, text=True, check=True)
+    rows = []
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        own, cumulative, name = (part.strip() for part in line[len("import time:"):].split("|"))
+        rows.append((int(cumulative) / 1000, int(own) / 1000, name.strip()))
+    return sorted(rows, reverse=True)[:top]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--top", type=int, default=8)
+    parser.add_argument("--profile", default="calibrate --help", help="command line to profile")
+    args = parser.parse_args()
+
+    bare, bare_cpu = median_seconds([sys.executable, "-c", "pass"], args.repeats)
+    print(f"bare interpreter start: median {bare:.3f} s wall, {bare_cpu:.3f} s CPU "
+          f"({args.repeats} fresh processes each)")
+    lines = [["--version"], ["--help"], *([name, "--help"] for name, _, _ in COMMANDS)]
+    worst = 0.0
+    for argv in lines:
+        s, cpu = median_seconds([*GAMMARIDE, *argv], args.repeats)
+        worst = max(worst, s)
+        print(f"gammaride {' '.join(argv):<18} median {s:.3f} s wall ({s / bare:.1f}x bare), {cpu:.3f} s CPU")
+    verdict = "within" if worst <= TARGET_S else "ABOVE"
+    print(f"slowest: {worst:.3f} s wall, {verdict} the {TARGET_S} s target")
+    print(f"\nslowest imports of 'gammaride {args.profile}' (cumulative / self ms):")
+    for cumulative, own, name in import_offenders(args.profile.split(), args.top):
+        print(f"  {cumulative:8.1f} {own:8.1f}  {name}")
+
+
+if __name__ == "__main__":
+    main()
