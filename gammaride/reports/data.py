@@ -147,7 +147,6 @@ class _Query:
     def __init__(self, journal: Journal, f: ReportFilters):
         self.j = journal
         self.f = f
-        # A temporary table would need a writable journal; a registered frame does not.
         self.since = pd.Timestamp(f.since).tz_localize(ET) if f.since else None
 
     def register(self) -> None:
@@ -158,8 +157,18 @@ class _Query:
             [mode, mode],
         )
         self.j.con.register("_report_runs", runs.astype({"run_id": "int64"}))
+        # the scans counted once, worked out once for the funnel, skip reasons and quality
+        # (a temporary table lives in memory, so a read-only journal takes it too)
+        once, p = self._scans_once()
+        self.j.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _report_scans AS {once}
+            SELECT run_id, in_window, vol_spike, signal, trade_id, skip_reason, skip_code, gate
+            FROM once""",
+            p,
+        )
 
     def unregister(self) -> None:
+        self.j.con.execute("DROP TABLE IF EXISTS _report_scans")
         self.j.con.unregister("_report_runs")
 
     def _since(self, column: str) -> tuple[str, list[Any]]:
@@ -173,7 +182,7 @@ class _Query:
             return self.j.query(sql, params)
 
     def _one(self, sql: str, params: list[Any] | None = None) -> tuple:
-        return self.j.con.execute(sql, params or []).fetchone()
+        return self.j.con.execute(sql, params or []).fetchall()[0]  # read to the end
 
     def _scans_once(self) -> tuple[str, list[Any]]:
         """A ``WITH`` clause naming ``once``: each market minute's scan once per kind (fill
@@ -238,16 +247,14 @@ class _Query:
         """Outlier prints found in replayed bars, runs with errors, errors, dry-run trades.
 
         Outlier prints are journaled per run: a run's count stands while any of its scans
-        still counts (:meth:`_scans_once`), so the same replay journaled twice counts its
+        still counts (``_report_scans``, see :meth:`_scans_once`), so the same replay journaled twice counts its
         bars once, with or without ``--replace``."""
-        once, po = self._scans_once()
         c, p = self._since("occurred_at")
         t, pt = self._since("t.entry_time")
         row = self._one(
             f"""
-            {once}
             SELECT (SELECT coalesce(sum(outlier_prints), 0) FROM runs
-                    WHERE run_id IN (SELECT DISTINCT run_id FROM once)),
+                    WHERE run_id IN (SELECT DISTINCT run_id FROM _report_scans)),
                    (SELECT count(DISTINCT run_id) FROM errors
                     WHERE run_id IN (SELECT run_id FROM _report_runs) {c}),
                    (SELECT count(*) FROM errors
@@ -255,7 +262,7 @@ class _Query:
                    (SELECT count(*) FROM trades t JOIN runs r USING (run_id)
                     WHERE {DRY_RUN_SQL} AND (? = 'all' OR r.mode = ?) {t})
             """,
-            po + p + p + [self.f.source, self.f.source] + pt,
+            p + p + [self.f.source, self.f.source] + pt,
         )
         keys = ("outlier_prints", "runs_with_errors", "errors", "dry_run_trades")
         return {k: int(v or 0) for k, v in zip(keys, row, strict=True)}
@@ -332,12 +339,10 @@ class _Query:
     def funnel(self, trades: pd.DataFrame) -> dict[str, Any]:
         """Scans through the gates to fills, each market minute's scan once per kind;
         ``trades``: the trades counted once (replay entries are their own fills)."""
-        once, p = self._scans_once()
         # Gates apply in order (window, warm-up, volume, IV, direction), so each stage
         # counts the scans that passed it and every gate before it.
         row = self._one(
             f"""
-            {once}
             SELECT count(*),
                    count(*) FILTER (WHERE in_window),
                    count(*) FILTER (WHERE in_window AND vol_spike
@@ -346,9 +351,8 @@ class _Query:
                                      AND coalesce(gate, '') NOT IN ('{SKIP_WARMUP_CODE}', '{SKIP_IV}')),
                    count(*) FILTER (WHERE signal),
                    count(*) FILTER (WHERE trade_id IS NOT NULL)
-            FROM once
-            """,
-            p,
+            FROM _report_scans
+            """
         )
         scans, in_window, volume, iv_ok, direction, entered = (int(v or 0) for v in row)
         o, po = self._since("coalesce(o.submitted_at, o.updated_at)")
@@ -392,22 +396,20 @@ class _Query:
         """Why scans did not enter, counted once like the funnel: by ``skip_code``; rows
         written before the codes by the words before the first number or parenthesis
         ("volume 0.7x < 2.0x" and "volume 1.2x < 2.0x" under "volume")."""
-        once, p = self._scans_once()
         frame = self._df(
             f"""
-            {once}, k AS (
+            WITH k AS (
                 SELECT skip_reason,
                        coalesce(skip_code,
                                 nullif(trim(regexp_extract(skip_reason, '^[^0-9(+\\-]*')), '')) AS kind
-                FROM once WHERE skip_reason IS NOT NULL
+                FROM _report_scans WHERE skip_reason IS NOT NULL
             )
             SELECT left(coalesce(kind, skip_reason), 120) AS reason, count(*) AS n,
                    left(mode(skip_reason), 240) AS example, count(DISTINCT skip_reason) AS variants
             FROM k GROUP BY 1 ORDER BY n DESC, reason LIMIT {int(limit)}
-            """,
-            p,
+            """
         )
-        total = int(self._one(f"{once} SELECT count(*) FROM once", p)[0])
+        total = int(self._one("SELECT count(*) FROM _report_scans")[0])
         rows = _records(frame)
         for r in rows:
             r["share"] = r["n"] / total if total else math.nan
