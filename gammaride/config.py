@@ -135,6 +135,21 @@ class Settings:
     )
     stale_after_minutes: int = field(default=3, metadata=_num(1, 60, "bar age that is stale"))
     feed: str = field(default="iex", metadata=_choice(("iex", "sip"), "stock data feed"))
+    option_feed: str = field(
+        default="auto", metadata=_choice(("auto", "opra", "indicative"),
+                                         "option quotes: auto = OPRA when the account has it, else indicative")
+    )
+    # marketable limits: the price steps an entry or exit may walk past the quote
+    max_slippage_per_contract: float = field(
+        default=10.0, metadata=_num(0.0, 1000.0, "USD per contract a limit may go past the quote")
+    )
+    reprice_steps: int = field(default=3, metadata=_num(0, 20, "reprices after the first limit"))
+    reprice_seconds: float = field(
+        default=5.0, metadata=_num(0.5, 120.0, "seconds each limit price rests before a reprice")
+    )
+    max_quote_age_seconds: float = field(
+        default=15.0, metadata=_num(1.0, 3600.0, "an older option quote is not priced from")
+    )
     instrument: str = field(
         default="options", metadata=_choice(("options", "shares"), "what to trade")
     )

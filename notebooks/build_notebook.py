@@ -41,27 +41,29 @@ BLOCKS: list[tuple[str, str]] = [
     (
         """\
 ## Block 1 · Set-up
-Installs gammaride (only when it is not installed yet), looks for your Alpaca keys in
-Colab's secrets or the environment, and decides where the journal lives. With no keys
-it switches to **offline** mode and says so. Google Drive: Colab asks once for access;
+Installs gammaride (only when it is not installed yet) from `INSTALL_FROM`: the package
+name, a `git+https://...` URL, or the path of a wheel you keep on Drive (README: "Colab
+from a wheel"). A cloned `gammaride/` folder in the working directory is not the
+package and does not count as installed. Then it looks for your Alpaca keys in Colab's
+secrets or the environment, and decides where the journal lives. With no keys it
+switches to **offline** mode and says so. Google Drive: Colab asks once for access;
 allow it and the journal survives the runtime, refuse and it stays on this runtime's disk.
 `TEST_ORDER = True` lets Block 5 send a one-contract test order on paper when there is no
 signal; `LIVE = True` trades real money and asks you to confirm.""",
         """\
-REPO_URL = "https://github.com/gammaride/gammaride"  # where gammaride is installed from
+INSTALL_FROM = "git+https://github.com/gammaride/gammaride"  # a pip spec: name, git+https URL or wheel path
 TEST_ORDER = False  # True: Block 5 sends a 1-contract test order on paper even with no signal
 LIVE = False  # True trades REAL money (you type yes to confirm); paper is the default
-import os, subprocess, sys
-try:
-    import gammaride
-    print(f"✓ gammaride {gammaride.__version__} is installed")
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPO_URL}"], check=True)
-    import gammaride
-    print(f"✓ gammaride {gammaride.__version__} installed from {REPO_URL}")
+import importlib.util, os, subprocess, sys
+if getattr(importlib.util.find_spec("gammaride"), "origin", None) is None:  # not installed (a clone's folder is no package)
+    sys.modules.pop("gammaride", None)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", INSTALL_FROM], capture_output=True, text=True)
+    if pip.returncode:
+        raise SystemExit(f"✗ pip install {INSTALL_FROM} failed: {' '.join((pip.stderr or pip.stdout).strip().splitlines()[-1:])}. Fix: set INSTALL_FROM to gammaride, a git+https URL or a wheel path (on Drive: mount Drive first), check the runtime is online, run Block 1 again")
+    importlib.invalidate_caches()
 from gammaride.scanner.colab import journal_place, keys_or_offline
+print(f"✓ gammaride {sys.modules['gammaride'].__version__} is installed")
 KEYS, OFFLINE = keys_or_offline()  # Colab secrets or environment; none found: OFFLINE = True
-SPEED = 0 if os.environ.get("GAMMARIDE_NOTEBOOK_CI") else 60  # offline: 60 = a market minute a second
 PLACE = journal_place(mount_drive=True)  # Google Drive when mounted, else local disk""",
     ),
     (
@@ -70,16 +72,18 @@ PLACE = journal_place(mount_drive=True)  # Google Drive when mounted, else local
 Connects to your Alpaca account (paper unless `LIVE`), or starts the simulated one, and
 prints the balance, whether it is paper, live or offline, your options trading level
 (buying calls and puts needs level 2) and the market clock. It also opens the journal
-and loads the exits: Phase 1 (TP 2 ATR, SL 1 ATR) until a calibration is published.""",
+and loads the exits: Phase 1 (TP 2 ATR, SL 1 ATR) until a calibration is published.
+`DEBUG = True` prints each scan's detailed block and lowers the volume spike bar to 1.5x.""",
         """\
 from gammaride.calibration import load_exit_policy
 from gammaride.config import Settings
 from gammaride.journal import Journal
 from gammaride.scanner.colab import open_connection, print_connection
-for old in ("conn", "journal"):  # running this cell again: let go of the previous ones
-    if old in globals():
-        globals()[old].close()
-SETTINGS = Settings.load()
+DEBUG = False  # True: every scan prints its detailed block; the volume spike bar drops to 1.5x
+SPEED = 0 if os.environ.get("GAMMARIDE_NOTEBOOK_CI") else 60  # offline: 60 = a market minute a second
+for old in [name for name in ("conn", "journal") if name in globals()]:
+    globals()[old].close()  # running this cell again: let go of the previous ones
+SETTINGS = Settings.load(debug=DEBUG)
 conn = open_connection(KEYS, offline=OFFLINE, live=LIVE, speed=SPEED, settings=SETTINGS)
 account = print_connection(conn)
 journal = Journal(PLACE.journal)

@@ -68,7 +68,7 @@ def test_a_55_scan_session_journals_the_measure_on_every_in_window_scan(pm):
 
 def test_scan_lines_unchanged_and_the_debug_block_prints_regime_net_and_distance(pm):
     _, _, lines, _, scans = pm
-    scan_lines = [ln for ln in lines if ln.startswith("[SCAN ")]
+    scan_lines = [ln for ln in lines if re.match(r"\[SCAN \d+\] \d\d:", ln)]  # not the heartbeats
     seed = re.compile(r"\[SCAN \d+\] \d\d:\d\d:05 - Time: IN \| Volume: \d+\.\dx \| Direction: (CALL|PUT|NONE)"
                       r"( \| ATR: \$\d+\.\d\d \| TP: \$\d+\.\d\d \| SL: \$\d+\.\d\d)?"
                       r" \| (✓ SUBMITTED|Status: SKIPPED \(.+\))$")
@@ -129,7 +129,7 @@ def test_gate_short_only_enters_while_dealers_are_short_gamma(tmp_path):
 
 def test_open_interest_failure_is_a_reason_in_the_row_and_the_scans_go_on(tmp_path):
     _, journal, lines, _, scans = session(tmp_path, "2013-10-10 14:59:30", 3, faults="contracts:500=1")
-    assert len([ln for ln in lines if ln.startswith("[SCAN ")]) == 3
+    assert len([ln for ln in lines if re.match(r"\[SCAN \d+\] \d\d:", ln)]) == 3
     assert scans["gex_net"].isna().all() and scans["gamma_regime"].isna().all()
     assert scans["gamma_reason"].str.startswith("open interest unavailable (").all()
     assert scans["trade_id"].notna().any()  # the gate is off: entries go on

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,18 +71,61 @@ def test_committed_notebook_is_what_the_build_script_writes():
     )
 
 
-def test_cells_are_python_and_block_1_installs_only_when_the_import_fails():
+def test_cells_are_python_and_block_1_installs_from_one_pip_spec():
     trees = [ast.parse(src) for src in _code_cells()]
     block1 = trees[0]
     first = block1.body[0]
-    assert isinstance(first, ast.Assign) and first.targets[0].id == "REPO_URL"
-    assert first.value.value == "https://github.com/gammaride/gammaride"
-    calls = [n for n in ast.walk(block1) if isinstance(n, ast.Call) and "pip" in ast.unparse(n)]
-    assert len(calls) == 1
-    handlers = [n for n in ast.walk(block1) if isinstance(n, ast.ExceptHandler)]
-    assert len(handlers) == 1 and ast.unparse(handlers[0].type) == "ImportError"
-    assert calls[0] in list(ast.walk(handlers[0]))  # the pip call sits in the ImportError branch
-    assert "git+{REPO_URL}" in ast.unparse(calls[0])
+    assert isinstance(first, ast.Assign) and first.targets[0].id == "INSTALL_FROM"
+    assert first.value.value == "git+https://github.com/gammaride/gammaride"
+    calls = [n for n in ast.walk(block1) if isinstance(n, ast.Call) and ast.unparse(n.func) == "subprocess.run"]
+    assert len(calls) == 1 and "'pip', 'install', '-q', INSTALL_FROM]" in ast.unparse(calls[0])
+    branch = next(n for n in block1.body if isinstance(n, ast.If))
+    assert "find_spec('gammaride')" in ast.unparse(branch.test)
+    assert calls[0] in list(ast.walk(branch))  # pip runs only when gammaride is not installed
+    debug = [n for n in ast.walk(trees[1]) if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "DEBUG"]
+    assert len(debug) == 1 and debug[0].value.value is False  # the seed's DEBUG switch
+    assert "Settings.load(debug=DEBUG)" in _code_cells()[1]
+
+
+def _block1_install(install_from: str) -> str:
+    """Block 1's install step (up to its first gammaride import) with ``install_from``."""
+    src = _code_cells()[0]
+    lines = src[: src.index("from gammaride.scanner.colab")].splitlines()
+    lines[0] = f"INSTALL_FROM = {install_from!r}"
+    return "\n".join(lines) + "\nimport gammaride\nprint(f'✓ gammaride {gammaride.__version__} is installed')\n"
+
+
+def _clone_beside(tmp_path: Path) -> Path:
+    """The working directory after ``!git clone``: a gammaride/ folder that is not the package."""
+    work = tmp_path / "content"
+    (work / "gammaride").mkdir(parents=True)
+    (work / "gammaride" / "README.md").write_text("the clone's top folder\n")
+    return work
+
+
+def test_block_1_with_a_cloned_gammaride_folder_in_the_working_directory(tmp_path):
+    """gammaride installed as a regular package (as pip installs it in Colab) and a clone's
+    gammaride/ folder in the working directory: the package is imported, not the folder."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "gammaride").symlink_to(Path(colab.__file__).resolve().parents[1], target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-S", "-c", _block1_install("gammaride")], cwd=_clone_beside(tmp_path),
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "✓ gammaride " in done.stdout and "AttributeError" not in done.stderr
+
+
+def test_block_1_says_why_a_failed_install_failed_and_how_to_fix_it(tmp_path):
+    """Not installed (only the clone's folder is found) and an INSTALL_FROM that pip cannot use."""
+    wheel = "/content/drive/MyDrive/gammaride-0.1.0-py3-none-any.whl"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-S", "-c", _block1_install(wheel)], cwd=_clone_beside(tmp_path),
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert f"✗ pip install {wheel} failed: ERROR: " in done.stderr  # pip's own last line: the cause
+    assert "Fix: set INSTALL_FROM to gammaride, a git+https URL or a wheel path" in done.stderr
+    assert "CalledProcessError" not in done.stderr and "Traceback" not in done.stderr
 
 
 # ---------------------------------------------------------------------------- execution
@@ -135,7 +179,7 @@ def test_notebook_runs_offline_top_to_bottom(tmp_path, monkeypatch):
     assert re.search(r"✓ CALL: TP \$\d+\.\d\d .* SL \$\d+\.\d\d", calc) and "✓ contracts 10 " in calc
     assert ORDER_ID.search(order) and "✓ journaled as trade" in order
     assert "Adopted open position SPY" in scan  # Block 6 manages Block 5's entry
-    numbers = [int(m) for m in re.findall(r"^\[SCAN (\d+)\] ", scan, re.M)]
+    numbers = [int(m) for m in re.findall(r"^\[SCAN (\d+)\] \d\d:", scan, re.M)]
     assert numbers == list(range(1, 56))  # each of 1..55 exactly once, then it stopped
     assert re.search(r"^✓ 55 of 55 scans · [1-9]\d* entries · P&L [+-]?\$[\d,]+\.\d\d · errors 0$", scan, re.M)
     assert "calibration needs 50: Phase 1 exits stay in force" in report
@@ -312,8 +356,9 @@ def test_block5_entry_is_journaled_and_the_scanner_exits_it(offline, tmp_path):
     lines: list[str] = []
     with Journal(tmp_path / "j.duckdb") as journal:
         order = colab.send_order(offline, cond, {**setup, "contracts": 1}, journal, out=lines.append)
-        assert ORDER_ID.search(lines[0]) and order["contracts"] == 1
-        assert lines[1].startswith(f"✓ journaled as trade {order['trade_id']} ")
+        assert lines[0] == "✓ SIGNAL - Submitting order..."  # said before the order goes out
+        assert ORDER_ID.search(lines[1]) and order["contracts"] == 1
+        assert lines[2].startswith(f"✓ journaled as trade {order['trade_id']} ")
         trade = journal.query("SELECT * FROM trades").iloc[0]
         assert (trade.status, trade.contract_symbol, trade.tp, trade.sl) == (
             "open", order["contract"], setup["tp"], setup["sl"])
@@ -339,7 +384,7 @@ def test_live_account_only_rehearses(offline, tmp_path):
         assert journal.query("SELECT count(*) AS n FROM trades").n[0] == 0
     assert order["order_id"].startswith("PAPER_SIM_")
     assert offline.server.orders_received() == []
-    assert lines[1].startswith("✓ live account: this cell only rehearses")
+    assert lines[2].startswith("✓ live account: this cell only rehearses")
 
 
 def test_open_connection_paces_the_offline_clock_and_ignores_live_without_keys():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import duckdb
 import pytest
@@ -37,7 +38,7 @@ def test_scan_without_keys_runs_offline_and_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "OFFLINE: no Alpaca keys found" in out
-    assert sum(line.startswith("[SCAN ") for line in out.splitlines()) == 6
+    assert sum(bool(re.match(r"\[SCAN \d+\] \d\d:", line)) for line in out.splitlines()) == 6
     with Journal(path, read_only=True) as j:
         runs = j.query("SELECT * FROM runs")
         assert list(runs["mode"]) == ["offline"] and list(runs["status"]) == ["completed"]

@@ -68,7 +68,7 @@ def test_an_unreachable_broker_is_named_in_the_scan_line_and_a_run_of_failed_sca
         sc.run(3)
     scans = [ln for ln in lines if ln.startswith("[SCAN")]
     assert len(scans) == 3
-    assert all("SKIPPED (error: broker unreachable (" in ln and "network error" in ln for ln in scans), scans
+    assert all("✗ Error: broker unreachable (" in ln and "network error" in ln for ln in scans), scans
     journal.close()
     status, summary = _run_status(tmp_path / "j.duckdb")
     assert status == "failed" and summary["failure"].startswith("all 3 scans failed")

@@ -20,6 +20,8 @@ from gammaride.sim.server import OfflineAlpaca
 
 IVP = 0.5  # the same fixed IV percentile on both sides (the server's IV is constant)
 
+SCAN_LINE = re.compile(r"\[SCAN \d+\] \d\d:\d\d:\d\d - ")  # one per scan (heartbeats are extra)
+
 
 def run_session(tmp_path, start, scans, settings=None, bars=None, faults=None, timeout=2.0, name="j",
                 equity=100_000.0, option_stops=True, **kw):
@@ -64,12 +66,13 @@ def pm_session(tmp_path_factory, sample):
 
 def test_55_scans_print_55_lines_and_journal_55_scans(pm_session):
     sc, journal, lines, _, _ = pm_session
-    scan_lines = [ln for ln in lines if ln.startswith("[SCAN ")]
+    scan_lines = [ln for ln in lines if SCAN_LINE.match(ln)]
     assert len(scan_lines) == 55
+    beats = [ln for ln in lines if "✓ Still running..." in ln]
+    assert [b.split("]")[0] for b in beats] == [f"[SCAN {n}" for n in (10, 20, 30, 40, 50)]
     assert scan_lines[0].startswith("[SCAN 1] 15:00:05 - Time: IN | Volume: ")
     assert re.match(r"\[SCAN 2\] 15:01:05 - Time: IN \| Volume: \d+\.\dx \| Direction: CALL \| ATR: \$\d+\.\d\d \| "
                     r"TP: \$\d+\.\d\d \| SL: \$\d+\.\d\d \| ✓ SUBMITTED$", scan_lines[1])
-    assert sum(ln.startswith("[HEARTBEAT]") for ln in lines) == 5
     assert lines[-1].startswith("=== SUMMARY")
     scans = journal.query("SELECT * FROM scans WHERE run_id = ? ORDER BY scan_no", [sc.run_id])
     assert list(scans["scan_no"]) == list(range(1, 56))
@@ -173,7 +176,7 @@ def test_market_closed_stale_and_outside_window_are_skips_not_errors(tmp_path):
     assert reasons[3] == "outside window"  # 09:31:05 decides on the 09:30 bar
     assert list(scans["skip_code"][:4]) == ["market", "market", "data", "window"]
     assert scans["skip_reason"].str.startswith("error").sum() == 0
-    assert len([ln for ln in lines if ln.startswith("[SCAN ")]) == 10
+    assert len([ln for ln in lines if SCAN_LINE.match(ln)]) == 10
     assert journal.query("SELECT count(*) AS n FROM errors")["n"].iloc[0] == 0
 
 
@@ -254,7 +257,7 @@ def test_20_percent_faults_every_scan_completes_and_no_signal_buys_twice(tmp_pat
     faults = {e["fault"] for e in log if e["fault"]}
     assert faults == {"429", "500", "503", "timeout", "malformed", "drop"}
     assert sum(1 for e in log if e["fault"]) / len(log) > 0.12
-    assert len([ln for ln in lines if ln.startswith("[SCAN ")]) == 55
+    assert len([ln for ln in lines if SCAN_LINE.match(ln)]) == 55
     scans = journal.query("SELECT scan_no, skip_reason FROM scans ORDER BY scan_no")
     assert list(scans["scan_no"]) == list(range(1, 56))
     errors = journal.query("SELECT * FROM errors")
@@ -292,7 +295,8 @@ def test_iv_percentile_from_the_proxy_until_20_sessions_then_from_history(tmp_pa
     days = pd.bdate_range("2013-09-09", periods=20)
     with journal.transaction():
         for k, day in enumerate(days):
-            journal.record_iv(pd.Timestamp(f"{day.date()} 15:00", tz=ET), "SPY", 0.10 + 0.01 * k, "snapshot")
+            journal.record_iv(pd.Timestamp(f"{day.date()} 15:00", tz=ET), "SPY", 0.10 + 0.01 * k, "snapshot",
+                              f"SPY{day:%y%m%d}C00168000", day, 168.0, "0dte")
     journal.close()
     sc, journal, _, _, _ = run_session(tmp_path, "2013-10-07 10:06:30", 2, iv_percentile=None,
                                        daily_fallback=_bundled_daily, name="history")

@@ -285,8 +285,8 @@ def test_bracket_for_options_is_rejected_like_alpaca(srv):
     assert json.loads(str(err.value)) == {
         "code": 42210000, "message": "order_class provided not supported for options trading"}
     with pytest.raises(APIError) as err:
-        tc.submit_order(MarketOrderRequest(symbol=sym, qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.GTC))
-    assert err.value.status_code == 422 and "time_in_force" in str(err.value)
+        tc.submit_order(MarketOrderRequest(symbol=sym, qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.IOC))
+    assert err.value.status_code == 422 and "time_in_force" in str(err.value)  # day and gtc only
     with pytest.raises(APIError) as err:
         tc.submit_order(MarketOrderRequest(symbol=sym, qty=1, side=OrderSide.SELL, time_in_force=TimeInForce.DAY))
     assert err.value.status_code == 403 and "insufficient qty" in str(err.value)
@@ -430,7 +430,7 @@ def test_wrong_key_is_401_and_keys_never_logged(srv):
     with pytest.raises(APIError) as err:
         bad.get_account()
     assert err.value.status_code == 401
-    assert json.loads(str(err.value)) == {"message": "unauthorized."}
+    assert json.loads(str(err.value)) == {"code": 40110000, "message": "request is not authorized"}
     tc, _, _ = _clients(srv)
     tc.get_account()
     log_text = repr(srv.request_log)

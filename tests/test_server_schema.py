@@ -145,18 +145,19 @@ OPTION_LATEST_QUOTES = {"type": "object", "required": ["quotes"],
 OPTION_LATEST_TRADES = {"type": "object", "required": ["trades"],
                         "properties": {"trades": {"type": "object", "additionalProperties": OPTION_TRADE}}}
 
-# GET /v2/account: the document's example, as field -> JSON type.
+# GET /v2/account: the document's example, as field -> JSON type, without the fields Alpaca
+# removed on 2026-07-06 (pattern_day_trader, daytrade_count, daytrading_buying_power).
 ACCOUNT_EXAMPLE_TYPES = {
     "id": str, "admin_configurations": dict, "user_configurations": type(None), "account_number": str,
     "status": str, "crypto_status": str, "currency": str, "buying_power": str, "regt_buying_power": str,
-    "daytrading_buying_power": str, "options_buying_power": str, "effective_buying_power": str,
+    "options_buying_power": str, "effective_buying_power": str,
     "non_marginable_buying_power": str, "bod_dtbp": (int, str), "cash": str, "accrued_fees": str,
-    "pending_transfer_in": str, "portfolio_value": str, "pattern_day_trader": bool,
+    "pending_transfer_in": str, "portfolio_value": str,
     "trading_blocked": bool, "transfers_blocked": bool, "account_blocked": bool, "created_at": str,
     "trade_suspended_by_user": bool, "multiplier": str, "shorting_enabled": bool, "equity": str,
     "last_equity": str, "long_market_value": str, "short_market_value": str,
     "position_market_value": str, "initial_margin": str, "maintenance_margin": str,
-    "last_maintenance_margin": str, "sma": str, "daytrade_count": int, "balance_asof": str,
+    "last_maintenance_margin": str, "sma": str, "balance_asof": str,
     "crypto_tier": int, "options_trading_level": int, "intraday_adjustments": str,
     "pending_reg_taf_fees": str,
 }

@@ -84,7 +84,8 @@ def checklist(conn: Connection, settings: Settings, policy_message: str) -> list
                           else f"data reachable but stale: the latest bar ended {last_end:%Y-%m-%d %H:%M} ET"
                                + (", none of today yet" if last_end.date() < now.date() else "")))
     except GammarideError as exc:
-        lines.append((False, f"market data unreachable ({exc})"))
+        refused = getattr(exc, "status", None) in (401, 403)
+        lines.append((False, f"market data {'refused' if refused else 'unreachable'} ({exc})"))
     lines.append((not policy_message.startswith("WARNING"), f"exit phase: {policy_message}"))
     return lines
 

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     with conn:
         path = journal_path(args)
         policy, message = load_policy(calibration_path(args, path), settings)
-        with Journal(path) as journal:  # a journal that cannot open is refused before any banner
+        # shared: the scan holds the file only while it writes, so report, journal and
+        # calibrate can read it meanwhile; a journal that cannot open is refused before any banner
+        with Journal(path, shared=True) as journal:
             for note in conn.notes:
                 print("=" * len(note))
                 print(note)

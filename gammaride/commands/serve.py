@@ -39,6 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--equity", type=float, default=100_000.0, help="starting cash of the account")
     parser.add_argument("--no-option-stops", action="store_true",
                         help="refuse single-leg option stop orders, as Alpaca did before 2026-08")
+    parser.add_argument("--subscription", choices=("basic", "plus"), default="basic",
+                        help="market-data plan: basic (free: IEX, indicative options, no recent SIP, no OPRA) or plus")
+    parser.add_argument("--missing-iv", choices=("none", "otm", "all"), default="none",
+                        help="option snapshots without IV and greeks for these contracts")
+    parser.add_argument("--one-sided", choices=("none", "otm", "all"), default="none",
+                        help="option quotes without a bid for these contracts")
+    parser.add_argument("--quote-age", type=float, default=0.0, metavar="SECONDS",
+                        help="option quotes stamped this many seconds old")
+    parser.add_argument("--indicative-skew", type=float, default=0.0, metavar="DOLLARS",
+                        help="indicative quotes this far inside the market that fills, each side")
     parser.add_argument("--no-liquidation", action="store_true",
                         help="do not liquidate expiring options before the close (they are then "
                              "exercised or expire), as on a day Alpaca does not")
@@ -96,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
             bars=bars, start=args.start, speed=args.speed, iv=iv, faults=args.faults,
             seed=args.seed, port=args.port, equity=args.equity, symbol=args.symbol, host=args.host,
             option_stops=not args.no_option_stops, liquidation=not args.no_liquidation,
-            history=history,
+            history=history, subscription=args.subscription,
+            missing_iv=args.missing_iv, one_sided=args.one_sided, quote_age_seconds=args.quote_age,
+            indicative_skew=args.indicative_skew,
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None

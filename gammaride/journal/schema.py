@@ -218,6 +218,18 @@ def m004_live_execution(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE iv_observations ADD COLUMN expiry DATE")
     con.execute("ALTER TABLE iv_observations ADD COLUMN strike DOUBLE")
     con.execute("ALTER TABLE iv_observations ADD COLUMN dte_class VARCHAR")
+    # earlier observations name their OCC contract: recover its expiry, strike and class
+    occ = r"'^[A-Z.]{1,6}(\d{6})[CP](\d{8})$'"
+    con.execute(
+        f"UPDATE iv_observations SET expiry = strptime('20' || regexp_extract(contract, {occ}, 1), '%Y%m%d')::DATE, "
+        f"strike = CAST(regexp_extract(contract, {occ}, 2) AS DOUBLE) / 1000 "
+        f"WHERE regexp_matches(contract, {occ})"
+    )
+    con.execute(
+        "UPDATE iv_observations SET dte_class = CASE WHEN expiry - session_date <= 0 THEN '0dte' "
+        "WHEN expiry - session_date = 1 THEN '1dte' WHEN expiry - session_date <= 7 THEN '2-7dte' "
+        "ELSE '8+dte' END WHERE expiry IS NOT NULL"
+    )
     con.execute(
         """
         CREATE TABLE broker_events (

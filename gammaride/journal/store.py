@@ -3,14 +3,25 @@
 ``Journal`` owns its connection. Writes that belong together go through
 :meth:`Journal.transaction`, so a failed replay leaves no partial run and the live
 scanner's scans are each committed as they happen.
+
+DuckDB lets one process hold a file at a time. So that ``report``, ``journal`` and
+``calibrate`` work on the journal of a running scan, the scanner opens it ``shared``: it
+holds the file only while it writes (each scan's transaction) and waits briefly when a
+reader has it; a reader opened ``read_only`` copies the journal to a private read-only
+file and lets go of the journal at once, waiting briefly when the scanner is mid-write.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import shutil
+import tempfile
+import time
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
@@ -83,10 +94,28 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _holding(method):
+    """Run ``method`` with the file held (a shared journal opens it for the call, unless an
+    outer call or transaction holds it already, and lets go after)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._held():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "different configuration" in text
+
+
 class Journal:
     """A DuckDB journal file (or ``":memory:"``), migrated to the current schema on open."""
 
-    def __init__(self, path: str | os.PathLike = DEFAULT_JOURNAL, read_only: bool = False):
+    def __init__(self, path: str | os.PathLike = DEFAULT_JOURNAL, read_only: bool = False,
+                 shared: bool = False, lock_wait: float | None = None):
         self.path = str(path)
         if read_only and self.path != ":memory:" and not Path(self.path).exists():
             raise JournalError(
@@ -104,26 +133,93 @@ class Journal:
                     f"{exc.filename}); pass a --journal PATH in a folder you can write"
                 ) from None
         self._depth = 0
+        self._holds = 0
+        # shared: hold the file only while writing (a running scanner); readers may open it between
+        self.shared = bool(shared) and not read_only and self.path != ":memory:"
+        # how long to wait for a file another process holds: a reader's copy or a scan's
+        # write takes a fraction of a second, so a short wait; a writer must not lose a scan
+        self.lock_wait = float(lock_wait) if lock_wait is not None else (60.0 if self.shared else 15.0)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        if read_only and self.path != ":memory:":
+            self._snapshot()
+            return
         self._connect(read_only)
+        self._checked(lambda: self._migrate(read_only))
+
+    def _checked(self, migrate) -> None:
+        """Migrate and check the schema under one hold (no reader between two migrations);
+        a failure lets go of the file and says what to do."""
         try:
-            if read_only and self._pending():
-                # an older journal: upgrade it once with a short writing open, then read
-                self.con.close()
-                self._connect(False)
-                self._migrate(False)
-                self.con.close()
-                self._connect(True)
-            self._migrate(read_only)
-            _check_schema(self.con, self.path)
+            with self._held():
+                migrate()
+                _check_schema(self.con, self.path)
         except duckdb.Error as exc:
-            self.con.close()
+            self._release()
             raise JournalError(
                 f"journal {self.path} cannot be read or upgraded ({' '.join(str(exc).split())[:300]}); "
                 "check the disk has space, or restore the file from a copy"
             ) from None
         except JournalError:
-            self.con.close()
+            self._release()
             raise
+
+    def _snapshot(self) -> None:
+        """Copy the file and let go of it: a reader never keeps a running scanner from
+        writing. An older journal is upgraded first."""
+        self._connect(True)
+        pending = self._pending()
+        self._release()
+        if pending:  # an older journal: upgrade it once with a short writing open
+            self._connect(False)
+            self._checked(lambda: self._migrate(False))
+            self._release()
+        # the copy is a private temporary file opened read-only: a write through a reader
+        # fails as it would on the journal itself, instead of vanishing with a memory copy
+        tmp = tempfile.mkdtemp(prefix="gammaride-read-")
+        weakref.finalize(self, shutil.rmtree, tmp, True)
+        copy = duckdb.connect(os.path.join(tmp, "snapshot.duckdb"))
+        quoted = self.path.replace("'", "''")
+        try:
+            self._retry(lambda: copy.execute(f"ATTACH '{quoted}' AS src (READ_ONLY)"))
+            try:
+                copy.execute("COPY FROM DATABASE src TO snapshot")
+            finally:
+                copy.execute("DETACH src")
+        finally:
+            copy.close()
+        self._con = duckdb.connect(os.path.join(tmp, "snapshot.duckdb"), read_only=True)
+        self._con.execute(f"SET TimeZone='{ET}'")
+        self._checked(lambda: self._migrate(True))
+
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        """The file held for the duration (nests); a shared journal lets go at the end."""
+        if self._con is None:
+            if not self.shared:
+                raise JournalError(f"journal {self.path} is closed; open it again")
+            self._connect(False)
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if self.shared and self._holds == 0 and self._depth == 0:
+                self._release()
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The open connection. A shared journal opens the file when asked and lets go at
+        the end of the next held call or transaction."""
+        if self._con is None:
+            if not self.shared:
+                raise JournalError(f"journal {self.path} is closed; open it again")
+            self._connect(False)
+        return self._con
+
+    def _release(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def _pending(self) -> bool:
         tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -132,25 +228,35 @@ class Journal:
         applied = {r[0] for r in self.con.execute("SELECT name FROM schema_migrations").fetchall()}
         return any(name not in applied for name, _ in MIGRATIONS)
 
+    def _retry(self, fn):
+        """``fn()``, retried while another process holds the file, up to ``lock_wait`` s."""
+        deadline = time.monotonic() + self.lock_wait
+        pause = 0.02
+        while True:
+            try:
+                return fn()
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc):
+                    raise JournalError(
+                        f"cannot open {self.path} as a journal ({exc}); pass another --journal PATH"
+                    ) from None
+                if time.monotonic() >= deadline:
+                    raise JournalError(
+                        f"cannot open journal {self.path}: another process has held it for "
+                        f"{self.lock_wait:g}s ({exc}). A scanner holds it only while it writes; "
+                        "a program that keeps it open (a notebook's Journal, a duckdb shell) "
+                        "must close it first"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
+
     def _connect(self, read_only: bool) -> None:
-        try:
-            self.con = duckdb.connect(self.path, read_only=read_only)
-        except duckdb.Error as exc:
-            text = str(exc)
-            if "lock" in text.lower() or "different configuration" in text:
-                raise JournalError(
-                    f"cannot open journal {self.path} ({text}). Another process or notebook "
-                    "cell has it open (a running scanner?): wait for it, pass that open Journal, "
-                    "or copy the file and open the copy"
-                ) from None
-            raise JournalError(
-                f"cannot open {self.path} as a journal ({text}); pass another --journal PATH"
-            ) from None
+        self._con = self._retry(lambda: duckdb.connect(self.path, read_only=read_only))
         self.con.execute(f"SET TimeZone='{ET}'")
 
     # lifecycle ------------------------------------------------------------------
     def close(self) -> None:
-        self.con.close()
+        self._release()
 
     def __enter__(self) -> Journal:
         return self
@@ -168,16 +274,17 @@ class Journal:
             finally:
                 self._depth -= 1
             return
-        self.con.execute("BEGIN TRANSACTION")
-        self._depth = 1
-        try:
-            yield self
-        except BaseException:
+        with self._held():
+            self.con.execute("BEGIN TRANSACTION")
+            self._depth = 1
+            try:
+                yield self
+            except BaseException:
+                self._depth = 0
+                self.con.execute("ROLLBACK")
+                raise
             self._depth = 0
-            self.con.execute("ROLLBACK")
-            raise
-        self._depth = 0
-        self.con.execute("COMMIT")
+            self.con.execute("COMMIT")
 
     # schema ---------------------------------------------------------------------
     def _migrate(self, read_only: bool) -> None:
@@ -209,10 +316,12 @@ class Journal:
                 self.con.execute("INSERT INTO schema_migrations VALUES (?, ?)", [name, _now()])
 
     @property
+    @_holding
     def schema_version(self) -> int:
         return int(self.con.execute("SELECT count(*) FROM schema_migrations").fetchall()[0][0])
 
     # runs -----------------------------------------------------------------------
+    @_holding
     def start_run(
         self,
         mode: str,
@@ -244,6 +353,7 @@ class Journal:
             )
         return run_id
 
+    @_holding
     def finish_run(self, run_id: int, status: str = "completed", summary: Mapping | None = None) -> None:
         with self.transaction():
             self.con.execute(
@@ -252,6 +362,7 @@ class Journal:
             )
 
     # bulk writes ----------------------------------------------------------------
+    @_holding
     def _insert_frame(self, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
         if frame.empty:
             return
@@ -278,10 +389,12 @@ class Journal:
     def write_paths(self, paths: pd.DataFrame) -> None:
         self._insert_frame("trade_paths", paths, PATH_COLUMNS)
 
+    @_holding
     def write_option_paths(self, paths: pd.DataFrame) -> None:
         """The option's own minute bars around each trade (replay priced from history)."""
         self._insert_frame("option_paths", paths, OPTION_PATH_COLUMNS)
 
+    @_holding
     def next_trade_id(self) -> int:
         """A trade id no trade and no journaled order intent uses yet."""
         return int(self.con.execute(
@@ -289,6 +402,7 @@ class Journal:
             "(SELECT coalesce(max(trade_id), 0) FROM order_intents)) + 1").fetchall()[0][0])
 
     # single-row writes (live scanner) -------------------------------------------
+    @_holding
     def _insert_row(self, table: str, row: Mapping[str, Any]) -> None:
         cols = list(row)
         quoted = ", ".join(f'"{c}"' for c in cols)
@@ -301,6 +415,7 @@ class Journal:
     def write_trade(self, row: Mapping[str, Any]) -> None:
         self._insert_row("trades", {k: row.get(k) for k in TRADE_COLUMNS if k in row})
 
+    @_holding
     def update_trade(self, trade_id: int, **values: Any) -> None:
         unknown = [k for k in values if k not in TRADE_COLUMNS]
         if unknown:
@@ -310,6 +425,7 @@ class Journal:
             f"UPDATE trades SET {sets} WHERE trade_id = ?", [*map(_plain, values.values()), trade_id]
         )
 
+    @_holding
     def write_order(self, row: Mapping[str, Any]) -> None:
         """Insert or update an order by its id."""
         exists = self.con.execute("SELECT 1 FROM orders WHERE order_id = ?", [row["order_id"]]).fetchall()
@@ -336,21 +452,31 @@ class Journal:
              "context": context, "error_type": kind, "message": str(error)[:2000]},
         )
 
-    def record_iv(self, observed_at: datetime, symbol: str, iv: float, source: str, contract: str | None = None) -> None:
+    @_holding
+    def record_iv(self, observed_at: datetime, symbol: str, iv: float, source: str, contract: str | None = None,
+                  expiry: Any = None, strike: float | None = None, dte_class: str | None = None) -> None:
+        """One ATM IV observation with the series it came from (contract, expiry, strike,
+        days-to-expiry class)."""
         ts = pd.Timestamp(observed_at).tz_convert(ET)
         self._insert_row(
             "iv_observations",
             {"observed_at": ts, "session_date": ts.date(), "symbol": symbol, "contract": contract,
-             "iv": iv, "source": source},
+             "iv": iv, "source": source, "expiry": pd.Timestamp(expiry).date() if expiry is not None else None,
+             "strike": strike, "dte_class": dte_class},
         )
 
-    def iv_history(self, symbol: str, before: datetime | None = None) -> pd.Series:
-        """One IV per recorded session (the last observation of the day), oldest first."""
+    @_holding
+    def iv_history(self, symbol: str, before: datetime | None = None, dte_class: str | None = None) -> pd.Series:
+        """One IV per recorded session (the last observation of the day), oldest first; with
+        ``dte_class`` only observations of that days-to-expiry class (like with like)."""
         sql = (
             "SELECT session_date, arg_max(iv, observed_at) AS iv FROM iv_observations "
             "WHERE symbol = ? AND iv IS NOT NULL AND source = 'snapshot'"
         )
         params: list[Any] = [symbol]
+        if dte_class is not None:
+            sql += " AND dte_class = ?"
+            params.append(dte_class)
         if before is not None:
             sql += " AND session_date < ?"
             params.append(pd.Timestamp(before).tz_convert(ET).date())
@@ -358,11 +484,13 @@ class Journal:
         return pd.Series([r[1] for r in rows], index=pd.DatetimeIndex([r[0] for r in rows]), dtype=float)
 
     # reads ----------------------------------------------------------------------
+    @_holding
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # duckdb's pandas export warns on pandas 3
             return self.con.execute(sql, params or []).df()
 
+    @_holding
     def trades(
         self, closed_only: bool = True, mode: str | None = None, dry_runs: bool = False,
         once: str = "trade",
@@ -384,6 +512,7 @@ class Journal:
         frame = self.query(sql + " ORDER BY t.entry_time, t.trade_id", params)
         return count_once(frame, once).reset_index(drop=True)
 
+    @_holding
     def replayed_runs(self, symbol: str, sessions: list[date]) -> pd.DataFrame:
         """Earlier replay runs of ``symbol`` with trades still counted in ``sessions``:
         run_id, first and last session, trades."""
@@ -402,6 +531,7 @@ class Journal:
         finally:
             self.con.unregister("_sessions")
 
+    @_holding
     def supersede(self, run_id: int, symbol: str, sessions: list[date]) -> list[int]:
         """Mark earlier replay runs' trades of ``symbol`` in ``sessions`` as superseded by
         replay run ``run_id``; record the runs replaced. Returns their run ids."""
@@ -424,6 +554,7 @@ class Journal:
             )
         return runs
 
+    @_holding
     def trade_paths(self, trade_ids: list[int] | None = None) -> pd.DataFrame:
         if trade_ids is None:
             return self.query("SELECT * FROM trade_paths ORDER BY trade_id, minute")
@@ -436,6 +567,7 @@ class Journal:
         finally:
             self.con.unregister("_wanted")
 
+    @_holding
     def fingerprint(self) -> str:
         """A digest of the closed trades and their paths: changes whenever they change."""
         rows = self.con.execute(
@@ -447,6 +579,7 @@ class Journal:
         ).fetchall()[0]
         return hashlib.sha256(json.dumps([str(v) for v in (*rows, *paths)]).encode()).hexdigest()[:16]
 
+    @_holding
     def summary(self) -> dict[str, Any]:
         """What the journal holds: runs by mode, scans, signals, and trades counted once,
         fills (paper, live) apart from simulations (replay, offline); dry runs left out."""
@@ -482,6 +615,7 @@ class Journal:
         }
 
     # order intents and the live scanner's bookkeeping ------------------------------
+    @_holding
     def write_intent(self, row: Mapping[str, Any]) -> None:
         """Journal an order before it is sent (state 'intended'); ``detail`` is kept as JSON.
         A void or rejected intent (no order at the broker) of the same client id is replaced;
@@ -495,6 +629,7 @@ class Journal:
             data["detail_json"] = json.dumps(row["detail"], default=str)
         self._insert_row("order_intents", data)
 
+    @_holding
     def update_intents(self, state: str, *, client_order_id: str | None = None, trade_id: int | None = None,
                        order_id: str | None = None, only_open: bool = False) -> None:
         """Move one intent (by client id) or every intent of a trade to ``state``."""
@@ -508,6 +643,7 @@ class Journal:
             [state, order_id, _now(), client_order_id if client_order_id is not None else trade_id],
         )
 
+    @_holding
     def intents(self, mode: str, *, purpose: str | None = None, open_only: bool = False,
                 trade_id: int | None = None) -> pd.DataFrame:
         """Order intents of real (not dry) runs of ``mode``, oldest first, ``detail`` parsed."""
@@ -525,6 +661,7 @@ class Journal:
         frame["detail"] = [json.loads(d) if isinstance(d, str) else {} for d in frame["detail_json"]]
         return frame
 
+    @_holding
     def knows_order(self, client_order_id: str, mode: str) -> bool:
         """Whether a real run of ``mode`` journaled this client id (as a trade or an intent)."""
         row = self.con.execute(
@@ -534,17 +671,20 @@ class Journal:
             [client_order_id, mode, client_order_id, mode]).fetchall()[0]
         return bool(row[0])
 
+    @_holding
     def has_trade(self, client_order_id: str) -> bool:
         """Whether a trade was journaled for this entry client id."""
         return self.con.execute("SELECT count(*) FROM trades WHERE client_order_id = ?",
                                 [client_order_id]).fetchall()[0][0] > 0
 
+    @_holding
     def open_trades(self) -> pd.DataFrame:
         """Open trades with a client order id, of runs that were not dry, with their run's mode."""
         return self.query(
             "SELECT t.*, r.mode AS run_mode FROM trades t JOIN runs r USING (run_id) "
             f"WHERE t.status = 'open' AND t.client_order_id IS NOT NULL AND NOT {DRY_RUN_SQL} ORDER BY t.trade_id")
 
+    @_holding
     def trades_today(self, mode: str, day: Any, dry_run: bool) -> tuple[int, float]:
         """(trades, realized P&L) entered on ``day`` by runs of ``mode`` (dry or not)."""
         row = self.con.execute(
@@ -553,10 +693,12 @@ class Journal:
             [mode, day, bool(dry_run)]).fetchall()[0]
         return int(row[0]), float(row[1])
 
+    @_holding
     def write_broker_event(self, row: Mapping[str, Any]) -> None:
         """Something the broker did on its own (liquidation, exercise, expiry, shares)."""
         self._insert_row("broker_events", {"occurred_at": _now(), **row})
 
+    @_holding
     def latest_errors(self, limit: int = 5) -> pd.DataFrame:
         """The newest errors first: occurred_at, run_id, scan_no, context, error_type, message."""
         return self.query(

@@ -10,6 +10,7 @@ promises, so a Colab cell can print or inspect it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import urllib.error
@@ -118,7 +119,7 @@ def connect(
         srv = OfflineAlpaca(bars=bars, start=start or OFFLINE_START, speed=speed, faults=faults,
                             symbol=settings.symbol, settings=settings).start()
         broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key, "offline server"), url=srv.url,
-                              feed=settings.feed, timeout=min(timeout, 2.0), retry_wait=0.05)
+                              feed=settings.feed, option_feed=settings.option_feed, timeout=min(timeout, 2.0), retry_wait=0.05)
         clock: Clock = SteppedClock(srv.advance_to) if speed == 0 else ScaledClock(speed)
         note = ("OFFLINE: no Alpaca keys found, running against the built-in offline server"
                 if not offline else "OFFLINE: running against the built-in offline server")
@@ -126,11 +127,11 @@ def connect(
                           notes=[f"{note} ({srv.url}, market time {srv.now():%Y-%m-%d %H:%M} ET, "
                                  f"{'stepped clock' if speed == 0 else f'{speed:g}x speed'}); no real orders"])
     if url:
-        broker = AlpacaBroker(keys, url=url, feed=settings.feed, timeout=min(timeout, 2.0), retry_wait=0.05)
+        broker = AlpacaBroker(keys, url=url, feed=settings.feed, option_feed=settings.option_feed, timeout=min(timeout, 2.0), retry_wait=0.05)
         clock = _remote_stepped(url, keys) if speed == 0 else ScaledClock(speed)
         return Connection(broker, clock, "offline", settings,
                           notes=[f"OFFLINE: running against the server at {url}; no real orders"])
-    broker = AlpacaBroker(keys, paper=not live, feed=settings.feed, timeout=timeout)
+    broker = AlpacaBroker(keys, paper=not live, feed=settings.feed, option_feed=settings.option_feed, timeout=timeout)
     return Connection(broker, WallClock(), "live" if live else "paper", settings)
 
 
@@ -202,6 +203,8 @@ def check_conditions(
         "bars": bars.iloc[-20:],
         "avg_volume": float(last["avg_volume"]),
         "current_volume": float(last["volume"]),
+        "price_change": float(last["price_change"]),
+        "stale": stale,
         "iv_percentile": float(ivp) if ivp is not None else float("nan"),
         "iv": float(iv),
         "iv_source": source,
@@ -237,8 +240,11 @@ def calculate_setup(
             equity = s.starting_equity
     mult = float(iv_multiplier(conditions.get("iv_percentile", float("nan")), s))
     contracts = int(position_size(equity, atr, mult, s))
+    # the sizing rule without the cap: Block 4 says when max_contracts cut it
+    sized = int(position_size(equity, atr, mult, dataclasses.replace(s, max_contracts=10_000)))
     return {
         "entry": entry, "tp": float(tp), "sl": float(sl), "atr": atr, "contracts": max(1, contracts),
+        "sized_contracts": max(1, sized), "max_contracts": s.max_contracts,
         "iv_multiplier": mult, "phase": policy.phase, "tp_mult": float(tp_mult), "sl_mult": float(sl_mult),
         "atr_bucket": str(label), "direction": direction,
     }
@@ -280,7 +286,7 @@ def submit_order(
                 "message": f"dry run: would buy {setup['contracts']} {choice.symbol} at ${choice.ask:.2f}"}
     cid = client_order_id(conn.settings.symbol, conditions["decision_time"], direction)
     spec = OrderSpec(choice.symbol, int(setup["contracts"]), "buy", "limit",
-                     limit_price=marketable_limit("buy", choice.bid, choice.ask), client_order_id=cid)
+                     limit_price=marketable_limit("buy", choice.bid, choice.ask, root=conn.settings.symbol), client_order_id=cid)
     try:
         order = submit_idempotent(conn.broker, spec)
         order = wait_for_fill(conn.broker, order, conn.clock, conn.settings.entry_timeout_seconds)

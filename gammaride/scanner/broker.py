@@ -60,6 +60,17 @@ class LatestTrade:
 
 
 @dataclass(frozen=True)
+class OptionQuote:
+    """The latest quote of one contract, with its time and the feed it came from."""
+
+    symbol: str
+    bid: float  # NaN or 0 when one-sided
+    ask: float
+    time: pd.Timestamp | None
+    feed: str  # opra | indicative
+
+
+@dataclass(frozen=True)
 class OrderSpec:
     """What to send. ``type`` market | limit | stop; ``order_class`` simple | bracket."""
 
@@ -161,28 +172,34 @@ def et(value: Any) -> pd.Timestamp | None:
     return (ts.tz_localize("UTC") if ts.tz is None else ts).tz_convert(ET)
 
 
-def _enum(value: Any) -> str:
-    return str(getattr(value, "value", value) or "")
-
-
-def _order(o: Any) -> OrderInfo:
+def _order(o: dict) -> OrderInfo:
+    """One order from Alpaca's raw JSON. Read field by field, so an order of an asset class
+    alpaca-py does not know (treasury, us_index, ...) is read like any other."""
     return OrderInfo(
-        id=str(o.id),
-        client_order_id=str(o.client_order_id or ""),
-        symbol=str(o.symbol or ""),
-        side=_enum(o.side),
-        qty=money(o.qty),
-        filled_qty=money(o.filled_qty) if o.filled_qty is not None else 0.0,
-        filled_avg_price=money(o.filled_avg_price),
-        status=_enum(o.status),
-        type=_enum(getattr(o, "order_type", None) or o.type),
-        order_class=_enum(o.order_class) or "simple",
-        limit_price=money(o.limit_price),
-        stop_price=money(o.stop_price),
-        submitted_at=et(o.submitted_at),
-        filled_at=et(o.filled_at),
-        legs=tuple(_order(leg) for leg in (o.legs or ())),
+        id=str(o["id"]),
+        client_order_id=str(o.get("client_order_id") or ""),
+        symbol=str(o.get("symbol") or ""),
+        side=str(o.get("side") or ""),
+        qty=money(o.get("qty")),
+        filled_qty=money(o.get("filled_qty")) if o.get("filled_qty") is not None else 0.0,
+        filled_avg_price=money(o.get("filled_avg_price")),
+        status=str(o.get("status") or ""),
+        type=str(o.get("order_type") or o.get("type") or ""),
+        order_class=str(o.get("order_class") or "simple"),
+        limit_price=money(o.get("limit_price")),
+        stop_price=money(o.get("stop_price")),
+        submitted_at=et(o.get("submitted_at")),
+        filled_at=et(o.get("filled_at")),
+        legs=tuple(_order(leg) for leg in (o.get("legs") or ())),
     )
+
+
+def _position(p: dict) -> PositionInfo:
+    qty = money(p.get("qty"))
+    if str(p.get("side") or "") == "short" and qty > 0:
+        qty = -qty
+    return PositionInfo(str(p.get("symbol") or ""), qty, money(p.get("avg_entry_price")),
+                        money(p.get("current_price")), str(p.get("asset_class") or ""))
 
 
 def bars_frame(raw: list[dict]) -> pd.DataFrame:
@@ -250,6 +267,7 @@ class AlpacaBroker:
         paper: bool = True,
         url: str | None = None,
         feed: str = "iex",
+        option_feed: str = "auto",
         timeout: float = 10.0,
         retry_wait: float | None = None,
         retries: int | None = None,
@@ -262,10 +280,19 @@ class AlpacaBroker:
         self.paper = paper
         self.url = url = None if url is None else safe_url(url, what="broker URL", alpaca=True)
         self.feed = feed
+        if option_feed not in ("auto", "opra", "indicative"):
+            raise ValueError(f"option_feed {option_feed!r} is not auto, opra or indicative")
+        self.option_feed = option_feed
+        # the option feed in use: known once an option request succeeded (auto tries OPRA
+        # first and keeps to indicative after a 403: the account has no OPRA subscription)
+        self.option_feed_used: str | None = None if option_feed == "auto" else option_feed
         self.read_attempts = max(1, int(read_attempts))
         self.key_id_masked = keys.masked
         self._secret = keys.secret  # only to scrub it from error text
-        self.trading = TradingClient(keys.key_id, keys.secret, paper=paper, url_override=url)
+        # raw JSON from the trading API too: alpaca-py 0.44 validates enums strictly, and one
+        # position or order of an asset class it does not know (Alpaca also lists treasury,
+        # corporate, global_equity, us_index, us_equity_chain, ipo) fails the whole list
+        self.trading = TradingClient(keys.key_id, keys.secret, paper=paper, url_override=url, raw_data=True)
         self.stocks = StockHistoricalDataClient(keys.key_id, keys.secret, url_override=url, raw_data=True)
         self.options = OptionHistoricalDataClient(keys.key_id, keys.secret, url_override=url, raw_data=True)
         for client in (self.trading, self.stocks, self.options):
@@ -325,15 +352,17 @@ class AlpacaBroker:
     def account(self) -> Account:
         def get() -> Account:
             a = self.trading.get_account()
+            obp = a.get("options_buying_power")
+            level = a.get("options_trading_level")
             return Account(
-                equity=money(a.equity),
-                last_equity=money(a.last_equity),
-                cash=money(a.cash),
-                buying_power=money(a.buying_power),
-                options_buying_power=money(a.options_buying_power if a.options_buying_power is not None else a.buying_power),
-                options_level=a.options_trading_level,
-                status=_enum(a.status),
-                currency=str(a.currency or "USD"),
+                equity=money(a["equity"]),
+                last_equity=money(a.get("last_equity")),
+                cash=money(a.get("cash")),
+                buying_power=money(a.get("buying_power")),
+                options_buying_power=money(obp if obp is not None else a.get("buying_power")),
+                options_level=int(level) if level is not None else None,
+                status=str(a.get("status") or ""),
+                currency=str(a.get("currency") or "USD"),
             )
 
         return self._call("account", get)
@@ -341,7 +370,7 @@ class AlpacaBroker:
     def clock(self) -> MarketClock:
         def get() -> MarketClock:
             c = self.trading.get_clock()
-            return MarketClock(et(c.timestamp), bool(c.is_open), et(c.next_open), et(c.next_close))
+            return MarketClock(et(c["timestamp"]), bool(c["is_open"]), et(c["next_open"]), et(c["next_close"]))
 
         return self._call("clock", get)
 
@@ -352,9 +381,9 @@ class AlpacaBroker:
             days = self.trading.get_calendar(GetCalendarRequest(start=start, end=end))
             out = []
             for d in days:
-                day = pd.Timestamp(d.date)
-                # the SDK builds naive datetimes from the exchange's local HH:MM
-                out.append(SessionDay(day, _local(d.open), _local(d.close)))
+                day = pd.Timestamp(d["date"])
+                # the exchange's local HH:MM on that day
+                out.append(SessionDay(day, _local(f"{d['date']} {d['open']}"), _local(f"{d['date']} {d['close']}")))
             return out
 
         return self._call("calendar", get)
@@ -369,7 +398,20 @@ class AlpacaBroker:
             start=_utc(start),
             end=_utc(end), feed=DataFeed(self.feed),
         )
-        return self._call("bars", lambda: bars_frame(self.stocks.get_stock_bars(req).get(symbol, [])))
+        return self._stock_data("bars", lambda: bars_frame(self.stocks.get_stock_bars(req).get(symbol, [])))
+
+    def _stock_data(self, what: str, get):
+        """A stock-data call; a 403 on the SIP feed gets its cause and fix (the free plan
+        serves no SIP data from the last 15 minutes and none on latest endpoints)."""
+        try:
+            return self._call(what, get)
+        except BrokerError as exc:
+            if self.feed != "sip" or getattr(exc, "status", None) != 403:
+                raise
+            err = BrokerError(f"{exc} - the sip feed needs a paid data plan for the last 15 minutes; "
+                              'set feed = "iex" (GAMMARIDE_FEED=iex) or subscribe to Algo Trader Plus')
+            err.status, err.kind = 403, "http"  # type: ignore[attr-defined]
+            raise err from None
 
     def daily_closes(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
         from alpaca.data.enums import DataFeed
@@ -387,7 +429,7 @@ class AlpacaBroker:
             days = pd.to_datetime([r["t"] for r in raw], utc=True).tz_convert(ET).tz_localize(None).normalize()
             return pd.Series([float(r["c"]) for r in raw], index=pd.DatetimeIndex(days), dtype=float)
 
-        return self._call("daily bars", get)
+        return self._stock_data("daily bars", get)
 
     def latest_trade(self, symbol: str) -> LatestTrade:
         from alpaca.data.enums import DataFeed
@@ -399,21 +441,48 @@ class AlpacaBroker:
             raw = self.stocks.get_stock_latest_trade(req)[symbol]
             return LatestTrade(float(raw["p"]), et(raw["t"]))
 
-        return self._call("latest trade", get)
+        return self._stock_data("latest trade", get)
 
     def option_chain(
         self, symbol: str, expiration_gte: date, expiration_lte: date,
         strike_gte: float | None = None, strike_lte: float | None = None,
     ) -> pd.DataFrame:
-        from alpaca.data.enums import OptionsFeed
         from alpaca.data.requests import OptionChainRequest
 
-        req = OptionChainRequest(
-            underlying_symbol=symbol, feed=OptionsFeed.INDICATIVE,
-            expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
-            strike_price_gte=strike_gte, strike_price_lte=strike_lte,
-        )
-        return self._call("option chain", lambda: chain_frame(self.options.get_option_chain(req)))
+        def get(feed):
+            req = OptionChainRequest(
+                underlying_symbol=symbol, feed=feed,
+                expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
+                strike_price_gte=strike_gte, strike_price_lte=strike_lte,
+            )
+            return chain_frame(self.options.get_option_chain(req))
+
+        return self._option_data("option chain", get)
+
+    def option_quote(self, contract: str) -> OptionQuote:
+        """The contract's latest quote (its time says how old it is)."""
+        from alpaca.data.requests import OptionLatestQuoteRequest
+
+        def get(feed):
+            raw = self.options.get_option_latest_quote(OptionLatestQuoteRequest(symbol_or_symbols=contract, feed=feed))
+            q = raw[contract]
+            return OptionQuote(contract, money(q.get("bp")), money(q.get("ap")), et(q.get("t")), feed.value)
+
+        return self._option_data("option quote", get)
+
+    def _option_data(self, what: str, get):
+        from alpaca.data.enums import OptionsFeed
+
+        feed = self.option_feed_used or "opra"
+        try:
+            out = self._call(what, get, OptionsFeed(feed))
+        except BrokerError as exc:
+            if not (self.option_feed == "auto" and feed == "opra" and getattr(exc, "status", None) == 403):
+                raise
+            feed = "indicative"
+            out = self._call(what, get, OptionsFeed(feed))
+        self.option_feed_used = feed
+        return out
 
     # orders and positions --------------------------------------------------------
     def submit_order(self, spec: OrderSpec) -> OrderInfo:
@@ -448,17 +517,7 @@ class AlpacaBroker:
         return self._call("list orders", lambda: [_order(o) for o in self.trading.get_orders(req)])
 
     def positions(self) -> list[PositionInfo]:
-        def get() -> list[PositionInfo]:
-            out = []
-            for p in self.trading.get_all_positions():
-                qty = money(p.qty)
-                if _enum(p.side) == "short" and qty > 0:
-                    qty = -qty
-                out.append(PositionInfo(str(p.symbol), qty, money(p.avg_entry_price),
-                                        money(p.current_price), _enum(p.asset_class)))
-            return out
-
-        return self._call("positions", get)
+        return self._call("positions", lambda: [_position(p) for p in self.trading.get_all_positions()])
 
     def account_activities(self, types: tuple[str, ...], after: pd.Timestamp | None = None) -> list[dict]:
         """Account activities of ``types`` (e.g. OPEXC, OPASN, OPEXP, OPTRD), oldest first,
@@ -489,15 +548,17 @@ class AlpacaBroker:
     ) -> pd.DataFrame:
         """The chain frame plus each snapshot's ``gamma`` (NaN where the snapshot has none);
         alpaca-py follows the pages (1,000 snapshots each)."""
-        from alpaca.data.enums import OptionsFeed
         from alpaca.data.requests import OptionChainRequest
 
-        req = OptionChainRequest(
-            underlying_symbol=symbol, feed=OptionsFeed.INDICATIVE,
-            expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
-            strike_price_gte=strike_gte, strike_price_lte=strike_lte,
-        )
-        return self._call("gamma chain", lambda: gamma_chain_frame(self.options.get_option_chain(req)))
+        def get(feed):
+            req = OptionChainRequest(
+                underlying_symbol=symbol, feed=feed,
+                expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
+                strike_price_gte=strike_gte, strike_price_lte=strike_lte,
+            )
+            return gamma_chain_frame(self.options.get_option_chain(req))
+
+        return self._option_data("gamma chain", get)
 
     def open_interest(
         self, symbol: str, expiration_gte: date, expiration_lte: date,
@@ -521,8 +582,10 @@ class AlpacaBroker:
                 limit=10_000, page_token=token,
             )
             page = self._call("option contracts", self.trading.get_option_contracts, req)
-            rows += [(str(c.symbol), money(c.open_interest), c.open_interest_date) for c in page.option_contracts or ()]
-            token = page.next_page_token
+            # raw JSON (the trading client parses no models: see __init__)
+            rows += [(str(c["symbol"]), money(c.get("open_interest")), c.get("open_interest_date"))
+                     for c in page.get("option_contracts") or ()]
+            token = page.get("next_page_token")
             if not token:
                 break
         frame = pd.DataFrame(rows, columns=["symbol", "open_interest", "open_interest_date"])

@@ -297,12 +297,17 @@ def print_connection(conn: Connection, out: Out = _say) -> Account | None:
 def print_conditions(cond: Mapping[str, Any], settings: Settings, out: Out = _say) -> None:
     """Block 3's lines: time and window, volume ratio, IV percentile, direction, verdict."""
     now = cond["now"]
+    live = cond.get("market_open", True) and not cond.get("stale", False)
     if not cond.get("market_open", True):
         out(f"✗ market closed at {now:%Y-%m-%d %H:%M:%S} ET")
     out(f"{_ok(cond['in_window'])} time {now:%H:%M:%S} ET ({now:%a %Y-%m-%d}) · window "
         f"{'IN' if cond['in_window'] else 'OUT'} (09:35-10:30 and 15:00-15:55 ET)")
     avg, vol = cond["avg_volume"], cond["current_volume"]
-    if math.isfinite(avg) and avg > 0 and math.isfinite(vol):
+    last_end = cond.get("decision_time")
+    old = f"the last bar ended {last_end:%a %H:%M} ET" if last_end is not None else "no bar now"
+    if not live:  # an old bar's spike or move is no signal now
+        out(f"✗ volume: no live bar ({old}; {cond.get('skip_reason')})")
+    elif math.isfinite(avg) and avg > 0 and math.isfinite(vol):
         ratio = math.floor(vol / avg * 10 + 1e-9) / 10  # truncated, as the skip reasons show it
         out(f"{_ok(cond['vol_spike'])} volume {vol:,.0f} vs 20-bar average {avg:,.0f}: {ratio:.1f}x "
             f"(spike at {settings.volume_threshold:.1f}x)")
@@ -314,8 +319,14 @@ def print_conditions(cond: Mapping[str, Any], settings: Settings, out: Out = _sa
             f"needs {settings.iv_threshold:.0%})")
     else:
         out("✗ IV percentile unknown")
-    direction = cond["direction"]
-    move = {"call": "price up over 5 bars", "put": "price down over 5 bars"}.get(direction, "no spike or no move")
+    change = cond.get("price_change", float("nan"))
+    k = settings.direction_lookback
+    if live and math.isfinite(change):
+        tag = "UP" if change > 0 else "DOWN" if change < 0 else "FLAT"
+        out(f"{_ok(change != 0)} Price change ({k} min): {'+' if change >= 0 else '-'}${abs(change):.2f} [{tag}]")
+    direction = cond["direction"] if live else None
+    move = {"call": f"price up over {k} bars", "put": f"price down over {k} bars"}.get(
+        direction, "no spike or no move" if live else old)
     out(f"{_ok(direction)} direction {(direction or 'none').upper()} ({move})")
     if cond.get("gamma") is not None:
         out(f"· {cond['gamma'].describe()} (gamma gate {settings.gamma_gate})")
@@ -335,6 +346,8 @@ def print_setup(setup: Mapping[str, Any] | None, cond: Mapping[str, Any], out: O
     out(f"✓ {direction}: TP ${setup['tp']:.2f} ({setup['tp_mult']:.1f} ATR) · SL ${setup['sl']:.2f} "
         f"({setup['sl_mult']:.1f} ATR)")
     out(f"✓ contracts {setup['contracts']} (1% of equity per ATR move, IV multiplier {setup['iv_multiplier']:.1f}x)")
+    if setup.get("sized_contracts", 0) > setup["contracts"]:
+        out(f"✓ capped by max_contracts {setup.get('max_contracts')}: the sizing rule gives {setup['sized_contracts']}")
     if setup["phase"] == 1:
         out("✓ phase 1: fixed exits until 50 trades calibrate them (Block 7)")
     else:
@@ -355,6 +368,8 @@ def send_order(
     ``PAPER_SIM_###`` dry run): live entries are the scanner's alone.
     """
     live = conn.mode == "live"
+    if cond.get("signal"):
+        out("✓ SIGNAL - Submitting order...")
     order = submit_order(conn, dict(cond), dict(setup), dry_run=live, journal=None if live else journal)
     if order["status"] == "error" or not order["order_id"]:
         out(f"✗ no order sent: {order.get('message')}")

@@ -160,36 +160,120 @@ def choose_contract(
     )
 
 
-def atm_iv(chain: pd.DataFrame, underlying_price: float, on_or_after: pd.Timestamp | None = None) -> tuple[float, str | None]:
-    """Today's at-the-money IV: the mean IV of the call and put at the strike nearest the
-    price in the nearest expiration (on or after ``on_or_after``). (NaN, None) without data."""
+@dataclass(frozen=True)
+class IVReading:
+    """Today's at-the-money IV and the one series it came from: the contract, its expiry and
+    strike, and the days-to-expiry class the percentile compares it within."""
+
+    iv: float  # NaN when the ATM contracts of that expiry carry no IV
+    contract: str | None = None
+    expiry: pd.Timestamp | None = None
+    strike: float = float("nan")
+    dte_class: str | None = None
+    reason: str | None = None  # why iv is NaN
+
+
+def dte_class(expiry: pd.Timestamp, session: pd.Timestamp) -> str:
+    """Days-to-expiry class: 0dte, 1dte, 2-7dte or 8+dte (calendar days)."""
+    days = (pd.Timestamp(expiry).normalize() - pd.Timestamp(session).normalize()).days
+    return "0dte" if days <= 0 else "1dte" if days == 1 else "2-7dte" if days <= 7 else "8+dte"
+
+
+def atm_reading(chain: pd.DataFrame | None, underlying_price: float, session: pd.Timestamp) -> IVReading:
+    """The ATM IV of the nearest expiration on or after ``session``: the mean IV of the call
+    and put at the strike nearest the price. When those contracts carry no IV the reading
+    is NaN with its reason: never an IV from another expiry or strike, which would mix
+    series the percentile cannot compare."""
     if chain is None or chain.empty:
-        return float("nan"), None
-    c = chain[np.isfinite(chain["iv"].to_numpy(dtype=float)) & (chain["iv"].to_numpy(dtype=float) > 0)]
-    if on_or_after is not None:
-        c = c[c["expiration"].dt.normalize() >= pd.Timestamp(on_or_after).normalize()]
+        return IVReading(float("nan"), reason="no option chain")
+    session = pd.Timestamp(session).normalize()
+    c = chain[chain["expiration"].dt.normalize() >= session]
     if c.empty:
-        return float("nan"), None
-    c = c[c["expiration"] == c["expiration"].min()]
+        return IVReading(float("nan"), reason=f"no expiration on or after {session:%Y-%m-%d} in the chain")
+    expiry = c["expiration"].min()
+    c = c[c["expiration"] == expiry]
     dist = (c["strike"] - underlying_price).abs()
     at = c[dist == dist.min()]
-    return float(at["iv"].mean()), str(at["symbol"].iloc[0])
+    strike = float(at["strike"].iloc[0])
+    ivs = at["iv"].to_numpy(dtype=float)
+    ivs = ivs[np.isfinite(ivs) & (ivs > 0)]
+    contract = str(at.sort_values("type")["symbol"].iloc[0])
+    common = dict(contract=contract, expiry=pd.Timestamp(expiry), strike=strike, dte_class=dte_class(expiry, session))
+    if not len(ivs):
+        return IVReading(float("nan"), reason=f"snapshot of {contract} has no IV", **common)
+    return IVReading(float(ivs.mean()), **common)
 
 
-def premium_at(entry_premium: float, delta: float, sign: int, underlying_move: float) -> float:
+def atm_iv(chain: pd.DataFrame, underlying_price: float, on_or_after: pd.Timestamp | None = None) -> tuple[float, str | None]:
+    """(ATM IV, contract) of :func:`atm_reading` from ``on_or_after`` (default: the chain's
+    nearest expiration); (NaN, ...) without an IV."""
+    if chain is None or chain.empty:
+        return float("nan"), None
+    r = atm_reading(chain, underlying_price, chain["expiration"].min() if on_or_after is None else on_or_after)
+    return r.iv, r.contract
+
+
+# Alpaca's option price increments. SPY, QQQ and IWM trade in pennies at every price;
+# Penny Program classes in pennies below $3 and nickels at or above; all others in nickels
+# below $3 and dimes at or above. A name missing from PENNY_PROGRAM is priced on the coarser
+# grid, which is always on the finer one too: never an off-tick price, at worst a cent less
+# aggressive than needed.
+PENNY_EVERYWHERE = frozenset({"SPY", "QQQ", "IWM"})
+PENNY_PROGRAM = frozenset({
+    "AAPL", "AMD", "AMZN", "BAC", "C", "DIA", "EEM", "F", "GDX", "GLD", "GOOGL", "INTC", "META",
+    "MSFT", "NFLX", "NVDA", "SLV", "SMH", "T", "TLT", "TSLA", "USO", "XLE", "XLF", "XLK",
+})
+
+
+def price_increment(root: str, price: float) -> float:
+    """The tick of an option on ``root`` trading at ``price`` (dollars per share)."""
+    root = str(root).upper()
+    if root in PENNY_EVERYWHERE:
+        return 0.01
+    if root in PENNY_PROGRAM:
+        return 0.01 if price < 3.0 else 0.05
+    return 0.05 if price < 3.0 else 0.10
+
+
+def to_tick(price: float, root: str, up: bool | None) -> float:
+    """``price`` moved onto ``root``'s grid: up, down, or to the nearest tick (``up=None``);
+    at least one tick."""
+    def snap(tick: float) -> float:
+        n = float(price) / tick
+        n = round(n) if up is None else (np.ceil(n - 1e-6) if up else np.floor(n + 1e-6))
+        return round(max(1.0, n) * tick, 2)
+
+    tick = price_increment(root, price)
+    out = snap(tick)
+    # the grid changes at $3: a price snapped on the finer grid may land where the coarser applies
+    coarser = price_increment(root, out)
+    return float(snap(coarser) if coarser != tick else out)
+
+
+def on_tick(price: float, root: str) -> bool:
+    """Whether ``price`` is a multiple of ``root``'s increment at that price."""
+    tick = price_increment(root, price)
+    n = float(price) / tick
+    return abs(n - round(n)) < 1e-6
+
+
+def premium_at(entry_premium: float, delta: float, sign: int, underlying_move: float, root: str = "SPY") -> float:
     """Delta estimate of the option premium after the underlying moves by ``underlying_move``.
 
     ``sign`` +1 for a call, -1 for a put; ``delta`` as quoted (negative for puts) or its
-    absolute value. Floored at one cent: a stop at zero would never trigger.
+    absolute value. On ``root``'s price grid, floored at one tick: a stop at zero would
+    never trigger.
     """
     d = abs(delta) if np.isfinite(delta) else 0.5
-    return max(0.01, round(entry_premium + sign * d * underlying_move, 2))
+    return to_tick(max(0.0, entry_premium + sign * d * underlying_move), root, up=None)
 
 
-def marketable_limit(side: str, bid: float, ask: float, cushion: float = 0.05) -> float:
-    """A limit that crosses the spread by ``cushion`` of it (at least a cent), in pennies."""
+def marketable_limit(side: str, bid: float, ask: float, cushion: float = 0.05, root: str = "SPY",
+                     extra: float = 0.0) -> float:
+    """A limit that crosses the spread by ``cushion`` of it (at least a tick) plus ``extra``
+    dollars, on ``root``'s price grid: a buy rounded up from the ask, a sell down from the bid."""
     spread = max(ask - bid, 0.0)
-    pad = max(0.01, round(spread * cushion, 2))
+    pad = max(0.01, round(spread * cushion, 2)) + max(0.0, extra)
     if side == "buy":
-        return round(ask + pad, 2)
-    return max(0.01, round(bid - pad, 2))
+        return to_tick(ask + pad, root, up=True)
+    return to_tick(max(0.0, bid - pad), root, up=False)

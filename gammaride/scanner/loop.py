@@ -31,11 +31,13 @@ from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
 from gammaride.scanner.clock import Clock, next_scan_time
 from gammaride.scanner.contracts import (
     ContractChoice,
-    atm_iv,
+    IVReading,
+    atm_reading,
     choose_contract,
     hard_stop_minute,
     marketable_limit,
 )
+from gammaride.scanner.execution import fill_marketable
 from gammaride.scanner.exits import EXIT_MANUAL
 from gammaride.scanner.gamma import gate_block
 from gammaride.scanner.gamma_source import GammaSource
@@ -70,6 +72,11 @@ SKIP_CLOSED = "market closed"
 SKIP_NO_DATA = "no data"
 SKIP_STALE = "stale data"
 SKIP_DECIDED = "bar already decided"
+_FEED_NOTE = {
+    "opra": "  option quotes: OPRA feed (real-time NBBO)",
+    "indicative": "  option quotes: indicative feed (free plan: modified quotes, not the NBBO; "
+                  "limits reprice within max_slippage_per_contract)",
+}
 # Bars kept for a decision: enough that Wilder's ATR has forgotten its seed (1e-6 agreement).
 _WINDOW = 400
 
@@ -159,6 +166,8 @@ class Scanner(PositionManager):
         self._in_step = False
         self._stop_requested = False
         self._last_decided: pd.Timestamp | None = None  # the newest decision bar end acted on
+        self._fill_quotes: dict[str, float] = {}  # order id -> the quote its limit priced from
+        self._feed_said: str | None = None  # the option feed the output last named
         # the first failed journal write: from then on no new entries (no journal, no trade)
         self.journal_failure: str | None = None
         self.failure: str | None = None  # why the run failed, when it did (its status says so)
@@ -453,6 +462,9 @@ class Scanner(PositionManager):
         try:
             line = self._line(now, row, info)
             self.out(line)
+            if row.get("option_feed") and row["option_feed"] != self._feed_said:
+                self._feed_said = row["option_feed"]
+                self.out(_FEED_NOTE.get(self._feed_said, f"  option quotes: {self._feed_said} feed"))
             if self.settings.debug:
                 self.out(self._debug_block(row, info))
             if self.journal_failure:
@@ -483,7 +495,8 @@ class Scanner(PositionManager):
             if iv is not None:
                 # only a real chain seen by a real run builds the IV history the gate ranks against
                 source = "offline" if (self.mode == "offline" or self.dry_run) else "snapshot"
-                self.journal.record_iv(iv[0], self.symbol, iv[1], source, iv[2])
+                now_, r = iv
+                self.journal.record_iv(now_, self.symbol, r.iv, source, r.contract, r.expiry, r.strike, r.dte_class)
 
     def _scan(self, now: pd.Timestamp, market: MarketClock | None, row: dict, info: dict) -> None:
         if market is None:
@@ -516,8 +529,9 @@ class Scanner(PositionManager):
         self._last_decided = last_end
         price = float(bars["close"].iloc[-1])
         chain = self.chain(now, price, info)
-        iv, ivp, src = self.iv_now(now, price, chain)
-        row.update(iv=iv, iv_source=src)
+        row["option_feed"] = getattr(self.broker, "option_feed_used", None)
+        iv, ivp, src = self.iv_now(now, price, chain, info)
+        row.update(iv=iv, iv_source=src, iv_contract=info.get("iv_contract"))
         if self.settings.gamma_gate != "off":  # the gate needs the measure before an entry
             self._measure_gamma(now, price, row, info)
         sig = compute_signals(bars.iloc[-_WINDOW:], self.settings, ivp).iloc[-1]
@@ -526,6 +540,8 @@ class Scanner(PositionManager):
         for k in ("in_window", "window", "volume", "avg_volume", "vol_ratio", "vol_spike", "price",
                   "price_change", "direction", "atr", "iv_percentile", "signal", "skip_reason", "skip_code"):
             row[k] = _plain(sig[k])
+        if info.get("iv_missing") and str(row.get("skip_reason") or "").startswith("no IV data"):
+            row["skip_reason"] = f"no IV: {info['iv_missing']}"  # the gate had no like-for-like IV
         if not sig["signal"]:
             return
         gated = gate_block(self.settings.gamma_gate, info.get("gamma"))
@@ -610,19 +626,29 @@ class Scanner(PositionManager):
             return None
         return chain
 
-    def iv_now(self, now: pd.Timestamp, price: float, chain: pd.DataFrame | None) -> tuple[float, float | None, str]:
-        """(ATM IV, percentile, source). Records the IV. Fixed override wins for the gate."""
-        iv, contract = atm_iv(chain, price, now.normalize().tz_localize(None)) if chain is not None else (float("nan"), None)
+    def iv_now(self, now: pd.Timestamp, price: float, chain: pd.DataFrame | None,
+               info: dict | None = None) -> tuple[float, float | None, str]:
+        """(ATM IV, percentile, source). Records the IV with its series. The percentile ranks
+        today's ATM IV among recorded ATM IVs of the same days-to-expiry class; with that
+        history but no IV today, the percentile is missing (a skip reason), never taken
+        from another expiry. A fixed override wins for the gate."""
+        info = {} if info is None else info
+        reading = atm_reading(chain, price, now.normalize().tz_localize(None)) if chain is not None \
+            else IVReading(float("nan"), reason="no option chain")
+        iv = reading.iv
+        info["iv_contract"] = reading.contract
         if np.isfinite(iv):
-            self._pending_iv = (now, iv, contract)  # committed with this scan's row
+            self._pending_iv = (now, reading)  # committed with this scan's row
         if self.iv_fixed is not None:
             return iv, float(self.iv_fixed), ivrank.SOURCE_CONSTANT
-        history = self.journal.iv_history(self.symbol, before=now)
-        if len(history) >= self.settings.iv_history_sessions and np.isfinite(iv):
+        history = self.journal.iv_history(self.symbol, before=now, dte_class=reading.dte_class or "0dte")
+        if len(history) >= self.settings.iv_history_sessions:
+            if not np.isfinite(iv):
+                info["iv_missing"] = reading.reason
+                return iv, float("nan"), ivrank.SOURCE_NONE
             return iv, ivrank.percentile_from_history(iv, history.to_numpy()), ivrank.SOURCE_HISTORY
         ivp = self._proxy(now, price)
         return iv, ivp, ivrank.SOURCE_PROXY if np.isfinite(ivp) else ivrank.SOURCE_NONE
-
 
     def _proxy(self, now: pd.Timestamp, price: float) -> float:
         today = pd.Timestamp(now.date())
@@ -689,7 +715,7 @@ class Scanner(PositionManager):
                 return None, f"no contract: {why}"
             stop_min = choice.hard_stop_min
             # the order goes in at ask + pad: size against that, not the ask
-            limit = marketable_limit("buy", choice.bid, choice.ask)
+            limit = marketable_limit("buy", choice.bid, choice.ask, root=self.symbol)
             qty = int(position_size(equity, atr, iv_mult, s, buying_power=bp, premium=limit))
             if qty < 1:
                 return None, f"buying power ${bp:,.0f} cannot pay one contract at ${limit:.2f}"
@@ -707,6 +733,8 @@ class Scanner(PositionManager):
             entry_premium=premium, delta=choice.delta if choice else 1.0, client_order_id=cid,
             entry_bid=choice.bid if choice else float("nan"),
         )
+        self.out(f"  ✓ SIGNAL - Submitting order... {direction.upper()} "
+                 f"{pos.qty:g} x {pos.contract_symbol}{' (dry run)' if self.dry_run else ''}")
         # the trade as journaled; also the entry intent's detail, from which a restart
         # books the trade if this process stops between the order and the trade row
         trade = {
@@ -717,7 +745,7 @@ class Scanner(PositionManager):
             "phase": self.policy.phase, "atr_bucket": info["bucket"], "iv_percentile": ivp,
             "client_order_id": cid,
         }
-        order, fill_price, filled_qty, why = self._send_entry(pos, choice, now, trade)
+        orders, fill_price, filled_qty, why = self._send_entry(pos, choice, now, trade)
         if filled_qty <= 0:
             return None, why
         pos.qty = filled_qty
@@ -737,10 +765,11 @@ class Scanner(PositionManager):
         def write() -> None:
             with self.journal.transaction():
                 self.journal.write_trade(trade)
-                self._journal_order(order, trade_id, "bracket" if s.instrument == "shares" else "entry")
-                self._journal_fill(order, trade_id, fill_price, filled_qty)
-                if not self.dry_run:
-                    self.journal.update_intents("booked", client_order_id=cid)
+                for order, price, qty, at in orders:  # one per price step of the entry
+                    self._journal_order(order, trade_id, "bracket" if s.instrument == "shares" else "entry")
+                    self._journal_fill(order, trade_id, price, qty, at)
+                    if not self.dry_run:
+                        self.journal.update_intents("booked", client_order_id=order["client_order_id"])
 
         self._safe_journal(write, "write trade")
         return trade_id, None
@@ -765,44 +794,70 @@ class Scanner(PositionManager):
             return True  # cannot tell: refusing loses one entry, a phantom trade is worse
 
     def _send_entry(self, pos: Position, choice: ContractChoice | None, now,
-                    trade: dict | None = None) -> tuple[dict, float, float, str | None]:
-        """(order row, fill price, filled qty, reason when nothing filled). The order is
-        journaled as an intent (with ``trade``, the setup) before it is sent."""
+                    trade: dict | None = None) -> tuple[list, float, float, str | None]:
+        """([(order row, fill price, filled qty, fill time)...], average fill price, filled
+        qty, reason when nothing filled). Each order is journaled as an intent (with
+        ``trade``, the setup) before it is sent."""
         s = self.settings
         side = "buy" if (pos.instrument == "options" or pos.direction == "call") else "sell"
         if self.dry_run:
             price = choice.ask if choice else pos.entry_price
             order = self._sim_order(pos, "buy" if choice else side, pos.qty, price, "entry")
-            return order, price, pos.qty, None
-        if pos.instrument == "shares":
-            spec = OrderSpec(pos.symbol, pos.qty, side, "market", client_order_id=pos.client_order_id,
-                             order_class="bracket", take_profit=pos.tp, stop_loss=pos.sl)
-        else:
-            spec = OrderSpec(pos.contract_symbol, pos.qty, "buy", "limit",
-                             limit_price=marketable_limit("buy", choice.bid, choice.ask),
-                             client_order_id=pos.client_order_id)
-        purpose = "bracket" if pos.instrument == "shares" else "entry"
+            return [(order, price, pos.qty, None)], price, pos.qty, None
+        if pos.instrument == "options":
+            return self._send_option_entry(pos, trade)
+        spec = OrderSpec(pos.symbol, pos.qty, side, "market", client_order_id=pos.client_order_id,
+                         order_class="bracket", take_profit=pos.tp, stop_loss=pos.sl)
         try:
             sent = self._submit(spec, "entry", pos, detail=trade)
         except JournalRefusal as exc:
-            return {}, float("nan"), 0.0, f"error: {exc}"
+            return [], float("nan"), 0.0, f"error: {exc}"
         except BrokerError as exc:
             self._journal_rejected(spec, pos, "entry", exc)
-            return {}, float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
+            return [], float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
         filled = wait_for_fill(self.broker, sent, self.clock, s.entry_timeout_seconds)
         if not filled.is_filled:
             filled = cancel_and_settle(self.broker, filled, clock=self.clock)
-        pos.bracket_id = filled.id if pos.instrument == "shares" else None
+        pos.bracket_id = filled.id
         # a cancel still pending: the entry is not final, and its backstop waits for it
         pos.entry_order_id = None if filled.is_done else filled.id
-        order = order_row(filled, self.run_id, None, purpose)
+        order = order_row(filled, self.run_id, None, "bracket")
         if filled.filled_qty <= 0:
             cid = pos.client_order_id
             self._safe_journal(lambda: self._tx(self._void_entry, order, cid), "entry order")
-            return order, float("nan"), 0.0, (
+            return [], float("nan"), 0.0, (
                 f"entry not filled within {s.entry_timeout_seconds:g}s (cancelled)"
             )
-        return order, float(filled.filled_avg_price), float(filled.filled_qty), None
+        return ([(order, float(filled.filled_avg_price), float(filled.filled_qty), filled.filled_at)],
+                float(filled.filled_avg_price), float(filled.filled_qty), None)
+
+    def _send_option_entry(self, pos: Position, trade: dict | None) -> tuple[list, float, float, str | None]:
+        """A marketable limit from a fresh quote, repriced within the slippage budget. Each
+        price step is journaled as an intent before it is sent (the first as the entry, the
+        reprices as ``entry_reprice``)."""
+        def submit(spec: OrderSpec, step: int):
+            return self._submit(spec, "entry" if step == 0 else "entry_reprice", pos, detail=trade)
+
+        try:
+            ex = fill_marketable(self.broker, self.clock, self.settings, contract=pos.contract_symbol,
+                                 root=self.symbol, side="buy", qty=pos.qty, client_order_id=pos.client_order_id,
+                                 submit=submit)
+        except JournalRefusal as exc:
+            return [], float("nan"), 0.0, f"error: {exc}"
+        except BrokerError as exc:
+            spec = OrderSpec(pos.contract_symbol, pos.qty, "buy", "limit", client_order_id=pos.client_order_id)
+            self._journal_rejected(spec, pos, "entry", exc)
+            return [], float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
+        self._fill_quotes.update(ex.quotes)
+        # a cancel still pending: the entry is not final, and its backstop waits for it
+        pos.entry_order_id = next((o.id for o in ex.orders if not o.is_done), None)
+        rows = [(order_row(o, self.run_id, None, "entry"), float(o.filled_avg_price), float(o.filled_qty), o.filled_at)
+                for o in ex.orders]
+        if ex.filled_qty <= 0:
+            for row, *_ in rows:
+                self._safe_journal(lambda r=row: self._tx(self._void_entry, r, r["client_order_id"]), "entry order")
+            return [], float("nan"), 0.0, f"entry not filled: {ex.reason} (cancelled)"
+        return rows, ex.avg_price, ex.filled_qty, None
 
 
     def _void_entry(self, order: dict, cid: str) -> None:
@@ -812,6 +867,9 @@ class Scanner(PositionManager):
     # ------------------------------------------------------------------ output
     def _line(self, now: pd.Timestamp, row: dict, info: dict) -> str:
         head = f"[SCAN {self.scan_no}] {now.tz_convert(ET):%H:%M:%S} - "
+        reason = str(row.get("skip_reason") or "")
+        if reason.startswith("error:"):
+            return head + f"✗ Error: {reason[len('error:'):].strip()}"
         if row.get("in_window") is None:
             return head + f"Status: SKIPPED ({row.get('skip_reason')})"
         ratio = row.get("vol_ratio")
@@ -846,7 +904,7 @@ class Scanner(PositionManager):
 
     def _heartbeat(self, now: pd.Timestamp) -> str:
         r = self.risk
-        return (f"[HEARTBEAT] scan {self.scan_no} · {now.tz_convert(ET):%H:%M:%S} ET · open positions "
+        return (f"[SCAN {self.scan_no}] ✓ Still running... {now.tz_convert(ET):%H:%M:%S} ET · open positions "
                 f"{len(self.positions)} · entries this run {self.stats.entries} · trades today "
                 f"{r.trades if r else 0} · P&L today {signed_usd(r.realized_pnl if r else 0.0)} · errors {self.stats.errors}")
 

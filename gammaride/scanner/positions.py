@@ -20,7 +20,8 @@ from gammaride.config import ET
 from gammaride.errors import BrokerAuthError, BrokerError
 from gammaride.scanner.broker import Broker, OrderInfo, OrderSpec, PositionInfo
 from gammaride.scanner.clock import Clock
-from gammaride.scanner.contracts import marketable_limit, parse_occ, premium_at
+from gammaride.scanner.contracts import parse_occ, premium_at
+from gammaride.scanner.execution import slippage_per_contract
 from gammaride.scanner.exits import (
     EXIT_HARD_STOP,
     EXIT_MANUAL,
@@ -290,7 +291,7 @@ class PositionManager:
         price paid: a stop below the ask by only delta x SL distance fires on the spread.
         """
         ref = pos.entry_bid if np.isfinite(pos.entry_bid) else pos.entry_premium
-        stop = premium_at(ref, pos.delta, pos.sign, pos.sl - pos.entry_price)
+        stop = premium_at(ref, pos.delta, pos.sign, pos.sl - pos.entry_price, pos.symbol)
         pos.backstops += 1
         spec = OrderSpec(pos.contract_symbol, pos.qty, "sell", "stop", stop_price=stop,
                          client_order_id=backstop_client_id(pos.client_order_id, pos.backstops))
@@ -463,16 +464,29 @@ class PositionManager:
         pos.exit_attempts += 1
         cid = f"{pos.client_order_id}-x{pos.exit_attempts}"
         side = "sell" if (pos.instrument == "options" or pos.direction == "call") else "buy"
-        if pos.instrument == "options":
-            bid, ask = self._quote(pos)
-            spec = (OrderSpec(pos.contract_symbol, pos.qty, "sell", "limit",
-                              limit_price=marketable_limit("sell", bid, ask), client_order_id=cid)
-                    if np.isfinite(bid) and bid > 0 else
-                    OrderSpec(pos.contract_symbol, pos.qty, "sell", "market", client_order_id=cid))
-        else:
-            spec = OrderSpec(pos.symbol, pos.qty, side, "market", client_order_id=cid)
         detail = None if decision is None else {"reason": decision.reason, "price": decision.price,
                                                 "time": decision.time.isoformat()}
+        if pos.instrument == "options":
+            from gammaride.scanner.execution import fill_marketable
+
+            ex = fill_marketable(self.broker, self.clock, self.settings, contract=pos.contract_symbol,
+                                 root=pos.symbol, side="sell", qty=pos.qty, client_order_id=cid,
+                                 submit=lambda spec, step: self._submit(spec, "exit", pos, detail=detail))
+            self._fill_quotes.update(ex.quotes)
+            if ex.orders:
+                *earlier, done = ex.orders
+                for o in earlier:  # price steps that sold part of the position
+                    self._partial_exit(pos, o, "exit")
+                if done.filled_qty < pos.qty:
+                    self._partial_exit(pos, done, "exit")
+                    self.out(f"  [EXIT] trade {pos.trade_id}: {ex.reason}; retrying at the next check")
+                    return None
+                return done
+            # no quote to price from (one-sided, stale, missing): an exit must still go out
+            self.out(f"  [EXIT] trade {pos.trade_id}: {ex.reason}; selling at market")
+            spec = OrderSpec(pos.contract_symbol, pos.qty, "sell", "market", client_order_id=cid)
+        else:
+            spec = OrderSpec(pos.symbol, pos.qty, side, "market", client_order_id=cid)
         sent = self._submit(spec, "exit", pos, detail=detail)
         done = wait_for_fill(self.broker, sent, self.clock, self.exit_timeout)
         if not done.is_filled:
@@ -932,9 +946,11 @@ class PositionManager:
         oid = order["order_id"] if isinstance(order, dict) else order.id
         side = order["side"] if isinstance(order, dict) else order.side
         sym = order["symbol"] if isinstance(order, dict) else order.symbol
+        quote = self._fill_quotes.get(oid)  # the quote its limit priced from, when one did
         self.journal.write_fill({"order_id": oid, "run_id": self.run_id, "trade_id": trade_id, "symbol": sym,
                                  "side": side, "qty": float(qty), "price": float(price),
-                                 "filled_at": at or self.clock.now()})
+                                 "filled_at": at or self.clock.now(), "quote_price": quote,
+                                 "slippage": slippage_per_contract(side, float(price), quote) if quote else None})
 
     def _journal_rejected(self, spec: OrderSpec, pos: Position, purpose: str, exc: BaseException) -> None:
         row = {"order_id": f"REJECTED-{spec.client_order_id}", "client_order_id": spec.client_order_id,

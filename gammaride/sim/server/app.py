@@ -85,6 +85,12 @@ class OfflineAlpaca:
         partial_fill_max: int | None = None,
         liquidation: bool = True,
         history=None,
+        foreign_holdings: list[dict] | None = None,
+        subscription: str = "basic",
+        missing_iv: str = "none",
+        one_sided: str = "none",
+        quote_age_seconds: float = 0.0,
+        indicative_skew: float = 0.0,
     ) -> None:
         if not key_id or not secret_key:
             raise ConfigError("key_id and secret_key must be non-empty strings")
@@ -111,6 +117,28 @@ class OfflineAlpaca:
         )
         self.faults = FaultInjector(faults, seed=seed)
         self.history = history  # a sim.server.history.History: years of bars to fetch
+        # market-data plan: "basic" (free: IEX, indicative option quotes, SIP only older than
+        # 15 minutes, no OPRA) or "plus" (Algo Trader Plus: SIP and OPRA in real time)
+        # option snapshots as the free feed serves them: IV and greeks missing ("otm" or
+        # "all" contracts), one-sided quotes (no bid) for "otm" contracts, quotes
+        # quote_age_seconds old
+        for name, value, options in (("subscription", subscription, ("basic", "plus")),
+                                     ("missing_iv", missing_iv, ("none", "otm", "all")),
+                                     ("one_sided", one_sided, ("none", "otm", "all"))):
+            if value not in options:
+                raise ConfigError(f"{name}={value!r}: give one of {', '.join(options)}")
+        if not quote_age_seconds >= 0:
+            raise ConfigError(f"quote_age_seconds={quote_age_seconds!r}: give seconds >= 0")
+        self.subscription, self.missing_iv, self.one_sided = subscription, missing_iv, one_sided
+        self.quote_age_ns = int(float(quote_age_seconds) * 1e9)
+        if not indicative_skew >= 0:
+            raise ConfigError(f"indicative_skew={indicative_skew!r}: give dollars >= 0")
+        # indicative quotes are modified: each side this many dollars inside the market that
+        # fills (a limit at the indicative ask may never fill)
+        self.indicative_skew = float(indicative_skew)
+        # positions (and their filled buy orders) the account holds outside gammaride, in
+        # asset classes alpaca-py may not know: {"symbol", "asset_class", "qty", "price"}
+        self.foreign_holdings = [_foreign(h, self.clock.now_ns()) for h in (foreign_holdings or [])]
         self.request_log: list[dict] = []
         self.max_log = int(max_log)  # oldest entries go first, so a long rehearsal stays small
         self.errors: list[str] = []  # tracebacks of server bugs (tests assert it stays empty)
@@ -215,7 +243,7 @@ class OfflineAlpaca:
             fault = None
             if (headers.get("APCA-API-KEY-ID") != self.key_id
                     or headers.get("APCA-API-SECRET-KEY") != self.secret_key):
-                status, payload = 401, {"message": "unauthorized."}
+                status, payload = 401, {"code": 40110000, "message": "request is not authorized"}
             elif handler is None:
                 status, payload = 404, {"message": "Not Found"}
             else:
@@ -259,6 +287,17 @@ class OfflineAlpaca:
             if match:
                 return fn, match.groupdict(), endpoint
         return None, {}, None
+
+
+def _foreign(h: dict, now_ns: int) -> dict:
+    try:
+        return {"symbol": str(h["symbol"]).upper(), "asset_class": str(h["asset_class"]),
+                "qty": float(h["qty"]), "price": float(h["price"]), "created_ns": int(now_ns)}
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(
+            f"foreign holding {h!r}: give symbol, asset_class, qty and price, e.g. "
+            '{"symbol": "912797LB1", "asset_class": "treasury", "qty": 10, "price": 98.5}'
+        ) from None
 
 
 def _fault_answer(kind: str) -> tuple[int, dict, dict]:

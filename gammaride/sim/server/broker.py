@@ -32,6 +32,7 @@ from gammaride.sim.server.orders import (
     Fill,
     Order,
     Position,
+    check_tick,
     decimal_str,
     invalid,
     parse_price,
@@ -39,9 +40,12 @@ from gammaride.sim.server.orders import (
 )
 
 # Alpaca's own rules, not the scanner's settings: expiring positions are liquidated from
-# 15:45 ET for broad-based ETFs and from 15:30 for other underlyings (on a 16:00 close)
+# 15:45 ET for broad-based ETFs and from 15:30 for other underlyings (on a 16:00 close);
+# expiry-day orders are refused from 15:30 ET for broad-based ETFs and from 15:15 for
+# others. An early close moves both as much.
 BROAD_BASED_ETFS = frozenset({"SPY", "QQQ", "IWM"})
 _LIQUIDATION_BEFORE_CLOSE_NS = {True: 15 * NS_MIN, False: 30 * NS_MIN}
+_CUTOFF_BEFORE_CLOSE_NS = {True: 30 * NS_MIN, False: 45 * NS_MIN}
 # an ITM contract is exercised when it is in the money by at least this much at the close
 _EXERCISE_THRESHOLD = 0.01
 
@@ -91,6 +95,9 @@ class Broker:
         # account activities (GET /v2/account/activities), oldest first, Alpaca's fields
         self.activities: list[dict] = []
         self.cash = float(equity)
+        # a margin account: shares may use `margin` x cash, options only cash (Alpaca's
+        # options_buying_power differs from buying_power on margin accounts)
+        self.margin = 2.0
         self.last_equity = float(equity)
         self.positions: dict[str, Position] = {}
         self.orders: dict[str, Order] = {}
@@ -152,7 +159,8 @@ class Broker:
             else:
                 short_mv += mv
         equity = self.cash + long_mv + short_mv
-        buying_power = max(0.0, self.cash - self._reserved(now_ns))
+        options_bp = max(0.0, self.cash - self._reserved(now_ns))
+        buying_power = self.margin * options_bp
         day = to_et(now_ns).strftime("%Y-%m-%d")
         return {
             "id": self.account_id,
@@ -164,22 +172,20 @@ class Broker:
             "currency": "USD",
             "buying_power": decimal_str(round(buying_power, 2)),
             "regt_buying_power": decimal_str(round(buying_power, 2)),
-            "daytrading_buying_power": "0",
             "effective_buying_power": decimal_str(round(buying_power, 2)),
-            "non_marginable_buying_power": decimal_str(round(buying_power, 2)),
-            "options_buying_power": decimal_str(round(buying_power, 2)),
+            "non_marginable_buying_power": decimal_str(round(options_bp, 2)),
+            "options_buying_power": decimal_str(round(options_bp, 2)),
             "bod_dtbp": "0",
             "cash": decimal_str(round(self.cash, 2)),
             "accrued_fees": "0",
             "pending_transfer_in": "0",
             "portfolio_value": decimal_str(round(equity, 2)),
-            "pattern_day_trader": False,
             "trading_blocked": False,
             "transfers_blocked": False,
             "account_blocked": False,
             "created_at": rfc3339(self.created_ns),
             "trade_suspended_by_user": False,
-            "multiplier": "1",
+            "multiplier": decimal_str(self.margin),
             "shorting_enabled": True,
             "equity": decimal_str(round(equity, 2)),
             "last_equity": decimal_str(round(self.last_equity, 2)),
@@ -190,7 +196,6 @@ class Broker:
             "maintenance_margin": "0",
             "last_maintenance_margin": "0",
             "sma": "0",
-            "daytrade_count": 0,
             "balance_asof": day,
             "crypto_tier": 0,
             "options_approved_level": self.options_level,
@@ -316,7 +321,7 @@ class Broker:
         if order_class != "simple":
             # Alpaca: options take only simple (and multi-leg) orders; no bracket/OCO/OTO.
             raise unprocessable("order_class provided not supported for options trading")
-        if tif != "day":
+        if tif not in ("day", "gtc"):
             raise unprocessable("order_time_in_force provided not supported for options trading")
         if otype == "stop" and not self.option_stops:
             raise unprocessable("order type stop is not supported for options trading")
@@ -325,8 +330,7 @@ class Broker:
         if not self.book.is_known(contract, now_ns):
             raise invalid(f'asset "{contract.symbol}" not found or not tradable')
         for px, name in ((limit, "limit_price"), (stop, "stop_price")):
-            if px is not None and abs(px * 100 - round(px * 100)) > 1e-6:
-                raise invalid(f"{name} must be in penny increments for options")
+            check_tick(contract.root, px, name)
         self._check_cutoff(contract, now_ns)
         self._check_wash_trade(contract.symbol, side, otype)
         pos = self.positions.get(contract.symbol)
@@ -361,13 +365,7 @@ class Broker:
         i = self.schedule.position_of_date(contract.expiration)
         if i < 0:
             return None
-        close = int(self.schedule.closes[i])
-        etf = contract.root in self.settings.index_etfs
-        name = "index_etf_cutoff" if etf else "other_cutoff"
-        t = self.settings.clock(name)
-        # The regular cut-off sits before a 16:00 close; an early close moves it as much.
-        before_close = (16 * 60 - (t.hour * 60 + t.minute)) * NS_MIN
-        return close - before_close
+        return int(self.schedule.closes[i]) - _CUTOFF_BEFORE_CLOSE_NS[contract.root.upper() in BROAD_BASED_ETFS]
 
     def _check_cutoff(self, contract: Contract, now_ns: int) -> None:
         cutoff = self.cutoff_ns(contract)
@@ -400,7 +398,7 @@ class Broker:
             self._check_wash_trade(symbol, side, otype)
         cost = (limit or self.tape.price_at(now_ns)) * qty
         pos = self.positions.get(symbol)
-        if side == "buy" and not (pos and pos.qty < 0) and cost > self.cash - self._reserved(now_ns) + 1e-9:
+        if side == "buy" and not (pos and pos.qty < 0) and cost > self.margin * (self.cash - self._reserved(now_ns)) + 1e-9:
             raise ApiError(403, "insufficient buying power", 40310000)
         held = pos.qty if pos else 0.0
         if side == "buy":

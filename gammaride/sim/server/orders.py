@@ -38,6 +38,16 @@ def decimal_str(x: float | None) -> str | None:
     return str(int(x)) if x.is_integer() else repr(x)
 
 
+def check_tick(root: str, price: float | None, name: str) -> None:
+    """Alpaca's option price increments (one rule: gammaride.scanner.contracts)."""
+    from gammaride.scanner.contracts import on_tick, price_increment
+
+    if price is not None and not on_tick(price, root):
+        tick = price_increment(root, price)
+        raise ApiError(422, f"invalid {name} {decimal_str(price)}: {root} options at this price trade in "
+                       f"${tick:.2f} increments", 42210000)
+
+
 def parse_price(body: dict, key: str, required: bool) -> float | None:
     raw = body.get(key)
     if raw is None or raw == "":

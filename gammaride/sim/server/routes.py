@@ -75,6 +75,38 @@ def _float_param(query: dict, key: str) -> float | None:
         raise ApiError(422, f"invalid {key}: {raw}", 40010001) from None
 
 
+def _foreign_position_json(h: dict) -> dict:
+    """A position held outside gammaride, in Alpaca's shape (its class may be one alpaca-py
+    does not know)."""
+    value = decimal_str(round(h["qty"] * h["price"], 2))
+    return {
+        "asset_id": contract_id(h["symbol"]), "symbol": h["symbol"], "exchange": "",
+        "asset_class": h["asset_class"], "asset_marginable": False,
+        "avg_entry_price": decimal_str(h["price"]), "qty": decimal_str(h["qty"]), "side": "long",
+        "market_value": value, "cost_basis": value, "unrealized_pl": "0", "unrealized_plpc": "0",
+        "unrealized_intraday_pl": "0", "unrealized_intraday_plpc": "0",
+        "current_price": decimal_str(h["price"]), "lastday_price": decimal_str(h["price"]),
+        "change_today": "0", "qty_available": decimal_str(h["qty"]),
+    }
+
+
+def _foreign_order_json(h: dict) -> dict:
+    """The filled buy that opened a foreign holding."""
+    t = rfc3339(h["created_ns"])
+    return {
+        "id": contract_id("order/" + h["symbol"]), "client_order_id": "web-" + h["symbol"].lower(),
+        "created_at": t, "updated_at": t, "submitted_at": t, "filled_at": t, "expired_at": None,
+        "canceled_at": None, "failed_at": None, "replaced_at": None, "replaced_by": None, "replaces": None,
+        "asset_id": contract_id(h["symbol"]), "symbol": h["symbol"], "asset_class": h["asset_class"],
+        "notional": None, "qty": decimal_str(h["qty"]), "filled_qty": decimal_str(h["qty"]),
+        "filled_avg_price": decimal_str(h["price"]), "order_class": "simple", "order_type": "market",
+        "type": "market", "side": "buy", "position_intent": "buy_to_open", "time_in_force": "day",
+        "limit_price": None, "stop_price": None, "status": "filled", "extended_hours": False, "legs": None,
+        "trail_percent": None, "trail_price": None, "hwm": None, "subtag": None, "source": None,
+        "expires_at": None,
+    }
+
+
 def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, Callable]]:
     broker, tape, book, sched = app.broker, app.tape, app.book, app.schedule
 
@@ -109,7 +141,8 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         return 200, rows
 
     def positions(p, q, b, now):
-        return 200, [broker.position_json(pos, now) for pos in broker.positions.values()]
+        return 200, [broker.position_json(pos, now) for pos in broker.positions.values()] + [
+            _foreign_position_json(h) for h in app.foreign_holdings]
 
     def position(p, q, b, now):
         pos = broker.positions.get(p["symbol"].upper())
@@ -174,9 +207,12 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
                 continue
             if after is not None and o.created_ns <= after or until is not None and o.created_ns >= until:
                 continue
-            rows.append((o.created_ns, seq, o))
+            rows.append((o.created_ns, seq, o.to_json(nested=nested)))
+        if status != "open":
+            rows += [(h["created_ns"], -1 - i, _foreign_order_json(h)) for i, h in enumerate(app.foreign_holdings)
+                     if (not symbols or h["symbol"] in symbols) and side in (None, "", "buy")]
         rows.sort(key=lambda r: (r[0], r[1]), reverse=q.get("direction", "desc") != "asc")
-        return 200, [o.to_json(nested=nested) for _, _, o in rows[:limit]]
+        return 200, [o for _, _, o in rows[:limit]]
 
     def get_order(p, q, b, now):
         order = broker.orders.get(p["id"])
@@ -263,27 +299,59 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
             raise ApiError(404, "option contract not found", 40410000)
         return 200, _contract_json(c, now)
 
-    def _option_quote_json(px, ts):
-        return {"ap": px["ask"], "as": 10, "ax": "C", "bp": px["bid"], "bs": 10, "bx": "C", "c": "A", "t": ts}
+    def _otm(c, spot, which):
+        return which == "all" or which == "otm" and (c.strike > spot if c.right == "C" else c.strike < spot)
+
+    def _option_quote_json(px, ts, one_sided=False, feed="opra"):
+        bid, ask = px["bid"], px["ask"]
+        if feed == "indicative" and app.indicative_skew and bid > 0:
+            k = min(app.indicative_skew, round((ask - bid) / 2, 2))  # never crossed
+            bid, ask = round(bid + k, 2), round(ask - k, 2)
+        bid, size = (0, 0) if one_sided else (bid, 10)
+        return {"ap": ask, "as": 10, "ax": "C", "bp": bid, "bs": size, "bx": "C", "c": "A", "t": ts}
+
+    def _option_feed(q):
+        """Alpaca's default is OPRA with the subscription, else indicative; asking for OPRA
+        without it is refused."""
+        feed = q.get("feed") or ("opra" if app.subscription == "plus" else "indicative")
+        if feed not in ("opra", "indicative"):
+            raise ApiError(400, f"invalid feed: {feed}", 40010001)
+        if feed == "opra" and app.subscription != "plus":
+            raise ApiError(403, "subscription does not permit querying OPRA data")
+        return feed
+
+    def _stock_feed(q, end_ns, now):
+        """The free plan serves SIP only older than 15 minutes, and never on latest endpoints."""
+        feed = q.get("feed") or ("sip" if app.subscription == "plus" else "iex")
+        if feed not in ("iex", "sip", "otc", "boats", "overnight"):
+            raise ApiError(400, f"invalid feed: {feed}", 40010001)
+        if feed == "sip" and app.subscription != "plus" and (end_ns is None or end_ns > now - 15 * 60 * 10**9):
+            raise ApiError(403, "subscription does not permit querying recent SIP data")
 
     def _option_trade_json(px, ts):
         return {"c": "I", "p": round(px["mid"], 2), "s": 1, "t": ts, "x": "C"}
 
-    def _snapshot(c, now, spot, ts):
+    def _snapshot(c, now, spot, ts, feed):
         px = book.price(c, now, spot)
-        return {
-            "latestQuote": _option_quote_json(px, ts),
+        snap = {
+            "latestQuote": _option_quote_json(px, ts, _otm(c, spot, app.one_sided), feed),
             "latestTrade": _option_trade_json(px, ts),
-            "impliedVolatility": round(px["iv"], 6),
-            "greeks": {k: round(px[k], 6) for k in ("delta", "gamma", "rho", "theta", "vega")},
         }
+        if not _otm(c, spot, app.missing_iv):  # optional fields: OTM 0DTE contracts may lack them
+            snap["impliedVolatility"] = round(px["iv"], 6)
+            snap["greeks"] = {k: round(px[k], 6) for k in ("delta", "gamma", "rho", "theta", "vega")}
+        return snap
+
+    def _quote_time(now):
+        return rfc3339(now - app.quote_age_ns)
 
     def snapshots(p, q, b, now):
+        feed = _option_feed(q)
         if p["underlying"].upper() != book.underlying:
             return 200, {"snapshots": {}, "next_page_token": None}
         page, nxt = _page(_filtered_chain(q, now), q, 100, 1000)
-        spot, ts = tape.price_at(now), rfc3339(now)
-        return 200, {"snapshots": {c.symbol: _snapshot(c, now, spot, ts) for c in page}, "next_page_token": nxt}
+        spot, ts = tape.price_at(now), _quote_time(now)
+        return 200, {"snapshots": {c.symbol: _snapshot(c, now, spot, ts, feed) for c in page}, "next_page_token": nxt}
 
     def _listed(q, now):
         """Contracts named in ``symbols`` that this market lists (unknown ones are left out)."""
@@ -297,19 +365,25 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         return out
 
     def option_snapshots(p, q, b, now):
-        spot, ts = tape.price_at(now), rfc3339(now)
-        return 200, {"snapshots": {c.symbol: _snapshot(c, now, spot, ts) for c in _listed(q, now)},
+        feed = _option_feed(q)
+        spot, ts = tape.price_at(now), _quote_time(now)
+        return 200, {"snapshots": {c.symbol: _snapshot(c, now, spot, ts, feed) for c in _listed(q, now)},
                      "next_page_token": None}
 
     def option_quotes(p, q, b, now):
-        spot, ts = tape.price_at(now), rfc3339(now)
-        return 200, {"quotes": {c.symbol: _option_quote_json(book.price(c, now, spot), ts) for c in _listed(q, now)}}
+        feed = _option_feed(q)
+        spot, ts = tape.price_at(now), _quote_time(now)
+        return 200, {"quotes": {c.symbol: _option_quote_json(book.price(c, now, spot), ts,
+                                                             _otm(c, spot, app.one_sided), feed)
+                                for c in _listed(q, now)}}
 
     def option_trades(p, q, b, now):
+        _option_feed(q)
         spot, ts = tape.price_at(now), rfc3339(now)
         return 200, {"trades": {c.symbol: _option_trade_json(book.price(c, now, spot), ts) for c in _listed(q, now)}}
 
     def stock_quotes(p, q, b, now):
+        _stock_feed(q, None, now)
         symbols = [s.strip().upper() for s in q.get("symbols", "").split(",") if s.strip()]
         if not symbols:
             raise ApiError(422, "symbols is required", 40010001)
@@ -332,6 +406,7 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         }
 
     def _bars_for(symbol, q, now):
+        _stock_feed(q, _time_param(q, "end"), now)
         try:
             arr = tape.timeframe(q.get("timeframe", ""))
         except ValueError as exc:
@@ -419,12 +494,14 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
                 "c": ["@"], "i": int(t // 1_000_000), "z": "B"}
 
     def trades_multi(p, q, b, now):
+        _stock_feed(q, None, now)
         symbols = [s.strip().upper() for s in q.get("symbols", "").split(",") if s.strip()]
         if not symbols:
             raise ApiError(422, "symbols is required", 40010001)
         return 200, {"trades": {s: _latest_trade(now) for s in symbols if s == tape.symbol}}
 
     def trade_single(p, q, b, now):
+        _stock_feed(q, None, now)
         if p["symbol"].upper() != tape.symbol:
             raise ApiError(404, f"no trade found for {p['symbol']}", 40410000)
         return 200, {"symbol": tape.symbol, "trade": _latest_trade(now)}
