@@ -266,7 +266,7 @@ def test_hostile_text_appears_as_text(tmp_path):
     path = make_journal(tmp_path / "x.duckdb", paper_symbol=HOSTILE, paper_reason=HOSTILE,
                         contract=HOSTILE, error=HOSTILE)
     (tmp_path / "calibration.json").write_text(json.dumps({
-        "schema": "gammaride.calibration", "published": False, "verdict": HOSTILE,
+        "schema": "gammaride.calibration", "schema_version": 1, "published": False, "verdict": HOSTILE,
         "buckets": [{"label": HOSTILE, "phase": 2, "tp_mult": 2.0, "sl_mult": 1.0}],
     }))
     data = build_report_data(path)
@@ -304,6 +304,9 @@ def test_calibration_panel_states(journal_path, tmp_path):
         ("{not json", "is not valid JSON"),
         ("[1, 2]", "not a gammaride calibration"),
         ('{"schema": "gammaride.calibration", "edges": NaN}', "NaN"),
+        # the calibration package's one schema: a string where a number belongs is refused
+        ('{"schema": "gammaride.calibration", "schema_version": 1, "published": true, "edges": [], '
+         '"buckets": [{"label": "low", "phase": 2, "tp_mult": "2.5"}]}', "bucket low has tp_mult '2.5'"),
         ("x" * 2_100_000, "far larger"),
     ]:
         cal.write_text(content)

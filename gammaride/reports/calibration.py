@@ -1,6 +1,8 @@
 """The calibration panel's data, read defensively from ``calibration.json``.
 
-The report must never fail because of this file: a missing, unreadable, oversized or
+The file is parsed with the calibration package's one schema
+(:class:`gammaride.calibration.schema.CalibrationDocument`), never the fitting code. The
+report must never fail because of this file: a missing, unreadable, oversized or
 malformed file becomes a status and a message the panel shows instead. Which exits
 scan and replay use now is decided by :func:`gammaride.calibration.load_exit_policy`
 (the one reader of that question); this module only gathers what the panel shows.
@@ -13,10 +15,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gammaride.calibration.document import SCHEMA
+from gammaride.calibration.schema import (
+    BucketDocument,
+    CalibrationDocument,
+    ValidationError,
+    describe_error,
+)
 from gammaride.config import Settings
 
-CALIBRATION_FILE = "calibration.json"
-SCHEMA = "gammaride.calibration"
 MAX_BYTES = 2_000_000
 MAX_BUCKETS = 50
 
@@ -44,7 +51,11 @@ def read_calibration(path: Path | None, settings: Settings | None = None) -> dic
             raise _Bad(f"is not valid JSON ({str(exc)[:160]})") from None
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
             raise _Bad(f'is not a gammaride calibration file (no "schema": "{SCHEMA}")')
-        return {**out, **_parse(doc, settings), "status": "ok", "message": None}
+        try:
+            model = CalibrationDocument.model_validate(doc)
+        except ValidationError as exc:
+            raise _Bad(describe_error(exc, doc)) from None
+        return {**out, **_parse(model, settings), "status": "ok", "message": None}
     except _Bad as bad:
         return {**out, "status": "invalid", "message": f"{out['path']} {bad}"}
     except (OSError, UnicodeDecodeError, RecursionError, TypeError, AttributeError) as exc:
@@ -81,24 +92,22 @@ def _break_even(label: str, tp: float, sl: float) -> dict[str, Any]:
     return {"label": str(label), "tp": tp, "sl": sl, "rate": sl / (tp + sl) if tp + sl > 0 else math.nan}
 
 
-def _parse(doc: dict, settings: Settings) -> dict[str, Any]:
-    edges = doc.get("edges")
-    edges = [float(e) for e in edges] if isinstance(edges, list) and all(_num(e) for e in edges) else []
+def _parse(doc: CalibrationDocument, settings: Settings) -> dict[str, Any]:
+    edges = list(doc.edges)
     if edges != sorted(edges) or any(e <= 0 for e in edges):
         edges = []
-    own = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
+    own = doc.settings or {}
     tp1 = _num(own.get("tp_mult")) or settings.tp_mult
     sl1 = _num(own.get("sl_mult")) or settings.sl_mult
-    raw = doc.get("buckets") if isinstance(doc.get("buckets"), list) else []
-    buckets = [_bucket(b, i, tp1, sl1) for i, b in enumerate(raw[:MAX_BUCKETS]) if isinstance(b, dict)]
-    overall = doc.get("overall") if isinstance(doc.get("overall"), dict) else {}
+    buckets = [_bucket(b, i, tp1, sl1) for i, b in enumerate(doc.buckets[:MAX_BUCKETS])]
+    overall = doc.overall or {}
     return {
-        "published": doc.get("published") is True,
-        "forced": doc.get("forced") is True,
-        "verdict": _text(doc.get("verdict")),
-        "fitted_at": _text(doc.get("fitted_at")),
-        "n_trades": _count(doc.get("n_trades")),
-        "unit": _text(doc.get("outcome_unit")) or "ATR per trade",
+        "published": doc.published,
+        "forced": doc.forced,
+        "verdict": _text(doc.verdict),
+        "fitted_at": _text(doc.fitted_at),
+        "n_trades": _count(doc.n_trades),
+        "unit": _text((doc.model_extra or {}).get("outcome_unit")) or "ATR per trade",
         "edges": edges,
         "buckets": buckets,
         "overall": {
@@ -108,8 +117,8 @@ def _parse(doc: dict, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _bucket(b: dict, i: int, tp1: float, sl1: float) -> dict[str, Any]:
-    lo, hi = _num(b.get("atr_from")), _num(b.get("atr_to"))
+def _bucket(b: BucketDocument, i: int, tp1: float, sl1: float) -> dict[str, Any]:
+    lo, hi = b.atr_from, b.atr_to
     if lo is None and hi is None:
         atr_range = "all ATRs"
     elif lo is None:
@@ -118,18 +127,17 @@ def _bucket(b: dict, i: int, tp1: float, sl1: float) -> dict[str, Any]:
         atr_range = f"ATR >= ${lo:.3g}"
     else:
         atr_range = f"${lo:.3g} to ${hi:.3g}"
-    phase = b.get("phase") if b.get("phase") in (1, 2) else None
     return {
-        "label": _text(b.get("label")) or f"bucket {i + 1}",
+        "label": _text(b.label) or f"bucket {i + 1}",
         "range": atr_range,
-        "n": _count(b.get("n")),
-        "phase": phase,
+        "n": _count(b.n),
+        "phase": b.phase if b.phase in (1, 2) else None,
         "tp1": tp1,
         "sl1": sl1,
-        "tp2": _num(b.get("tp_mult")),
-        "sl2": _num(b.get("sl_mult")),
-        "in_sample": _pair(b.get("in_sample")),
-        "out_of_sample": _oos(b.get("out_of_sample")),
+        "tp2": b.tp_mult,
+        "sl2": b.sl_mult,
+        "in_sample": _pair(b.in_sample),
+        "out_of_sample": _oos(b.out_of_sample),
     }
 
 

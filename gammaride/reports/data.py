@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gammaride.calibration.document import calibration_path_for
 from gammaride.config import ET, Settings
 from gammaride.errors import ConfigError
 from gammaride.journal import Journal
@@ -34,6 +35,7 @@ from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.reports import calibration as calib
 from gammaride.reports import gamma as gamma_section
 from gammaride.reports import stats
+from gammaride.scanner.signals import SKIP_IV, SKIP_WARMUP_CODE
 
 SOURCES = ("all", *RUN_MODES)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -109,7 +111,7 @@ def _build(journal: Journal, f: ReportFilters) -> dict[str, Any]:
     try:
         rows = with_identity(q.trades())
         trades = count_once(rows)  # each trade once: the report never adds a trade twice
-        cal = calib.read_calibration(_calibration_path(journal, f), f.settings)
+        cal = calib.read_calibration(f.calibration or calibration_path_for(journal.path), f.settings)
         sessions = q.sessions()
         blocks = {kind: _block(kind, trades[trades["kind"] == kind], sessions.get(kind, 0), f, cal)
                   for kind in KINDS}
@@ -127,7 +129,7 @@ def _build(journal: Journal, f: ReportFilters) -> dict[str, Any]:
             "backtest": blocks["simulation"],
             "headline": _headline(blocks["fill"], closed, f, cal),
             "quality": {**quality(rows), **q.quality()},
-            "funnel": q.funnel(),
+            "funnel": q.funnel(trades),
             "skip_reasons": q.skip_reasons(),
             "calibration": cal,
             "latest_trades": _latest(trades, f.latest_trades),
@@ -139,21 +141,12 @@ def _build(journal: Journal, f: ReportFilters) -> dict[str, Any]:
     return data
 
 
-def _calibration_path(journal: Journal, f: ReportFilters) -> Path | None:
-    if f.calibration is not None:
-        return f.calibration
-    if journal.path == ":memory:":
-        return None
-    return Path(journal.path).parent / calib.CALIBRATION_FILE
-
-
 class _Query:
     """The report's SQL. Every query is restricted to the filtered runs and period."""
 
     def __init__(self, journal: Journal, f: ReportFilters):
         self.j = journal
         self.f = f
-        # A temporary table would need a writable journal; a registered frame does not.
         self.since = pd.Timestamp(f.since).tz_localize(ET) if f.since else None
 
     def register(self) -> None:
@@ -164,8 +157,18 @@ class _Query:
             [mode, mode],
         )
         self.j.con.register("_report_runs", runs.astype({"run_id": "int64"}))
+        # the scans counted once, worked out once for the funnel, skip reasons and quality
+        # (a temporary table lives in memory, so a read-only journal takes it too)
+        once, p = self._scans_once()
+        self.j.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _report_scans AS {once}
+            SELECT run_id, in_window, vol_spike, signal, trade_id, skip_reason, skip_code, gate
+            FROM once""",
+            p,
+        )
 
     def unregister(self) -> None:
+        self.j.con.execute("DROP TABLE IF EXISTS _report_scans")
         self.j.con.unregister("_report_runs")
 
     def _since(self, column: str) -> tuple[str, list[Any]]:
@@ -179,7 +182,32 @@ class _Query:
             return self.j.query(sql, params)
 
     def _one(self, sql: str, params: list[Any] | None = None) -> tuple:
-        return self.j.con.execute(sql, params or []).fetchone()
+        return self.j.con.execute(sql, params or []).fetchall()[0]  # read to the end
+
+    def _scans_once(self) -> tuple[str, list[Any]]:
+        """A ``WITH`` clause naming ``once``: each market minute's scan once per kind (fill
+        runs, simulations), by the trade identity's rule: scans of a run whose trades a
+        later replay superseded for that symbol and session never count; of the rest the
+        latest run's scans of that minute do. Rows of ``once`` carry ``gate``: the failed
+        gate's code, also for rows written before the codes (see :data:`_SKIP_CODE`)."""
+        c, p = self._since("s.decision_time")
+        return (
+            f"""
+            WITH gone AS (
+                SELECT DISTINCT run_id, symbol, CAST(entry_time AS DATE) AS day FROM trades
+                WHERE superseded_by IS NOT NULL
+            ), once AS (
+                SELECT s.*, {_SKIP_CODE} AS gate FROM scans s JOIN runs r USING (run_id)
+                WHERE s.run_id IN (SELECT run_id FROM _report_runs) {c}
+                  AND NOT EXISTS (SELECT 1 FROM gone g WHERE g.run_id = s.run_id
+                                  AND g.symbol = s.symbol
+                                  AND g.day = CAST(s.decision_time AS DATE))
+                QUALIFY s.run_id = max(s.run_id) OVER (
+                    PARTITION BY s.symbol, date_trunc('minute', s.decision_time), {KIND_SQL})
+            )
+            """,
+            p,
+        )
 
     # ---------------------------------------------------------------------------
     def trades(self) -> pd.DataFrame:
@@ -216,16 +244,17 @@ class _Query:
         )
 
     def quality(self) -> dict[str, int]:
-        """Outlier prints found in replayed bars (of runs no later replay replaced), runs
-        with errors, errors, dry-run trades."""
+        """Outlier prints found in replayed bars, runs with errors, errors, dry-run trades.
+
+        Outlier prints are journaled per run: a run's count stands while any of its scans
+        still counts (``_report_scans``, see :meth:`_scans_once`), so the same replay journaled twice counts its
+        bars once, with or without ``--replace``."""
         c, p = self._since("occurred_at")
         t, pt = self._since("t.entry_time")
         row = self._one(
             f"""
             SELECT (SELECT coalesce(sum(outlier_prints), 0) FROM runs
-                    WHERE run_id IN (SELECT run_id FROM _report_runs)
-                      AND run_id NOT IN (SELECT CAST(unnest(string_split(replaces_runs, ',')) AS BIGINT)
-                                         FROM runs WHERE replaces_runs IS NOT NULL)),
+                    WHERE run_id IN (SELECT DISTINCT run_id FROM _report_scans)),
                    (SELECT count(DISTINCT run_id) FROM errors
                     WHERE run_id IN (SELECT run_id FROM _report_runs) {c}),
                    (SELECT count(*) FROM errors
@@ -307,22 +336,23 @@ class _Query:
             "latest": _records(frame.head(20)),
         }
 
-    def funnel(self) -> dict[str, Any]:
-        c, p = self._since("decision_time")
+    def funnel(self, trades: pd.DataFrame) -> dict[str, Any]:
+        """Scans through the gates to fills, each market minute's scan once per kind;
+        ``trades``: the trades counted once (replay entries are their own fills)."""
         # Gates apply in order (window, warm-up, volume, IV, direction), so each stage
         # counts the scans that passed it and every gate before it.
         row = self._one(
             f"""
             SELECT count(*),
                    count(*) FILTER (WHERE in_window),
-                   count(*) FILTER (WHERE in_window AND vol_spike AND NOT {_WARMING}),
-                   count(*) FILTER (WHERE in_window AND vol_spike AND NOT {_WARMING}
-                                     AND NOT {_IV_FAILED}),
+                   count(*) FILTER (WHERE in_window AND vol_spike
+                                     AND coalesce(gate, '') <> '{SKIP_WARMUP_CODE}'),
+                   count(*) FILTER (WHERE in_window AND vol_spike
+                                     AND coalesce(gate, '') NOT IN ('{SKIP_WARMUP_CODE}', '{SKIP_IV}')),
                    count(*) FILTER (WHERE signal),
                    count(*) FILTER (WHERE trade_id IS NOT NULL)
-            FROM scans WHERE run_id IN (SELECT run_id FROM _report_runs) {c}
-            """,
-            p,
+            FROM _report_scans
+            """
         )
         scans, in_window, volume, iv_ok, direction, entered = (int(v or 0) for v in row)
         o, po = self._since("coalesce(o.submitted_at, o.updated_at)")
@@ -336,17 +366,8 @@ class _Query:
             """,
             po,
         )
-        t, pt = self._since("t.entry_time")
         # Replay enters at the decision price with no broker: each entry is its own fill.
-        simulated = int(
-            self._one(
-                f"""
-                SELECT count(*) FROM trades t JOIN runs r USING (run_id)
-                WHERE r.mode = 'replay' AND t.run_id IN (SELECT run_id FROM _report_runs) {t}
-                """,
-                pt,
-            )[0]
-        )
+        simulated = int((trades["mode"] == "replay").sum())
         n_orders = int(orders[0]) + simulated
         n_fills = int(orders[1]) + simulated
         stages = [
@@ -372,28 +393,23 @@ class _Query:
         return {"stages": out, "entered": entered, "simulated_fills": simulated}
 
     def skip_reasons(self, limit: int = 10) -> list[dict[str, Any]]:
-        c, p = self._since("decision_time")
-        # Group "volume 0.7x < 2.0x" and "volume 1.2x < 2.0x" under "volume": the words
-        # before the first number or parenthesis name the gate.
+        """Why scans did not enter, counted once like the funnel: by ``skip_code``; rows
+        written before the codes by the words before the first number or parenthesis
+        ("volume 0.7x < 2.0x" and "volume 1.2x < 2.0x" under "volume")."""
         frame = self._df(
             f"""
             WITH k AS (
                 SELECT skip_reason,
-                       nullif(trim(regexp_extract(skip_reason, '^[^0-9(+\\-]*')), '') AS kind
-                FROM scans
-                WHERE skip_reason IS NOT NULL AND run_id IN (SELECT run_id FROM _report_runs) {c}
+                       coalesce(skip_code,
+                                nullif(trim(regexp_extract(skip_reason, '^[^0-9(+\\-]*')), '')) AS kind
+                FROM _report_scans WHERE skip_reason IS NOT NULL
             )
             SELECT left(coalesce(kind, skip_reason), 120) AS reason, count(*) AS n,
                    left(mode(skip_reason), 240) AS example, count(DISTINCT skip_reason) AS variants
             FROM k GROUP BY 1 ORDER BY n DESC, reason LIMIT {int(limit)}
-            """,
-            p,
+            """
         )
-        total = int(
-            self._one(
-                f"SELECT count(*) FROM scans WHERE run_id IN (SELECT run_id FROM _report_runs) {c}", p
-            )[0]
-        )
+        total = int(self._one("SELECT count(*) FROM _report_scans")[0])
         rows = _records(frame)
         for r in rows:
             r["share"] = r["n"] / total if total else math.nan
@@ -414,8 +430,12 @@ class _Query:
         return {"n": total, "latest": _records(frame)}
 
 
-_WARMING = "coalesce(skip_reason LIKE 'warming up%', false)"
-_IV_FAILED = "coalesce(skip_reason LIKE 'IV percentile%' OR skip_reason LIKE 'no IV data%', false)"
+_SKIP_CODE = f"""coalesce(s.skip_code, CASE
+    WHEN s.skip_reason LIKE 'warming up%' THEN '{SKIP_WARMUP_CODE}'
+    WHEN s.skip_reason LIKE 'IV percentile%' OR s.skip_reason LIKE 'no IV data%' THEN '{SKIP_IV}'
+    END)"""
+"""Which gate failed: ``scans.skip_code``; rows journaled before the codes carry only the
+message, and the two gates the funnel needs are read from its words."""
 
 
 # ------------------------------------------------------------------------------------

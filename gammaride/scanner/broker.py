@@ -447,6 +447,12 @@ class AlpacaBroker:
         self, symbol: str, expiration_gte: date, expiration_lte: date,
         strike_gte: float | None = None, strike_lte: float | None = None,
     ) -> pd.DataFrame:
+        return self._chain("option chain", chain_frame, symbol, expiration_gte, expiration_lte,
+                           strike_gte, strike_lte)
+
+    def _chain(self, what: str, frame, symbol: str, expiration_gte: date, expiration_lte: date,
+               strike_gte: float | None, strike_lte: float | None) -> pd.DataFrame:
+        """The underlying's chain snapshots (alpaca-py follows the pages) read by ``frame``."""
         from alpaca.data.requests import OptionChainRequest
 
         def get(feed):
@@ -455,9 +461,9 @@ class AlpacaBroker:
                 expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
                 strike_price_gte=strike_gte, strike_price_lte=strike_lte,
             )
-            return chain_frame(self.options.get_option_chain(req))
+            return frame(self.options.get_option_chain(req))
 
-        return self._option_data("option chain", get)
+        return self._option_data(what, get)
 
     def option_quote(self, contract: str) -> OptionQuote:
         """The contract's latest quote (its time says how old it is)."""
@@ -548,17 +554,8 @@ class AlpacaBroker:
     ) -> pd.DataFrame:
         """The chain frame plus each snapshot's ``gamma`` (NaN where the snapshot has none);
         alpaca-py follows the pages (1,000 snapshots each)."""
-        from alpaca.data.requests import OptionChainRequest
-
-        def get(feed):
-            req = OptionChainRequest(
-                underlying_symbol=symbol, feed=feed,
-                expiration_date_gte=expiration_gte, expiration_date_lte=expiration_lte,
-                strike_price_gte=strike_gte, strike_price_lte=strike_lte,
-            )
-            return gamma_chain_frame(self.options.get_option_chain(req))
-
-        return self._option_data("gamma chain", get)
+        return self._chain("gamma chain", gamma_chain_frame, symbol, expiration_gte, expiration_lte,
+                           strike_gte, strike_lte)
 
     def open_interest(
         self, symbol: str, expiration_gte: date, expiration_lte: date,

@@ -12,7 +12,6 @@ and leave out a seeded share of minutes (illiquid minutes have no bar, as on Alp
 
 from __future__ import annotations
 
-import base64
 from functools import lru_cache
 
 import numpy as np
@@ -22,6 +21,7 @@ from gammaride.errors import ConfigError
 from gammaride.sim import blackscholes
 from gammaride.sim.server.market import ET, NS_MIN, rfc3339_seconds, schedule
 from gammaride.sim.server.options import parse_occ
+from gammaride.sim.server.routes import page_token, read_page_token
 
 MAX_PAGE = 10_000
 
@@ -132,10 +132,10 @@ class History:
         limit = min(limit, self.max_page)
         order = np.arange(len(bars["start"]))[::-1] if desc else np.arange(len(bars["start"]))
         if token:
-            cursor = int(_untoken(token))
+            cursor = int(read_page_token(token))
             order = order[bars["start"][order] <= cursor] if desc else order[bars["start"][order] >= cursor]
         page = order[:limit]
-        nxt = _token(str(int(bars["start"][order[limit]]))) if len(order) > limit else None
+        nxt = page_token(str(int(bars["start"][order[limit]]))) if len(order) > limit else None
         return [_bar_json(bars, j) for j in page], nxt
 
     # ------------------------------------------------------------------ option bars
@@ -177,7 +177,7 @@ class History:
         """Bars of several contracts, symbol by symbol then by time, ``limit`` in all."""
         after = None
         if token:
-            sym, _, ns = _untoken(token).partition("|")
+            sym, _, ns = read_page_token(token).partition("|")
             after = (sym, int(ns))
         out: dict[str, list[dict]] = {}
         left = min(limit, self.max_page)
@@ -193,7 +193,7 @@ class History:
             if len(idx) > left:
                 if left:
                     out[sym] = [_bar_json(bars, j) for j in idx[:left]]
-                return out, _token(f"{sym}|{int(bars['start'][idx[left]])}")
+                return out, page_token(f"{sym}|{int(bars['start'][idx[left]])}")
             out[sym] = [_bar_json(bars, j) for j in idx]
             left -= len(idx)
         return out, None
@@ -217,14 +217,3 @@ def _bar_json(bars: dict[str, np.ndarray], j: int) -> dict:
             "c": c, "v": int(v), "n": int(v // 100) + 1, "vw": round((h + lo + c) / 3.0, 4)}
 
 
-def _token(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode()
-
-
-def _untoken(token: str) -> str:
-    from gammaride.sim.server.orders import ApiError
-
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except Exception:
-        raise ApiError(422, "invalid page_token", 40010001) from None

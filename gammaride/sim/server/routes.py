@@ -26,11 +26,13 @@ _MAX_BARS_PAGE = 10_000
 _SIP_DELAY_NS = 15 * 60 * 1_000_000_000
 
 
-def _token(value: str) -> str:
+def page_token(value: str) -> str:
+    """An opaque next_page_token, as Alpaca hands them out."""
     return base64.urlsafe_b64encode(value.encode()).decode()
 
 
-def _untoken(token: str) -> str:
+def read_page_token(token: str) -> str:
+    """What :func:`page_token` wrapped; a token it did not make is a 422, as at Alpaca."""
     try:
         return base64.urlsafe_b64decode(token.encode()).decode()
     except Exception:
@@ -279,10 +281,10 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         limit = _limit(q, default, maximum)
         token = q.get("page_token")
         if token:
-            after = _untoken(token)
+            after = read_page_token(token)
             items = [c for c in items if c.symbol > after]
         page = items[:limit]
-        nxt = _token(page[-1].symbol) if len(items) > limit else None
+        nxt = page_token(page[-1].symbol) if len(items) > limit else None
         return page, nxt
 
     def contracts(p, q, b, now):
@@ -427,14 +429,14 @@ def build_routes(app: OfflineAlpaca) -> list[tuple[str, re.Pattern, str | None, 
         desc = q.get("sort", "asc") == "desc"
         token = q.get("page_token")
         if token:
-            cursor = int(_untoken(token))
+            cursor = int(read_page_token(token))
             if desc:
                 hi = min(hi, int(np.searchsorted(arr.start, cursor, side="right")))
             else:
                 lo = max(lo, int(np.searchsorted(arr.start, cursor)))
         idx = range(hi - 1, lo - 1, -1) if desc else range(lo, hi)
         page = idx[:limit]
-        nxt = _token(str(int(arr.start[idx[limit]]))) if len(idx) > limit else None
+        nxt = page_token(str(int(arr.start[idx[limit]]))) if len(idx) > limit else None
         return [arr.bar_json(j) for j in page], nxt
 
     def _refuse_recent_sip(q, now):
