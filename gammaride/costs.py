@@ -95,15 +95,7 @@ def round_trip(
     slippage_usd = (slip + slip * exit_share) * size
     fees_usd = 2.0 * model.fee_per_contract * n
     gross_usd = (exit_mid - entry_mid) * size
-    return RoundTrip(
-        entry_premium=entry_premium,
-        exit_premium=exit_premium,
-        gross_usd=gross_usd,
-        fees_usd=fees_usd,
-        spread_usd=spread_usd,
-        slippage_usd=slippage_usd,
-        net_usd=gross_usd - fees_usd - spread_usd - slippage_usd,
-    )
+    return _trip(entry_premium, exit_premium, gross_usd, fees_usd, spread_usd, slippage_usd)
 
 
 def estimated_costs(gross_usd: np.ndarray, contracts: np.ndarray, model: CostModel) -> RoundTrip:
@@ -116,9 +108,14 @@ def estimated_costs(gross_usd: np.ndarray, contracts: np.ndarray, model: CostMod
     slippage_usd = 2.0 * model.slippage * size
     fees_usd = 2.0 * model.fee_per_contract * n
     nan = np.full(gross_usd.shape, np.nan)
+    return _trip(nan, nan, gross_usd, fees_usd, spread_usd, slippage_usd)
+
+
+def _trip(entry_premium, exit_premium, gross_usd, fees_usd, spread_usd, slippage_usd) -> RoundTrip:
+    """A round trip whose net is its gross less each cost: the one place that subtracts."""
     return RoundTrip(
-        entry_premium=nan,
-        exit_premium=nan,
+        entry_premium=entry_premium,
+        exit_premium=exit_premium,
         gross_usd=gross_usd,
         fees_usd=fees_usd,
         spread_usd=spread_usd,
