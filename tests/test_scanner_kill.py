@@ -164,6 +164,15 @@ def _kill_when(proc: subprocess.Popen, taken: threading.Event, release: threadin
     release.set()
 
 
+def _restarted_scanner(srv, journal: Journal) -> tuple[Scanner, list[str]]:
+    """The scanner a restart builds on the same journal and server, and what it prints."""
+    lines: list[str] = []
+    broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
+    sc = Scanner(broker, journal, Settings.load(env={}), SteppedClock(srv.advance_to), mode="offline",
+                 iv_percentile=0.5, out=lines.append)
+    return sc, lines
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_a_kill_right_after_the_entry_order_is_booked_from_the_brokers_fill_on_restart(tmp_path):
     path = tmp_path / "j.duckdb"
@@ -178,10 +187,7 @@ def test_a_kill_right_after_the_entry_order_is_booked_from_the_brokers_fill_on_r
             intent = journal.query("SELECT * FROM order_intents").iloc[0]
             assert intent["client_order_id"] == entry.client_order_id and intent["purpose"] == "entry"
 
-            lines: list[str] = []
-            broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
-            sc = Scanner(broker, journal, Settings.load(env={}), SteppedClock(srv.advance_to), mode="offline",
-                         iv_percentile=0.5, out=lines.append)
+            sc, lines = _restarted_scanner(srv, journal)
             sc.run(3)
             assert any(ln.startswith(f"Booked entry {entry.client_order_id} from the broker's record") for ln in lines)
             assert sc.stats.adopted == 1
@@ -213,10 +219,7 @@ def test_a_kill_right_after_the_exit_order_books_the_real_exit_on_restart(tmp_pa
         with Journal(path) as journal:
             t = journal.query("SELECT status FROM trades").iloc[0]
             assert t["status"] == "open"  # the kill came before the exit was booked
-            lines: list[str] = []
-            broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
-            sc = Scanner(broker, journal, Settings.load(env={}), SteppedClock(srv.advance_to), mode="offline",
-                         iv_percentile=0.5, out=lines.append)
+            sc, lines = _restarted_scanner(srv, journal)
             sc.start()
             t = journal.query("SELECT * FROM trades").iloc[0]
             assert t["status"] == "closed" and t["exit_reason"] == "tp"  # the exit's own reason, not 'manual'
