@@ -311,15 +311,13 @@ class AlpacaBroker:
         """Run ``fn``; reads (everything but order submission) are retried on transient
         failures (5xx, 429, timeout, dropped connection, malformed reply): repeating a read
         changes nothing at the broker, and one lost packet should not cost a scan."""
-        attempts = 1 if what.startswith("submit") else self.read_attempts
-        for i in range(attempts):
-            try:
-                return self._once(what, fn, *args, **kwargs)
-            except BrokerError as exc:
-                status = getattr(exc, "status", None)
-                transient = exc.kind != "http" or status is None or status >= 500 or status == 429
-                if not transient or i == attempts - 1:
-                    raise
+        from gammaride.scanner.retry import is_transient, with_retries
+
+        return with_retries(
+            lambda: self._once(what, fn, *args, **kwargs),
+            attempts=1 if what.startswith("submit") else self.read_attempts,
+            retry_if=lambda exc: exc.kind != "http" or is_transient(exc),
+        )
 
     def _once(self, what: str, fn, *args, **kwargs):
         import requests
