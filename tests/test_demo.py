@@ -40,9 +40,9 @@ def test_demo_prints_the_real_scan_lines_and_trades_its_signal(demo):
     assert re.search(r"\[SCAN 12\] 10:08:05 - Time: IN \| Volume: 2\.1x \| Direction: CALL .* ✓ SUBMITTED", text)
 
 
-def test_demo_says_loudly_that_it_lowers_the_calibration_bar(demo):
+def test_demo_says_loudly_that_its_calibration_is_too_small_to_trust(demo):
     _, text, _, out = demo
-    assert "calibration needs 50. The demo lowers" in text
+    assert "enough for the\n50 calibration needs, far too few to trust" in text
     assert (out / "calibration.json").exists()
 
 

@@ -6,8 +6,8 @@
 3. A priced replay of history: the offline server's simulated SPY history is fetched
    through alpaca-py into the history cache (as 'gammaride fetch' does from Alpaca) and
    replayed with every trade priced from its option's own minute bars, net of costs.
-4. Calibration of Phase 2 exits from that journal (the sample is below the 50 trades
-   calibration needs: the demo lowers the bar, and says so).
+4. Calibration of Phase 2 exits from that journal (a demo journal is far too small to
+   trust, and the demo says so; below 50 trades it lowers the bar to show the method).
 5. The HTML win-rate report, written to disk.
 
 Everything goes to one folder (default ./gammaride-demo). A rerun replaces the demo's own
@@ -144,8 +144,12 @@ def _calibrate(journal: Journal, settings: Settings, out: Path) -> None:
     _heading("4. Calibration of Phase 2 exits")
     n = len(journal.trades(closed_only=True))
     print(BANNER)
-    print(f"The demo journal holds {n} closed trades; calibration needs 50. The demo lowers")
-    print(f"the bar to {DEMO_MIN_TRADES} to show the method. Do not trade on a calibration this small.")
+    if n < 50:
+        print(f"The demo journal holds {n} closed trades; calibration needs 50. The demo lowers")
+        print(f"the bar to {DEMO_MIN_TRADES} to show the method. Do not trade on a calibration this small.")
+    else:
+        print(f"The demo journal holds {n} closed trades from a handful of sessions: enough for the")
+        print("50 calibration needs, far too few to trust. Do not trade on a calibration this small.")
     print(BANNER)
     try:
         result = calibrate(journal, settings, min_trades=DEMO_MIN_TRADES, out=out / "calibration.json")
