@@ -32,9 +32,9 @@ from gammaride.calibration import (
     trade_paths_from_frames,
 )
 from gammaride.calibration.grid import simulate_one
+from gammaride.calibration.synthetic import REGIMES, synthetic_frames, true_surfaces, write_journal
 from gammaride.config import Settings
 from gammaride.journal import Journal
-from gammaride.sim.synthetic import REGIMES, synthetic_frames, true_surfaces, write_journal
 
 
 def false_publishes(settings: Settings, journals: int, trades: int, looks: int) -> dict:

@@ -28,12 +28,12 @@ import pandas as pd
 
 from gammaride.config import ET, Settings
 from gammaride.journal import Journal
+from gammaride.keys import Keys
+from gammaride.offline import OfflineAlpaca
 from gammaride.scanner import gamma as G
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import Scanner
-from gammaride.sim.server import OfflineAlpaca
 
 NOW = pd.Timestamp("2024-01-04 10:00", tz=ET)
 SPOT = 468.0

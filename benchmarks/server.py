@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from gammaride.sim.server import OfflineAlpaca, occ_symbol
+from gammaride.offline import OfflineAlpaca, occ_symbol
 
 N = 300
 RATE = 200

@@ -109,7 +109,7 @@ class Settings:
     replay_delta: float = field(
         default=0.5, metadata=_num(0.01, 1.0, "option delta assumed for replay dollar P&L")
     )
-    # costs of an option round trip (gammaride.costs) and replay of real history
+    # costs of an option round trip (gammaride.rules.costs) and replay of real history
     option_fee_per_contract: float = field(
         default=0.03, metadata=_num(0.0, 10.0, "regulatory/clearing fees passed through, $ per contract per side")
     )

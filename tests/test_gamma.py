@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from gammaride.config import ET
+from gammaride.offline.options import black_scholes
 from gammaride.scanner import gamma as G
-from gammaride.sim.server.options import black_scholes
 from tests.conftest import shared_file
 
 NOW = pd.Timestamp("2024-01-04 10:00", tz=ET)

@@ -11,12 +11,12 @@ from alpaca.trading.client import TradingClient
 from gammaride.config import Settings
 from gammaride.errors import BrokerError
 from gammaride.journal import Journal
+from gammaride.keys import Keys
+from gammaride.offline import OfflineAlpaca
+from gammaride.rules.contracts import marketable_limit, premium_at, price_increment, to_tick
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.contracts import marketable_limit, premium_at, price_increment, to_tick
-from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import Scanner
-from gammaride.sim.server import OfflineAlpaca
 
 ET = "America/New_York"
 FOREIGN = [
@@ -350,8 +350,9 @@ def test_signal_line_comes_before_the_order_is_sent(tmp_path):
 
 
 def test_block_3_prints_the_price_change_and_block_4_the_cap():
-    from gammaride.scanner.blocks import calculate_setup, check_conditions, connect
-    from gammaride.scanner.colab import print_conditions, print_setup
+    from gammaride.connection import connect
+    from gammaride.notebook.blocks import calculate_setup, check_conditions
+    from gammaride.notebook.colab import print_conditions, print_setup
 
     s = Settings.load(env={}, max_contracts=3)
     with connect(offline=True, speed=0, start="2013-10-07 10:08:05", settings=s) as conn:
@@ -367,8 +368,9 @@ def test_block_3_prints_the_price_change_and_block_4_the_cap():
 
 
 def test_block_3_at_a_closed_market_shows_no_volume_or_direction_from_an_old_bar():
-    from gammaride.scanner.blocks import check_conditions, connect
-    from gammaride.scanner.colab import print_conditions
+    from gammaride.connection import connect
+    from gammaride.notebook.blocks import check_conditions
+    from gammaride.notebook.colab import print_conditions
 
     s = Settings.load(env={})
     with connect(offline=True, speed=0, start="2013-10-07 18:00:00", settings=s) as conn:

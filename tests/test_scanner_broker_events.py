@@ -11,12 +11,12 @@ import pytest
 from gammaride.config import ET, Settings
 from gammaride.errors import BrokerRejectedError
 from gammaride.journal import Journal
+from gammaride.keys import Keys
+from gammaride.offline import OfflineAlpaca
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import Scanner
 from gammaride.scanner.positions import client_order_id
-from gammaride.sim.server import OfflineAlpaca
 
 # a quiet settings set: no new signal can enter beside the position under test
 QUIET = {"vol_threshold": 20.0}

@@ -10,7 +10,7 @@ import pytest
 
 from gammaride import cli
 from gammaride.journal import Journal
-from gammaride.sim.server import OfflineAlpaca
+from gammaride.offline import OfflineAlpaca
 
 FAKE_ID = "PKGAMMARIDEFAKE7Q2Z"
 FAKE_SECRET = "sEcReTgammarideFakeValue0123456789abcdXyZ"

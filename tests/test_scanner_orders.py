@@ -13,13 +13,13 @@ from gammaride.config import ET, Settings
 from gammaride.errors import BrokerError
 from gammaride.journal import Journal
 from gammaride.journal.store import DRY_RUN_SQL
+from gammaride.keys import Keys
+from gammaride.offline import OfflineAlpaca
 from gammaride.reports import build_report_data
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec, _request, bars_frame, cent
 from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import SKIP_DECIDED, Scanner
 from gammaride.scanner.positions import ExitDecision, Position, backstop_client_id
-from gammaride.sim.server import OfflineAlpaca
 
 TRADE_DAY = "2013-10-07 10:06:30"  # a 10:08 call that exits TP on the 10:12 bar
 
@@ -156,7 +156,8 @@ def test_server_async_cancel_is_pending_until_the_clock_moves(tmp_path):
 
 
 def test_submit_order_block_cancels_an_entry_that_did_not_fill(tmp_path):
-    from gammaride.scanner.blocks import check_conditions, connect, submit_order
+    from gammaride.connection import connect
+    from gammaride.notebook.blocks import check_conditions, submit_order
 
     settings = Settings.load(env={}).replace(entry_timeout_seconds=2.0)
     conn = connect(settings=settings, offline=True, speed=0, start="2013-10-08 15:00:05")
@@ -168,7 +169,7 @@ def test_submit_order_block_cancels_an_entry_that_did_not_fill(tmp_path):
         stale = cond["chain"].copy()
         stale[["bid", "ask"]] = stale[["bid", "ask"]] * 0.5
         cond = {**cond, "chain": stale}
-        from gammaride.scanner.blocks import calculate_setup
+        from gammaride.notebook.blocks import calculate_setup
 
         setup = calculate_setup(conn, cond)
         out = submit_order(conn, cond, setup, dry_run=False, journal=journal)
@@ -180,8 +181,8 @@ def test_submit_order_block_cancels_an_entry_that_did_not_fill(tmp_path):
 
 
 def test_an_adopted_position_gets_a_backstop(tmp_path):
-    from gammaride.scanner.blocks import calculate_setup, check_conditions
-    from gammaride.scanner.colab import open_connection, send_order
+    from gammaride.notebook.blocks import calculate_setup, check_conditions
+    from gammaride.notebook.colab import open_connection, send_order
 
     conn = open_connection(None, offline=True, speed=0, settings=Settings.load(env={}),
                            start="2013-10-08 15:00:05")

@@ -31,8 +31,8 @@ from alpaca.trading.requests import (
 
 from gammaride.config import ET
 from gammaride.errors import ConfigError
-from gammaride.scanner.exits import evaluate_exits
-from gammaride.sim.server import OfflineAlpaca, black_scholes, occ_symbol, parse_occ, spread_quote
+from gammaride.offline import OfflineAlpaca, black_scholes, occ_symbol, parse_occ, spread_quote
+from gammaride.rules.exits import evaluate_exits
 
 
 @pytest.fixture

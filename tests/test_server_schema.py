@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import requests
 
-from gammaride.sim.server import OfflineAlpaca, occ_symbol
+from gammaride.offline import OfflineAlpaca, occ_symbol
 
 S = {"type": "string"}
 S_NULL = {"type": "string", "nullable": True}

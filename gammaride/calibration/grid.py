@@ -3,8 +3,8 @@
 The outcome of a trade is its result in ATRs of its own entry ATR:
 ``sign * (exit_price - entry) / atr``. That unit does not change when TP/SL change
 (an R multiple would: its unit is the SL distance), so Phase 1 and Phase 2 compare on
-one scale. Levels come from :func:`gammaride.scanner.setup.exit_levels`, the code replay
-and the live scanner use; Phase 1 outcomes from :func:`gammaride.scanner.exits.evaluate_exits`
+one scale. Levels come from :func:`gammaride.rules.setup.exit_levels`, the code replay
+and the live scanner use; Phase 1 outcomes from :func:`gammaride.rules.exits.evaluate_exits`
 itself, the whole grid from :func:`grid_exits`, the same rules by first passage (equal
 to ``evaluate_exits`` at every grid point, pinned by a test).
 """
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from gammaride.calibration.document import SL_GRID, TP_GRID
-from gammaride.scanner.exits import evaluate_exits
-from gammaride.scanner.setup import direction_sign, exit_levels
+from gammaride.rules.exits import evaluate_exits
+from gammaride.rules.setup import direction_sign, exit_levels
 
 MINUTE = pd.Timedelta(minutes=1)
 
@@ -151,7 +151,7 @@ class GridExits:
 def grid_exits(
     tp: TradePaths, tp_mults: np.ndarray = TP_GRID, sl_mults: np.ndarray = SL_GRID
 ) -> GridExits:
-    """The exit rules of :func:`gammaride.scanner.exits.evaluate_exits` for every grid point
+    """The exit rules of :func:`gammaride.rules.exits.evaluate_exits` for every grid point
     at once, by first passage: the first bar whose running low reaches each SL and the first
     whose running high reaches each TP. The SL wins a bar that touches both; a bar that opens
     beyond a level exits at its open; else the close of the last evaluable bar. Levels and

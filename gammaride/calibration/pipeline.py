@@ -71,7 +71,7 @@ from gammaride.calibration.validate import (
 )
 from gammaride.config import ET, Settings
 from gammaride.errors import CalibrationError
-from gammaride.scanner.setup import ExitPolicy
+from gammaride.rules.setup import ExitPolicy
 
 # An interval from fewer sessions than this says little: the verdict needs at least this many.
 MIN_OOS_SESSIONS = 10
@@ -698,7 +698,7 @@ def _document(
                 "sl": [float(SL_GRID[0]), float(SL_GRID[-1])],
                 "step": 0.1,
             },
-            "exits": "the exit rules of gammaride.scanner.exits on each trade's recorded path",
+            "exits": "the exit rules of gammaride.rules.exits on each trade's recorded path",
             "surface": f"per-bucket WLS of mean outcome on a degree-{DEGREE} polynomial in tp, sl (inverse-variance weights)",
             "buckets": "up to three ATR quantile buckets, each with at least twice the bucket minimum",
             "shrinkage": f"toward Phase 1 by n / (n + {min_bucket}); buckets under {min_bucket} trades keep Phase 1",

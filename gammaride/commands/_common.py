@@ -17,7 +17,7 @@ from gammaride.outputs import check_target
 
 if TYPE_CHECKING:
     from gammaride.journal import Journal
-    from gammaride.scanner.setup import ExitPolicy
+    from gammaride.rules.setup import ExitPolicy
 
 
 def add_journal_argument(parser: argparse.ArgumentParser) -> None:
@@ -55,9 +55,9 @@ def check_speed(speed: float) -> float:
 def check_offline_arguments(args: argparse.Namespace) -> None:
     """``--speed``, ``--url``, ``--start`` and ``--faults`` checked before anything is opened
     or started."""
-    from gammaride.scanner.keys import safe_url
-    from gammaride.sim.server.faults import FaultSpec
-    from gammaride.sim.server.market import to_ns
+    from gammaride.keys import safe_url
+    from gammaride.offline.faults import FaultSpec
+    from gammaride.offline.market import to_ns
 
     check_speed(args.speed)
     if getattr(args, "url", None) is not None:
@@ -90,7 +90,7 @@ def calibration_path(args: argparse.Namespace, journal: str | os.PathLike | None
 
 def load_policy(path: Path, settings: Settings) -> tuple[ExitPolicy, str]:
     """The published calibration (Phase 2) or Phase 1, with a line saying which and why."""
-    from gammaride.scanner.setup import ExitPolicy
+    from gammaride.rules.setup import ExitPolicy
 
     try:
         from gammaride.calibration import load_exit_policy

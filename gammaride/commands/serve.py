@@ -77,7 +77,7 @@ def network_warning(host: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from gammaride.sim.server import OfflineAlpaca
+    from gammaride.offline import OfflineAlpaca
 
     warning = network_warning(args.host)
     if warning:
@@ -87,13 +87,13 @@ def run(args: argparse.Namespace) -> int:
 
     bars = None
     if args.bars:
-        from gammaride.sim.data import load_bars
+        from gammaride.data.bars import load_bars
 
         bars = load_bars(args.bars)
     iv = _read_iv(args.iv)
     history = None
     if args.history:
-        from gammaride.sim.server.history import History
+        from gammaride.offline.history import History
 
         first, sep, last = args.history.partition("..")
         if not sep:

@@ -35,7 +35,7 @@ from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.reports import calibration as calib
 from gammaride.reports import gamma as gamma_section
 from gammaride.reports import stats
-from gammaride.scanner.signals import SKIP_IV, SKIP_WARMUP_CODE
+from gammaride.rules.signals import SKIP_IV, SKIP_WARMUP_CODE
 
 SOURCES = ("all", *RUN_MODES)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

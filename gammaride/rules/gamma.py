@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import ET
-from gammaride.scanner.session import session_close_minutes
+from gammaride.rules.session import session_close_minutes
 
 GAMMA_COLUMNS = ["symbol", "expiration", "type", "strike", "iv", "gamma", "open_interest"]
 GATES = ("off", "short_only")

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
-from gammaride.scanner import session
-from gammaride.scanner.session import session_close_minutes
+from gammaride.rules import session
+from gammaride.rules.session import session_close_minutes
 
 CHAIN_COLUMNS = ["symbol", "expiration", "type", "strike", "bid", "ask", "iv", "delta"]
 _OCC = re.compile(r"^(?P<root>[A-Z.]{1,6})(?P<date>\d{6})(?P<cp>[CP])(?P<strike>\d{8})$")
@@ -62,12 +62,12 @@ def parse_occ(symbol: str) -> tuple[str, pd.Timestamp, str, float]:
 
 
 def same_day_allowed(settings: Settings, symbol: str, decision_min: int, close_min: int) -> bool:
-    """Scalar form of :func:`gammaride.scanner.session.same_day_allowed` (the one rule)."""
+    """Scalar form of :func:`gammaride.rules.session.same_day_allowed` (the one rule)."""
     return bool(session.same_day_allowed(settings, symbol, np.asarray([decision_min]), np.asarray([close_min]))[0])
 
 
 def hard_stop_minute(settings: Settings, symbol: str, close_min: int, same_day: bool) -> int:
-    """Scalar form of :func:`gammaride.scanner.session.hard_stop_minutes` (the one rule)."""
+    """Scalar form of :func:`gammaride.rules.session.hard_stop_minutes` (the one rule)."""
     return int(session.hard_stop_minutes(settings, symbol, np.asarray([close_min]), np.asarray([same_day]))[0])
 
 

@@ -19,12 +19,12 @@ import pandas as pd
 
 from gammaride.config import Settings
 from gammaride.errors import ConfigError
-from gammaride.sim.server.broker import Broker
-from gammaride.sim.server.faults import BEFORE, FaultInjector, FaultSpec
-from gammaride.sim.server.market import SimClock, Tape, schedule, to_et
-from gammaride.sim.server.options import IVSource, OptionBook
-from gammaride.sim.server.orders import ApiError
-from gammaride.sim.server.routes import build_routes
+from gammaride.offline.broker import Broker
+from gammaride.offline.faults import BEFORE, FaultInjector, FaultSpec
+from gammaride.offline.market import SimClock, Tape, schedule, to_et
+from gammaride.offline.options import IVSource, OptionBook
+from gammaride.offline.orders import ApiError
+from gammaride.offline.routes import build_routes
 
 DEFAULT_KEY_ID = "PKTEST00000000000000"
 DEFAULT_SECRET_KEY = "offline-secret-0000000000000000000000000"
@@ -32,14 +32,14 @@ DEFAULT_SECRET_KEY = "offline-secret-0000000000000000000000000"
 
 @lru_cache(maxsize=1)
 def _sample_bars() -> pd.DataFrame:
-    from gammaride.sim.data import sample_bars
+    from gammaride.data.bars import sample_bars
 
     return sample_bars()
 
 
 @lru_cache(maxsize=1)
 def _sample_daily() -> pd.Series:
-    from gammaride.sim.data import load_daily
+    from gammaride.data.bars import load_daily
 
     return load_daily()
 

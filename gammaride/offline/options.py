@@ -22,7 +22,7 @@ import pandas as pd
 
 from gammaride.config import ET
 from gammaride.errors import ConfigError
-from gammaride.sim.server.market import NS_SEC, Schedule
+from gammaride.offline.market import NS_SEC, Schedule
 
 _OCC = re.compile(r"^([A-Z]{1,6})(\d{2})(\d{2})(\d{2})([CP])(\d{8})$")
 _YEAR_NS = 365.0 * 86_400 * NS_SEC

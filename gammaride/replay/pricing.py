@@ -17,7 +17,7 @@ For every entry from February 2024 on (Alpaca's option history starts then):
    minute to the exit price (a TP or SL fills inside the minute). A minute without a bar
    takes the latest bar at most ``option_bar_max_age_minutes`` older; without one, a
    Black-Scholes price at the session's IV estimate. Half the spread and the slippage
-   are then paid on each side (:mod:`gammaride.costs`).
+   are then paid on each side (:mod:`gammaride.rules.costs`).
 4. **IV estimate of a session**: the median implied volatility of the contract's own
    bars that session (each bar's close against the underlying's close), else the
    20-session realized volatility of daily closes before the session. History has no
@@ -37,15 +37,15 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import ET, Settings
-from gammaride.costs import CostModel
-from gammaride.scanner.contracts import (
+from gammaride.rules import blackscholes
+from gammaride.rules.contracts import (
     CHAIN_COLUMNS,
     choose_contract,
     choose_expiration,
     occ_symbol,
 )
-from gammaride.scanner.session import next_session, session_close_minutes
-from gammaride.sim import blackscholes
+from gammaride.rules.costs import CostModel
+from gammaride.rules.session import next_session, session_close_minutes
 
 OPTION_HISTORY_START = pd.Timestamp("2024-02-01")
 PNL_OPTION_BARS = "option_bars"

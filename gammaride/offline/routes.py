@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from gammaride.errors import ConfigError
-from gammaride.sim.server.market import rfc3339, to_et
-from gammaride.sim.server.options import contract_id, parse_occ
-from gammaride.sim.server.orders import ApiError, decimal_str
+from gammaride.offline.market import rfc3339, to_et
+from gammaride.offline.options import contract_id, parse_occ
+from gammaride.offline.orders import ApiError, decimal_str
 
 if TYPE_CHECKING:
-    from gammaride.sim.server.app import OfflineAlpaca
+    from gammaride.offline.app import OfflineAlpaca
 
 _MAX_BARS_PAGE = 10_000
 _SIP_DELAY_NS = 15 * 60 * 1_000_000_000

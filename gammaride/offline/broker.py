@@ -25,9 +25,9 @@ import uuid
 
 from gammaride.config import Settings
 from gammaride.errors import ConfigError
-from gammaride.sim.server.market import NS_MIN, Schedule, Tape, rfc3339, to_et
-from gammaride.sim.server.options import Contract, OptionBook, contract_id, parse_occ
-from gammaride.sim.server.orders import (
+from gammaride.offline.market import NS_MIN, Schedule, Tape, rfc3339, to_et
+from gammaride.offline.options import Contract, OptionBook, contract_id, parse_occ
+from gammaride.offline.orders import (
     ApiError,
     Fill,
     Order,

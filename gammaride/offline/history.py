@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from gammaride.errors import ConfigError
-from gammaride.sim import blackscholes
-from gammaride.sim.server.market import ET, NS_MIN, rfc3339_seconds, schedule
-from gammaride.sim.server.options import parse_occ
-from gammaride.sim.server.routes import page_token, read_page_token
+from gammaride.offline.market import ET, NS_MIN, rfc3339_seconds, schedule
+from gammaride.offline.options import parse_occ
+from gammaride.offline.routes import page_token, read_page_token
+from gammaride.rules import blackscholes
 
 MAX_PAGE = 10_000
 
@@ -29,7 +29,7 @@ MAX_PAGE = 10_000
 @lru_cache(maxsize=1)
 def _templates() -> tuple[np.ndarray, ...]:
     """The bundled sessions as (relative OHLC per minute, volumes), 390 minutes each."""
-    from gammaride.sim.data import sample_bars
+    from gammaride.data.bars import sample_bars
 
     bars = sample_bars()
     rel, vol = [], []

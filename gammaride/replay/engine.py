@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
-from gammaride.costs import MULTIPLIER, CostModel, estimated_costs, round_trip
-from gammaride.scanner import ivrank
-from gammaride.scanner.exits import (
+from gammaride.rules import ivrank
+from gammaride.rules.costs import MULTIPLIER, CostModel, estimated_costs, round_trip
+from gammaride.rules.exits import (
     EXIT_HARD_STOP,
     EXIT_TIME,
     evaluate_exits,
@@ -24,17 +24,17 @@ from gammaride.scanner.exits import (
     outlier_prints,
     without_outliers,
 )
-from gammaride.scanner.gamma import REPLAY_REASON
-from gammaride.scanner.risk import DayRisk, entry_block
-from gammaride.scanner.session import expiry_and_hard_stop, session_close_minutes
-from gammaride.scanner.setup import (
+from gammaride.rules.gamma import REPLAY_REASON
+from gammaride.rules.risk import DayRisk, entry_block
+from gammaride.rules.session import expiry_and_hard_stop, session_close_minutes
+from gammaride.rules.setup import (
     ExitPolicy,
     direction_sign,
     exit_levels,
     iv_multiplier,
     position_size,
 )
-from gammaride.scanner.signals import SKIP_DATA, SKIP_RISK, compute_signals
+from gammaride.rules.signals import SKIP_DATA, SKIP_RISK, compute_signals
 
 MINUTE_NS = 60_000_000_000
 SKIP_END_OF_DATA = "end of data before the exit"
@@ -68,7 +68,7 @@ class IVChoice:
             return np.full(n, float(self.value)), _constant(ivrank.SOURCE_CONSTANT, n)
         daily = self.daily
         if daily is None:
-            from gammaride.sim.data import load_daily
+            from gammaride.data.bars import load_daily
 
             daily = load_daily() if symbol.upper() == "SPY" else pd.Series(dtype=float)
         # Sessions in the minute bars but not in the daily file extend it with their closes.
@@ -141,8 +141,8 @@ def replay(
 ) -> ReplayResult:
     """Every bar's decision, the trades they lead to and each trade's 20-minute path.
 
-    Dollar P&L is net of :mod:`gammaride.costs`. Without ``pricer`` it is a delta estimate
-    (pure); a pricer (:class:`gammaride.sim.pricing.OptionPricer`) prices the option each
+    Dollar P&L is net of :mod:`gammaride.rules.costs`. Without ``pricer`` it is a delta estimate
+    (pure); a pricer (:class:`gammaride.replay.pricing.OptionPricer`) prices the option each
     entry would have bought from its own history and returns its path.
     """
     policy = policy or ExitPolicy.phase1(settings)
