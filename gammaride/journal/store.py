@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -107,8 +108,10 @@ def _holding(method):
 
 
 def _is_lock_error(exc: Exception) -> bool:
+    """Another process holds the file (DuckDB's "Could not set lock"), or this one holds it
+    with other settings; a damaged file's "checksum ... block" is not a lock."""
     text = str(exc).lower()
-    return "lock" in text or "different configuration" in text
+    return re.search(r"\block\b", text) is not None or "different configuration" in text
 
 
 class Journal:
