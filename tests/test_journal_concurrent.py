@@ -4,6 +4,8 @@ readers copy it and let go; no scan row is lost. Real processes, real DuckDB fil
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -35,36 +37,42 @@ def _scans_so_far(path: Path) -> int:
 
 def test_report_journal_and_calibrate_work_while_a_scan_runs(tmp_path, capsys):
     path = tmp_path / "scan.duckdb"
-    scans = 12
-    # 15x: a scan every 4 s, so the readers run while the scanner is writing
-    proc = _gammaride("scan", "--offline", "--scans", str(scans), "--speed", "15",
+    # 60x: a scan a second, so the readers run while the scanner is writing; the scan runs
+    # until the readers are done and is then stopped with Ctrl-C
+    proc = _gammaride("scan", "--offline", "--scans", "600", "--speed", "60",
                       "--start", "2013-10-07 10:00:30", "--journal", str(path))
     try:
         deadline = time.monotonic() + 120
         while _scans_so_far(path) < 1 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.3)
+            time.sleep(0.1)
         assert proc.poll() is None, f"the scan ended before the readers could run: {proc.stderr.read()[-2000:]}"
         report = cli.main(["report", "--journal", str(path), "--out", str(tmp_path / "r.html")])
         during = _scans_so_far(path)
-        running = proc.poll() is None
         summary = cli.main(["journal", "--journal", str(path), "--json"])
         calibrate = cli.main(["calibrate", "--journal", str(path), "--out", str(tmp_path / "c.json")])
-        out, err = proc.communicate(timeout=300)
+        while _scans_so_far(path) <= during and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the scanner wrote again after the readers had the file
+        running = proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert running, "the report did not overlap the scan"
+    assert running, "the scan did not outlast the readers"
     assert report == 0 and (tmp_path / "r.html").stat().st_size > 1000
     said = capsys.readouterr()
     assert summary == 0 and '"scans":' in said.out
     # calibrate read the journal: it refuses only for too few trades, not for a lock
     assert calibrate == 0 or "calibration needs at least 50" in said.err
     assert "cannot open journal" not in said.err
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0 and "Interrupted (Ctrl-C)." in out, err
+    printed = [int(n) for n in re.findall(r"^\[SCAN (\d+)\] \d", out, flags=re.M)]
     con = duckdb.connect(str(path), read_only=True)
-    rows = con.execute("SELECT count(*), count(DISTINCT scan_no) FROM scans").fetchone()
+    rows = con.execute("SELECT count(*), count(DISTINCT scan_no), max(scan_no) FROM scans").fetchone()
     con.close()
-    assert 1 <= during < scans and rows == (scans, scans)  # every scan journaled, none lost
+    scans = len(printed)
+    assert printed == list(range(1, scans + 1))
+    assert 1 <= during < scans and rows == (scans, scans, scans)  # every scan printed is journaled, none lost
     assert "lock" not in err.lower()
 
 
