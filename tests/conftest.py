@@ -12,10 +12,13 @@ from gammaride.data.bars import sample_bars
 SHARED_MARKET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "market"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Under parallel workers (``-n auto --dist loadgroup``) the tests that share a
     module-scoped fixture (a recorded scanner session, the demo, a rendered report) run
-    on one worker, so that fixture is built once; every other test goes to any worker."""
+    on one worker, so that fixture is built once; every other test goes to any worker.
+    First among the hooks: xdist's own reads the groups when it runs, and this file is
+    registered before it (so, without ``tryfirst``, called after it)."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
@@ -23,6 +26,19 @@ def pytest_collection_modifyitems(config, items):
         defs = info.name2fixturedefs if info is not None else {}
         if any(d and d[-1].scope == "module" for d in defs.values()):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def pytest_collection_finish(session):
+    """A group that did not reach the scheduler is said out loud (each module-scoped
+    fixture is then built once per worker): xdist marks a grouped test by its node id."""
+    if not session.config.getoption("loadgroup", default=False):
+        return
+    lost = [item.nodeid for item in session.items
+            if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if lost:
+        session.config.issue_config_time_warning(pytest.PytestConfigWarning(
+            f"--dist loadgroup did not group {len(lost)} tests such as {lost[0]}: this pytest-xdist "
+            "cannot mark this pytest's node ids (pytest-xdist issue 1386); install pytest<9.2"), stacklevel=2)
 
 
 @pytest.fixture(scope="session", autouse=True)
