@@ -13,6 +13,7 @@ from gammaride.keys import Keys
 from gammaride.offline import OfflineAlpaca
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.positions import submit_idempotent
+from tests.support import offline_broker
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def srv():
 
 @pytest.fixture
 def broker(srv):
-    return AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
+    return offline_broker(srv)
 
 
 def test_account_and_clock_become_our_numeric_types(broker):

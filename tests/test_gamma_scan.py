@@ -13,7 +13,6 @@ from gammaride.cli import main
 from gammaride.config import Settings
 from gammaride.connection import connect
 from gammaride.journal import Journal
-from gammaride.keys import Keys
 from gammaride.notebook.blocks import check_conditions
 from gammaride.notebook.colab import print_conditions
 from gammaride.offline import OfflineAlpaca
@@ -22,9 +21,7 @@ from gammaride.reports.data import build_report_data
 from gammaride.reports.render import render_report
 from gammaride.rules.contracts import parse_occ
 from gammaride.rules.gamma import REPLAY_REASON
-from gammaride.scanner.broker import AlpacaBroker
-from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.loop import Scanner
+from tests.support import offline_broker, offline_scanner
 
 GAMMA = ["gex_net", "gex_calls", "gex_puts", "gex_0dte", "zero_gamma", "call_wall", "put_wall",
          "gamma_regime", "gamma_contracts", "gamma_bs_count"]
@@ -32,12 +29,9 @@ GAMMA = ["gex_net", "gex_calls", "gex_puts", "gex_0dte", "zero_gamma", "call_wal
 
 def session(tmp_path, start, scans, name="j", faults=None, **settings):
     settings = Settings.load(env={}, **settings)
-    lines: list[str] = []
     with OfflineAlpaca(start=start, speed=0, settings=settings, seed=7, faults=faults) as srv:
-        broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
         journal = Journal(tmp_path / f"{name}.duckdb")
-        sc = Scanner(broker, journal, settings, SteppedClock(srv.advance_to), mode="offline",
-                     out=lines.append, iv_percentile=0.5)
+        sc, lines = offline_scanner(srv, journal, settings, iv_percentile=0.5)
         sc.run(scans)
         log = list(srv.request_log)
     scans_ = journal.query("SELECT * FROM scans WHERE run_id = ? ORDER BY scan_no", [sc.run_id])
@@ -98,7 +92,7 @@ def test_open_interest_is_fetched_once_and_chain_requests_stay_far_below_the_rat
 
 def test_offline_contracts_carry_open_interest_dated_the_previous_session():
     with OfflineAlpaca(start="2013-10-09 10:00", speed=0, seed=7) as srv:
-        broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
+        broker = offline_broker(srv)
         oi = broker.open_interest("SPY", dt.date(2013, 10, 9), dt.date(2013, 10, 16), 150, 190)
         prev_close = srv.tape.last_close_before(int(pd.Timestamp("2013-10-09 09:30", tz="America/New_York").value))
     assert len(oi) == 5 * 21 * 2 and oi["open_interest"].gt(0).all()

@@ -15,18 +15,13 @@ from gammaride.keys import Keys
 from gammaride.offline import OfflineAlpaca
 from gammaride.rules.contracts import marketable_limit, premium_at, price_increment, to_tick
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
-from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.loop import Scanner
+from tests.support import offline_broker, offline_scanner
 
 ET = "America/New_York"
 FOREIGN = [
     {"symbol": "912797LB1", "asset_class": "treasury", "qty": 10, "price": 98.5},
     {"symbol": "SPX", "asset_class": "us_index", "qty": 1, "price": 1655.0},
 ]
-
-
-def _broker(srv: OfflineAlpaca, cls=AlpacaBroker, **kw) -> AlpacaBroker:
-    return cls(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01, **kw)
 
 
 # --- point 4: SDK strictness -----------------------------------------------------------
@@ -40,7 +35,7 @@ def test_alpaca_py_models_reject_an_asset_class_they_do_not_know():
 
 def test_positions_and_orders_survive_unknown_asset_classes():
     with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, foreign_holdings=FOREIGN) as srv:
-        broker = _broker(srv)
+        broker = offline_broker(srv)
         held = {p.symbol: p for p in broker.positions()}
         orders = broker.orders("all")
     assert held["912797LB1"].asset_class == "treasury" and held["912797LB1"].qty == 10
@@ -52,13 +47,11 @@ def test_positions_and_orders_survive_unknown_asset_classes():
 def test_a_scan_trades_and_reconciles_beside_foreign_holdings(tmp_path):
     """Reconcile names the foreign items and leaves them alone; the scanner's own trade is
     entered, monitored and closed as usual."""
-    lines: list[str] = []
     with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, foreign_holdings=FOREIGN) as srv:
         journal = Journal(tmp_path / "j.duckdb")
-        sc = Scanner(_broker(srv), journal, Settings.load(env={}), SteppedClock(srv.advance_to),
-                     mode="offline", iv_percentile=0.5, out=lines.append)
+        sc, lines = offline_scanner(srv, journal, iv_percentile=0.5)
         sc.run(8)
-        left = {p.symbol for p in _broker(srv).positions()}
+        left = {p.symbol for p in offline_broker(srv).positions()}
     assert any("Leaving 2 position(s) not opened by gammaride alone: 912797LB1, SPX" in ln for ln in lines)
     assert sc.stats.entries == 1 and sum(sc.stats.exits.values()) == 1
     errors = journal.query("SELECT context, message FROM errors")
@@ -88,7 +81,7 @@ def test_limit_prices_land_on_the_underlyings_grid():
 
 def test_offline_server_rejects_off_tick_option_prices_like_alpaca():
     with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, symbol="XYZ", daily=None) as srv:
-        broker = _broker(srv)
+        broker = offline_broker(srv)
         price = broker.latest_trade("XYZ").price
         chain = broker.option_chain("XYZ", pd.Timestamp("2013-10-08").date(), pd.Timestamp("2013-10-08").date(),
                                     round(price), round(price))
@@ -102,11 +95,9 @@ def test_offline_server_rejects_off_tick_option_prices_like_alpaca():
 
 # --- point 2: quotes that are not tradable ---------------------------------------------
 def _scan(srv, tmp_path, scans, **settings):
-    lines: list[str] = []
     journal = Journal(tmp_path / "j.duckdb")
-    sc = Scanner(_broker(srv, option_feed=settings.pop("option_feed", "auto")), journal,
-                 Settings.load(env={}, **settings), SteppedClock(srv.advance_to),
-                 mode="offline", iv_percentile=0.5, out=lines.append)
+    broker = offline_broker(srv, option_feed=settings.pop("option_feed", "auto"))
+    sc, lines = offline_scanner(srv, journal, Settings.load(env={}, **settings), broker, iv_percentile=0.5)
     sc.run(scans)
     return sc, journal, lines
 
@@ -133,7 +124,7 @@ def test_auto_option_feed_uses_opra_when_the_account_has_it(tmp_path):
 
 def test_opra_asked_for_without_subscription_is_refused():
     with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0) as srv:
-        broker = _broker(srv, option_feed="opra")
+        broker = offline_broker(srv, option_feed="opra")
         with pytest.raises(BrokerError, match="HTTP 403: subscription does not permit querying OPRA data"):
             broker.option_chain("SPY", pd.Timestamp("2013-10-08").date(), pd.Timestamp("2013-10-08").date())
 
@@ -179,8 +170,7 @@ def _history(path, dte="0dte", base=0.10, step=0.01, start="2013-09-09"):
 
 def _iv_scan(srv, path, scans=2):
     journal = Journal(path)
-    sc = Scanner(_broker(srv), journal, Settings.load(env={}), SteppedClock(srv.advance_to), mode="offline",
-                 out=lambda s: None)
+    sc, _ = offline_scanner(srv, journal)
     sc.run(scans)
     return journal
 
@@ -257,7 +247,7 @@ def test_sip_on_the_free_plan_is_refused_for_recent_data_and_check_gives_the_fix
 
 def test_sip_history_older_than_15_minutes_is_served_on_the_free_plan():
     with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
-        broker = _broker(srv, feed="sip")
+        broker = offline_broker(srv, feed="sip")
         now = srv.now()
         old = broker.bars("SPY", now - pd.Timedelta(minutes=40), now - pd.Timedelta(minutes=16))
         with pytest.raises(BrokerError, match="recent SIP data"):
@@ -281,7 +271,7 @@ def test_bad_keys_get_alpacas_401_body():
 def test_account_has_no_pdt_fields_and_options_buying_power_of_its_own():
     with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0) as srv:
         acct = TradingClient(srv.key_id, srv.secret_key, url_override=srv.url, raw_data=True).get_account()
-        ours = _broker(srv).account()
+        ours = offline_broker(srv).account()
     assert not {"pattern_day_trader", "daytrade_count", "daytrading_buying_power"} & set(acct)
     assert float(acct["buying_power"]) == 2 * float(acct["options_buying_power"]) == 200_000.0
     assert ours.options_buying_power == 100_000.0 and ours.buying_power == 200_000.0
@@ -289,7 +279,7 @@ def test_account_has_no_pdt_fields_and_options_buying_power_of_its_own():
 
 def test_gtc_option_orders_are_accepted():
     with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0) as srv:
-        broker = _broker(srv)
+        broker = offline_broker(srv)
         chain = broker.option_chain("SPY", pd.Timestamp("2013-10-08").date(), pd.Timestamp("2013-10-08").date())
         sym = chain["symbol"].iloc[0]
         o = broker.submit_order(OrderSpec(sym, 1, "buy", "limit", limit_price=0.01, time_in_force="gtc"))
@@ -302,7 +292,7 @@ def test_the_expiry_day_cutoff_is_the_servers_own_rule(root, accepted, refused):
     """The scanner's settings do not move Alpaca's cut-off."""
     moved = Settings.load(env={}, index_etf_cutoff="14:00", other_cutoff="14:00", symbol=root)
     with OfflineAlpaca(start=f"2013-10-08 {accepted}", speed=0, symbol=root, daily=None, settings=moved) as srv:
-        broker = _broker(srv)
+        broker = offline_broker(srv)
         day = pd.Timestamp("2013-10-08").date()
         sym = broker.option_chain(root, day, day)["symbol"].iloc[0]
         ok = broker.submit_order(OrderSpec(sym, 1, "buy", "limit", limit_price=0.05))
@@ -314,7 +304,7 @@ def test_the_expiry_day_cutoff_is_the_servers_own_rule(root, accepted, refused):
 
 def test_one_sided_quotes_for_out_of_the_money_contracts():
     with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, one_sided="otm", missing_iv="otm") as srv:
-        broker = _broker(srv)
+        broker = offline_broker(srv)
         price = broker.latest_trade("SPY").price
         day = pd.Timestamp("2013-10-08").date()
         chain = broker.option_chain("SPY", day, day)
@@ -326,9 +316,7 @@ def test_one_sided_quotes_for_out_of_the_money_contracts():
 # --- point 11: the seed's print contract -----------------------------------------------
 def test_an_error_scan_prints_x_error_with_what_failed(tmp_path):
     with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
-        lines: list[str] = []
-        sc = Scanner(_broker(srv), Journal(tmp_path / "j.duckdb"), Settings.load(env={}),
-                     SteppedClock(srv.advance_to), mode="offline", out=lines.append)
+        sc, _ = offline_scanner(srv, Journal(tmp_path / "j.duckdb"))
         sc.start()
         outcome = sc.step(srv.now(), None)  # the broker's clock could not be read
         sc.journal.close()
@@ -338,9 +326,8 @@ def test_an_error_scan_prints_x_error_with_what_failed(tmp_path):
 def test_signal_line_comes_before_the_order_is_sent(tmp_path):
     with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7) as srv:
         seen: list[tuple[str, int]] = []
-        sc = Scanner(_broker(srv), Journal(tmp_path / "j.duckdb"), Settings.load(env={}),
-                     SteppedClock(srv.advance_to), mode="offline", iv_percentile=0.5,
-                     out=lambda s: seen.append((s, len(srv.orders_received()))))
+        sc, _ = offline_scanner(srv, Journal(tmp_path / "j.duckdb"), iv_percentile=0.5,
+                                out=lambda s: seen.append((s, len(srv.orders_received()))))
         sc.run(3)
         sc.journal.close()
     text = [s for s, _ in seen]

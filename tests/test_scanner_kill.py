@@ -14,13 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gammaride.config import ET, Settings
+from gammaride.config import ET
 from gammaride.journal import Journal
-from gammaride.keys import Keys
 from gammaride.offline import OfflineAlpaca
-from gammaride.scanner.broker import AlpacaBroker
-from gammaride.scanner.clock import SteppedClock
 from gammaride.scanner.loop import Scanner
+from tests.support import offline_scanner
 
 
 def _start_scan(srv: OfflineAlpaca, journal: Path) -> subprocess.Popen:
@@ -64,10 +62,7 @@ def test_sigkill_with_an_open_position_then_restart_adopts_and_exits(tmp_path):
         assert printed and set(printed) <= set(first["scan_no"])  # nothing printed was lost
         assert journal.query("SELECT status FROM runs WHERE run_id = 1")["status"].iloc[0] == "running"
 
-        lines: list[str] = []
-        broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
-        sc = Scanner(broker, journal, Settings.load(env={}), SteppedClock(srv.advance_to), mode="offline",
-                     iv_percentile=0.5, out=lines.append)
+        sc, lines = _restarted_scanner(srv, journal)
         sc.run(8)
         assert any(ln.startswith("Adopted open position SPY131007C00168000") for ln in lines), lines
         assert sc.stats.adopted == 1
@@ -90,11 +85,9 @@ def test_sigkill_with_an_open_position_then_restart_adopts_and_exits(tmp_path):
 def test_a_trade_closed_at_the_broker_while_no_scanner_ran_is_booked_on_restart(tmp_path, how):
     path = tmp_path / "j.duckdb"
     with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
-        broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
         journal = Journal(path)
-        settings = Settings.load(env={})
-        sc = Scanner(broker, journal, settings, SteppedClock(srv.advance_to), mode="offline",
-                     iv_percentile=0.5, out=lambda s: None, flatten_at_end=False)
+        sc, _ = offline_scanner(srv, journal, iv_percentile=0.5, flatten_at_end=False)
+        broker = sc.broker
         sc.run(3)  # enters at 10:08; the run ends with the position open and its backstop resting
         assert len(srv.broker.positions) == 1
         bs = [o for o in srv.broker.orders.values() if o.client_order_id.endswith("-bs")][0]
@@ -103,9 +96,8 @@ def test_a_trade_closed_at_the_broker_while_no_scanner_ran_is_booked_on_restart(
             srv.broker.close_position(next(iter(srv.broker.positions)), None, srv.clock.now_ns())
         srv.advance_to("2013-10-07 15:50")  # by then the resting stop has triggered
         assert not srv.broker.positions
-        lines: list[str] = []
-        Scanner(broker, journal, settings, SteppedClock(srv.advance_to), mode="offline",
-                iv_percentile=0.5, out=lines.append).start()
+        restarted, lines = offline_scanner(srv, journal, broker=broker, iv_percentile=0.5)
+        restarted.start()
         t = journal.query("SELECT * FROM trades").iloc[0]
         assert t["status"] == "closed"
         if how == "manual":
@@ -166,11 +158,7 @@ def _kill_when(proc: subprocess.Popen, taken: threading.Event, release: threadin
 
 def _restarted_scanner(srv, journal: Journal) -> tuple[Scanner, list[str]]:
     """The scanner a restart builds on the same journal and server, and what it prints."""
-    lines: list[str] = []
-    broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
-    sc = Scanner(broker, journal, Settings.load(env={}), SteppedClock(srv.advance_to), mode="offline",
-                 iv_percentile=0.5, out=lines.append)
-    return sc, lines
+    return offline_scanner(srv, journal, iv_percentile=0.5)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
