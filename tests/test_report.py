@@ -106,6 +106,14 @@ def journal_path(tmp_path):
     return make_journal(tmp_path / "j.duckdb")
 
 
+@pytest.fixture(scope="module")
+def page(tmp_path_factory) -> tuple[dict, str]:
+    """The hand-made journal's report data and its page, built and rendered once for the
+    tests that only read them."""
+    data = build_report_data(make_journal(tmp_path_factory.mktemp("page") / "j.duckdb"))
+    return data, render_report(data)
+
+
 def funnel(data):
     return {s["key"]: s["n"] for s in data["funnel"]["stages"]}
 
@@ -145,12 +153,12 @@ def test_fills_and_backtest_are_summarized_apart(journal_path):
     assert eq["x"] == pytest.approx([15 / 390, 343 / 390, 1 + 40 / 390, 1 + 360 / 390])
 
 
-def test_power_line_uses_the_trades_own_spread(journal_path):
-    p = build_report_data(journal_path)["backtest"]["power"]
+def test_power_line_uses_the_trades_own_spread(page):
+    data, html = page
+    p = data["backtest"]["power"]
     r = pd.Series([2.0, -1.0, 0.6, -0.2])
     assert p["n"] == 4 and p["sd"] == pytest.approx(r.std())
     assert p["needed"] > (2.8 * r.std() / 0.1) ** 2  # about 1,200 trades for +0.1 R
-    html = render_report(build_report_data(journal_path))
     assert "Detecting +0.1 R per trade needs about" in html and f"{int(p['needed']):,} trades" in html
 
 
@@ -217,8 +225,8 @@ def test_breakdowns_with_too_few_trades_say_so(journal_path):
     assert "1 of 2 won: too few trades for a rate" in html  # Monday, +100 and -50
 
 
-def test_exit_reasons_and_latest_trades(journal_path):
-    data = build_report_data(journal_path)
+def test_exit_reasons_and_latest_trades(page, journal_path):
+    data, _ = page
     reasons = {r["label"]: r for r in data["backtest"]["exit_reasons"]}
     assert reasons["tp"]["n"] == 1 and reasons["tp"]["share"] == pytest.approx(0.25)
     assert reasons["sl"]["exp_r"] == pytest.approx(-1.0)
@@ -234,8 +242,8 @@ def test_exit_reasons_and_latest_trades(journal_path):
     assert "2 of 6 trades shown" in render_report(short)
 
 
-def test_report_renders_every_section_and_no_remote_assets(journal_path):
-    html = render_report(build_report_data(journal_path))
+def test_report_renders_every_section_and_no_remote_assets(page):
+    _, html = page
     for section in ("period", "headline", "backtest", "quality", "funnel", "calibration", "trades",
                     "errors", "runs", "backtest-equity", "backtest-breakdowns", "backtest-exits",
                     "backtest-r-histogram", "backtest-excursions", "fills-power"):
@@ -314,7 +322,7 @@ def test_calibration_panel_states(journal_path, tmp_path):
         assert data["calibration"]["status"] == "invalid"
         assert expect in data["calibration"]["message"]
         assert data["headline"]["phase"] == 1
-        assert "could not be used" in render_report(data)
+    assert "could not be used" in render_report(data)  # one page: every invalid file takes one branch
 
     doc = {
         "schema": "gammaride.calibration", "schema_version": 1, "published": True, "forced": False,
