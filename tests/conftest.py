@@ -62,6 +62,12 @@ def sample() -> pd.DataFrame:
 
 
 @pytest.fixture
+def bars(sample) -> pd.DataFrame:
+    """The bars an offline server replays: the bundled sample."""
+    return sample
+
+
+@pytest.fixture
 def settings() -> Settings:
     return Settings.load(env={})
 

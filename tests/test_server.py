@@ -36,11 +36,6 @@ from gammaride.rules.exits import evaluate_exits
 
 
 @pytest.fixture
-def bars(sample):
-    return sample  # the session-wide bundled sample
-
-
-@pytest.fixture
 def srv(bars):
     with OfflineAlpaca(bars=bars, start="2013-10-07 10:00", speed=0) as s:
         yield s

@@ -16,11 +16,6 @@ from gammaride.errors import ConfigError
 from gammaride.offline import FaultSpec, OfflineAlpaca
 
 
-@pytest.fixture
-def bars(sample):
-    return sample  # the session-wide bundled sample
-
-
 def _auth(s):
     return {"APCA-API-KEY-ID": s.key_id, "APCA-API-SECRET-KEY": s.secret_key}
 
