@@ -26,6 +26,11 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 ENV_PREFIX = "GAMMARIDE_"
 ET = "America/New_York"  # market time: every bar, decision and session date
+# nanoseconds, the unit of every epoch time held as an integer
+NS_SEC = 1_000_000_000
+NS_MIN = 60 * NS_SEC
+NS_DAY = 86_400 * NS_SEC
+MAX_SPEED = 1e6  # market seconds per real second of a simulated clock: a year of sessions in under a minute
 # GAMMARIDE_* variables that are not settings (the notebook's CI run, where the browser
 # test keeps its screenshots, where the exchange calendar's table is cached)
 OTHER_ENV = frozenset({
