@@ -12,7 +12,7 @@ from gammaride.config import Settings
 from gammaride.errors import BrokerError
 from gammaride.journal import Journal
 from gammaride.keys import Keys
-from gammaride.offline import Account, DataPlan, OfflineAlpaca
+from gammaride.offline import DataPlan, OfflineAlpaca, SimAccount
 from gammaride.rules.contracts import marketable_limit, premium_at, price_increment, to_tick
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.clock import SteppedClock
@@ -32,14 +32,14 @@ def _broker(srv: OfflineAlpaca, cls=AlpacaBroker, **kw) -> AlpacaBroker:
 # --- point 4: SDK strictness -----------------------------------------------------------
 def test_alpaca_py_models_reject_an_asset_class_they_do_not_know():
     """The failure this guards against is real: alpaca-py 0.44's models refuse the list."""
-    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, account=Account(foreign_holdings=FOREIGN)) as srv:
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, account=SimAccount(foreign_holdings=FOREIGN)) as srv:
         client = TradingClient(srv.key_id, srv.secret_key, paper=True, url_override=srv.url)
         with pytest.raises(Exception, match="asset_class|AssetClass|treasury"):
             client.get_all_positions()
 
 
 def test_positions_and_orders_survive_unknown_asset_classes():
-    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, account=Account(foreign_holdings=FOREIGN)) as srv:
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, account=SimAccount(foreign_holdings=FOREIGN)) as srv:
         broker = _broker(srv)
         held = {p.symbol: p for p in broker.positions()}
         orders = broker.orders("all")
@@ -53,7 +53,7 @@ def test_a_scan_trades_and_reconciles_beside_foreign_holdings(tmp_path):
     """Reconcile names the foreign items and leaves them alone; the scanner's own trade is
     entered, monitored and closed as usual."""
     lines: list[str] = []
-    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, account=Account(foreign_holdings=FOREIGN)) as srv:
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, account=SimAccount(foreign_holdings=FOREIGN)) as srv:
         journal = Journal(tmp_path / "j.duckdb")
         sc = Scanner(_broker(srv), journal, Settings.load(env={}), SteppedClock(srv.advance_to),
                      mode="offline", iv_percentile=0.5, out=lines.append)

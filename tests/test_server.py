@@ -31,7 +31,7 @@ from alpaca.trading.requests import (
 
 from gammaride.config import ET
 from gammaride.errors import ConfigError
-from gammaride.offline import Account, OfflineAlpaca, OptionChain, spread_quote
+from gammaride.offline import OfflineAlpaca, OptionChain, SimAccount, spread_quote
 from gammaride.offline.options import contract_of
 from gammaride.rules import blackscholes
 from gammaride.rules.contracts import occ_symbol
@@ -518,7 +518,7 @@ def test_coarser_timeframes_aggregate_complete_bars_and_daily_history(srv, bars)
 
 
 def test_buying_power_close_all_and_cancel_all(bars):
-    with OfflineAlpaca(bars=bars, start="2013-10-07 10:00", speed=0, account=Account(equity=1_000.0)) as s:
+    with OfflineAlpaca(bars=bars, start="2013-10-07 10:00", speed=0, account=SimAccount(equity=1_000.0)) as s:
         tc, _, _ = _clients(s)
         sym = _option(s, "C", days=4, moneyness=-6)  # deep in the money: about $6 a share
         ask = s.broker.option_quote(contract_of(sym), s.clock.now_ns())["ask"]

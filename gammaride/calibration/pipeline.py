@@ -69,7 +69,7 @@ from gammaride.calibration.validate import (
     snap,
     walk_forward,
 )
-from gammaride.config import ET, Settings
+from gammaride.config import ET, NS_MIN, Settings
 from gammaride.errors import CalibrationError
 from gammaride.rules.setup import ExitPolicy
 
@@ -234,7 +234,7 @@ def calibrate_paths(
     sessions = _sessions(trades)
     _, session_no = np.unique(sessions, return_inverse=True)
     entry_ns = trades.entry_time.as_unit("ns").asi8
-    horizon_ns = entry_ns + int(settings.max_hold_minutes) * 60 * 10**9
+    horizon_ns = entry_ns + int(settings.max_hold_minutes) * NS_MIN
 
     def fit_fold(rows: np.ndarray) -> tuple[tuple[float, ...], list[BucketFit]]:
         e = edges if manual else auto_edges(atr[rows], min_bucket_trades)

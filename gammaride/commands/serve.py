@@ -79,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
 
     from gammaride.offline import (
         Access,
-        Account,
         BrokerBehaviour,
         DataPlan,
         OfflineAlpaca,
         OptionChain,
+        SimAccount,
     )
 
     warning = network_warning(args.host)
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         srv = OfflineAlpaca(
             bars=bars, start=args.start, speed=args.speed, symbol=args.symbol, history=history,
             seed=args.seed, faults=args.faults, chain=OptionChain(iv=iv),
-            account=Account(equity=args.equity),
+            account=SimAccount(equity=args.equity),
             behaviour=BrokerBehaviour(option_stops=not args.no_option_stops,
                                       liquidation=not args.no_liquidation),
             data=DataPlan(subscription=args.subscription, missing_iv=args.missing_iv,

@@ -15,17 +15,17 @@ from gammaride.offline.params import (
     DEFAULT_KEY_ID,
     DEFAULT_SECRET_KEY,
     Access,
-    Account,
     BrokerBehaviour,
     DataPlan,
     OptionChain,
+    SimAccount,
 )
 
 __all__ = [
     "DEFAULT_KEY_ID",
     "DEFAULT_SECRET_KEY",
     "Access",
-    "Account",
+    "SimAccount",
     "BrokerBehaviour",
     "DataPlan",
     "FaultSpec",

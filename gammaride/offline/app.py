@@ -28,10 +28,10 @@ from gammaride.offline.params import (
     DEFAULT_KEY_ID,
     DEFAULT_SECRET_KEY,
     Access,
-    Account,
     BrokerBehaviour,
     DataPlan,
     OptionChain,
+    SimAccount,
 )
 from gammaride.offline.routes import Request, find_route
 
@@ -81,7 +81,7 @@ class OfflineAlpaca:
         seed: int = 0,
         faults: FaultSpec | str | None = None,
         chain: OptionChain | None = None,
-        account: Account | None = None,
+        account: SimAccount | None = None,
         behaviour: BrokerBehaviour | None = None,
         data: DataPlan | None = None,
         access: Access | None = None,
@@ -90,7 +90,7 @@ class OfflineAlpaca:
         """``bars``, ``start`` and ``speed``: what is replayed from when, how fast (0: a
         stepped clock); the groups (gammaride.offline.params) default to Alpaca's free plan
         on a $100,000 account with the behaviours of today."""
-        account, access = account or Account(), access or Access()
+        account, access = account or SimAccount(), access or Access()
         self.key_id, self.secret_key = access.key_id, access.secret_key
         self.clock = SimClock(start, speed)
         if isinstance(daily, str):

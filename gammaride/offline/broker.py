@@ -38,7 +38,7 @@ from gammaride.offline.orders import (
     parse_price,
     unprocessable,
 )
-from gammaride.offline.params import Account, BrokerBehaviour
+from gammaride.offline.params import BrokerBehaviour, SimAccount
 
 # Alpaca's own rules, not the scanner's settings: expiring positions are liquidated from
 # 15:45 ET for broad-based ETFs and from 15:30 for other underlyings (on a 16:00 close);
@@ -57,7 +57,7 @@ def liquidation_before_close_ns(root: str) -> int:
 
 
 class SimBroker:
-    """Account state and order handling of the offline server (not thread-safe: the server
+    """SimAccount state and order handling of the offline server (not thread-safe: the server
     holds one lock around every request)."""
 
     def __init__(
@@ -66,12 +66,12 @@ class SimBroker:
         book: OptionBook,
         schedule: Schedule,
         now_ns: int,
-        account: Account | None = None,
+        account: SimAccount | None = None,
         behaviour: BrokerBehaviour | None = None,
         seed: int = 0,
         options_level: int = 3,
     ) -> None:
-        account, behaviour = account or Account(), behaviour or BrokerBehaviour()
+        account, behaviour = account or SimAccount(), behaviour or BrokerBehaviour()
         equity = account.equity
         if not (isinstance(equity, (int, float)) and math.isfinite(equity) and equity > 0):
             raise ConfigError(f"starting equity {equity!r} must be a positive number of dollars")

@@ -1,4 +1,4 @@
-"""What the offline server is built from, beyond the bars and the clock, in four groups:
+"""What the offline server is built from, beyond the bars and the clock, in five groups:
 the option chain it lists, the account it starts with, the broker behaviours and the
 market-data plan it rehearses, and how clients reach it. Each group checks its own
 values, so a bad one fails with its fix before a socket is opened (docs/server.md)."""
@@ -39,7 +39,7 @@ class OptionChain:
 
 
 @dataclass(frozen=True)
-class Account:
+class SimAccount:
     """The account at the start: ``equity`` in cash, and ``foreign_holdings``, positions
     held outside gammaride, each ``{"symbol", "asset_class", "qty", "price"}`` in any asset
     class (listed by /v2/positions with a filled buy in /v2/orders)."""

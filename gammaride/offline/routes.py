@@ -247,7 +247,7 @@ def close_all_positions(r: Request) -> Answer:
 
 
 # --- orders -------------------------------------------------------------------------------
-def submit_order(r: Request) -> Answer:
+def place_order(r: Request) -> Answer:
     return 200, r.broker.submit(r.body, r.now).to_json(nested=True)
 
 
@@ -614,7 +614,7 @@ ROUTES: tuple[Route, ...] = tuple(Route(m, re.compile(p), ep, fn) for m, p, ep, 
     ("DELETE", r"/v2/positions", "positions", close_all_positions),
     ("GET", rf"/v2/positions/{_SYM}", "positions", position),
     ("DELETE", rf"/v2/positions/{_SYM}", "positions", close_position),
-    ("POST", r"/v2/orders", "orders", submit_order),
+    ("POST", r"/v2/orders", "orders", place_order),
     ("GET", r"/v2/orders", "orders", list_orders),
     ("DELETE", r"/v2/orders", "orders", cancel_all_orders),
     ("GET", r"/v2/orders:by_client_order_id", "orders", order_by_client_id),

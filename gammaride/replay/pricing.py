@@ -36,7 +36,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from gammaride.config import ET, Settings
+from gammaride.config import ET, NS_DAY, Settings
 from gammaride.rules import blackscholes
 from gammaride.rules.contracts import (
     CHAIN_COLUMNS,
@@ -214,7 +214,7 @@ def _session_iv(o_start, o_close, u_start, u_close, strike, call, expiry_ns, day
     if not len(o_start):
         return float(rv)
     lo = pd.Timestamp(day).tz_localize(ET).value
-    same = (o_start >= lo) & (o_start < lo + 86_400 * 1_000_000_000)
+    same = (o_start >= lo) & (o_start < lo + NS_DAY)
     k = np.searchsorted(u_start, o_start[same])
     ok = (k < len(u_start)) & (u_start[np.minimum(k, len(u_start) - 1)] == o_start[same])
     if not ok.any():

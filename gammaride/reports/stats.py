@@ -30,8 +30,8 @@ def wilson_interval(wins: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, float(lo)), min(1.0, float(hi))
 
 
-def power(r_values: Sequence[float] | np.ndarray, edge: float = 0.1, alpha: float = 0.05,
-          target: float = 0.8) -> dict[str, Any]:
+def edge_power(r_values: Sequence[float] | np.ndarray, edge: float = 0.1, alpha: float = 0.05,
+               target: float = 0.8) -> dict[str, Any]:
     """What these trades can tell apart from no edge, from their own spread of R.
 
     ``mde``: the smallest mean R per trade a two-sided test at ``alpha`` detects with
