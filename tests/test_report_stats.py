@@ -98,3 +98,17 @@ def test_power_from_the_spread_of_r():
     few = stats.edge_power([1.0])
     assert few["n"] == 1 and math.isnan(few["mde"]) and math.isnan(few["needed"])
     assert math.isnan(stats.edge_power([1.0, 1.0])["mde"])
+
+
+def test_power_of_a_spread_far_below_the_edge_needs_the_fewest_trades_instead_of_failing():
+    """statsmodels' solver finds no trade count below a t-test's 2 and returns NaN: the
+    report says 2, the fewest a t-test takes, rather than failing on the NaN."""
+    p = stats.edge_power([1.0, 1.001, 0.999])
+    assert p["needed"] == 2.0 and p["mde"] < 0.01
+
+
+def test_mean_interval_is_the_normal_interval_by_hand():
+    v = np.array([0.5, -1.0, 2.0, 1.2, 3.1])
+    mean, lo, hi = stats.mean_interval(v)
+    half = stats.Z95 * v.std(ddof=1) / math.sqrt(len(v))
+    assert (mean, lo, hi) == pytest.approx((v.mean(), v.mean() - half, v.mean() + half), rel=1e-12)
