@@ -24,15 +24,7 @@ from gammaride.offline.faults import BEFORE, FaultInjector, FaultSpec
 from gammaride.offline.market import SimClock, Tape, schedule, to_et
 from gammaride.offline.options import OptionBook
 from gammaride.offline.orders import ApiError
-from gammaride.offline.params import (
-    DEFAULT_KEY_ID,
-    DEFAULT_SECRET_KEY,
-    Access,
-    BrokerBehaviour,
-    DataPlan,
-    OptionChain,
-    SimAccount,
-)
+from gammaride.offline.params import Access, BrokerBehaviour, DataPlan, OptionChain, SimAccount
 from gammaride.offline.routes import Request, find_route
 
 if TYPE_CHECKING:
@@ -298,4 +290,4 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
 
 
-__all__ = ["OfflineAlpaca", "DEFAULT_KEY_ID", "DEFAULT_SECRET_KEY"]
+__all__ = ["OfflineAlpaca"]
