@@ -41,3 +41,27 @@ def test_the_walk_sees_the_definitions_it_judges():
     assert defs["parse_occ"] == ["gammaride.rules.contracts"]
     assert defs["SimBroker"] == ["gammaride.offline.broker"]
     assert len(defs) > 300
+
+
+def test_every_rule_in_the_readme_names_the_function_that_implements_it():
+    import importlib
+    import re
+
+    text = (PACKAGE.parent / "README.md").read_text()
+    table = text[text.index("## The rules (exact)"):].split("\n\n")[1]
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
+    assert len(rows) >= 12 and all(len(cells) == 3 for cells in rows)
+    for rule, _, implemented in rows:
+        names = re.findall(r"`([\w.]+)`", implemented)
+        assert names, f"rule {rule.strip()!r} names no function"
+        for dotted in names:
+            parts = dotted.split(".")
+            for cut in range(len(parts) - 1, 0, -1):  # the longest importable module prefix
+                try:
+                    obj = importlib.import_module("gammaride." + ".".join(parts[:cut]))
+                    break
+                except ModuleNotFoundError:
+                    continue
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+            assert callable(obj), f"{dotted} (rule {rule.strip()!r}) is not a function"
