@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 
 from gammaride.errors import ConfigError
+from gammaride.keys import mask
 from gammaride.offline.broker import SimBroker
 from gammaride.offline.faults import BEFORE, FaultInjector, FaultSpec
 from gammaride.offline.market import SimClock, Tape, schedule, to_et
@@ -44,13 +45,6 @@ def _sample_daily() -> pd.Series:
     from gammaride.data.bars import load_daily
 
     return load_daily()
-
-
-def _mask(key: str | None) -> str | None:
-    """Enough of a key id to tell keys apart in a log, never the whole key."""
-    if not key:
-        return None
-    return key[:4] + "****"
 
 
 class OfflineAlpaca:
@@ -188,7 +182,7 @@ class OfflineAlpaca:
         entry = {
             "method": method, "path": path, "query": query, "body": body,
             "status": None, "response": None, "fault": None,
-            "key_id": _mask(headers.get("APCA-API-KEY-ID")),
+            "key_id": mask(headers["APCA-API-KEY-ID"]) if headers.get("APCA-API-KEY-ID") else None,
         }
         extra: dict[str, str] = {}
         delay = 0.0

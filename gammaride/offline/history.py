@@ -21,10 +21,8 @@ from gammaride.config import ET, NS_MIN
 from gammaride.errors import ConfigError
 from gammaride.offline.market import rfc3339_seconds, schedule
 from gammaride.offline.options import contract_of
-from gammaride.offline.routes import page_token, read_page_token
+from gammaride.offline.routes import MAX_PAGE, page_token, read_page_token
 from gammaride.rules import blackscholes
-
-MAX_PAGE = 10_000
 
 
 @lru_cache(maxsize=1)

@@ -30,7 +30,7 @@ from gammaride.offline.orders import ApiError, decimal_str
 if TYPE_CHECKING:
     from gammaride.offline.app import OfflineAlpaca
 
-_MAX_BARS_PAGE = 10_000
+MAX_PAGE = 10_000  # Alpaca's largest page of bars
 _SIP_DELAY_NS = 15 * NS_MIN  # the free plan serves SIP data only this much older than now
 
 
@@ -408,7 +408,7 @@ def option_bars(r: Request) -> Answer:
         return 200, {"bars": {}, "next_page_token": None}
     start = _time_param(q, "start") or 0
     end = min(_time_param(q, "end") or r.now, r.now)
-    bars, nxt = history.option_page(symbols, start, end, _limit(q, 1000, _MAX_BARS_PAGE), q.get("page_token"))
+    bars, nxt = history.option_page(symbols, start, end, _limit(q, 1000, MAX_PAGE), q.get("page_token"))
     return 200, {"bars": bars, "next_page_token": nxt}
 
 
@@ -542,7 +542,7 @@ def _bars_for(r: Request, symbol: str) -> tuple[list[dict], str | None]:
     end = _time_param(q, "end")
     lo = int(np.searchsorted(arr.start, start))
     hi = visible if end is None else min(visible, int(np.searchsorted(arr.start, end, side="right")))
-    limit = _limit(q, 1000, _MAX_BARS_PAGE)
+    limit = _limit(q, 1000, MAX_PAGE)
     desc = q.get("sort", "asc") == "desc"
     token = q.get("page_token")
     if token:
@@ -565,7 +565,7 @@ def _history_bars(r: Request, symbol: str) -> tuple[list[dict], str | None]:
     start = _time_param(q, "start")
     start = int(to_et(r.now).normalize().value) if start is None else start
     end = min(_time_param(q, "end") or r.now, r.now)
-    return h.stock_page(tf, start, end, _limit(q, 1000, _MAX_BARS_PAGE), q.get("page_token"),
+    return h.stock_page(tf, start, end, _limit(q, 1000, MAX_PAGE), q.get("page_token"),
                         q.get("sort", "asc") == "desc")
 
 
