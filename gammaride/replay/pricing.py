@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import ET, NS_DAY, Settings
+from gammaride.journal.schema import OPTION_PATH_COLUMNS
 from gammaride.rules import blackscholes
 from gammaride.rules.contracts import (
     CHAIN_COLUMNS,
@@ -159,14 +160,14 @@ class OptionPricer:
         parts = [(int(tid), self._paths[j]) for j, tid in zip(taken, trade_ids, strict=True) if j in self._paths]
         parts = [(tid, p) for tid, p in parts if len(p["minute"])]
         if not parts:
-            return pd.DataFrame(columns=PATH_COLUMNS)
+            return pd.DataFrame(columns=OPTION_PATH_COLUMNS)
         frame = pd.DataFrame({
             "trade_id": np.concatenate([np.full(len(p["minute"]), tid, dtype=np.int64) for tid, p in parts]),
             **{c: np.concatenate([p[c] for _, p in parts]) for c in parts[0][1] if c != "bar_time"},
         })
         frame.insert(2, "bar_time", pd.DatetimeIndex(np.concatenate([p["bar_time"] for _, p in parts]),
                                                      tz="UTC").tz_convert(ET))
-        return frame[PATH_COLUMNS]
+        return frame[OPTION_PATH_COLUMNS]
 
     # ------------------------------------------------------------------ pieces
     def _choose(self, direction, spot, dec, day, rv, settings, symbol, cost, closes_ns):
@@ -204,9 +205,6 @@ class OptionPricer:
         rv = np.log(closes).diff().rolling(20).std().mul(np.sqrt(252.0)).shift(1)
         values = rv.reindex(days, method="ffill").to_numpy(dtype=float)
         return np.where(np.isfinite(values) & (values > 0), values, FALLBACK_IV)
-
-
-PATH_COLUMNS = ["trade_id", "minute", "bar_time", "open", "high", "low", "close", "volume", "source"]
 
 
 def _session_iv(o_start, o_close, u_start, u_close, strike, call, expiry_ns, day, rv) -> float:
