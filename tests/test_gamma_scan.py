@@ -29,7 +29,7 @@ GAMMA = ["gex_net", "gex_calls", "gex_puts", "gex_0dte", "zero_gamma", "call_wal
 
 def session(tmp_path, start, scans, name="j", faults=None, **settings):
     settings = Settings.load(env={}, **settings)
-    with OfflineAlpaca(start=start, speed=0, settings=settings, seed=7, faults=faults) as srv:
+    with OfflineAlpaca(start=start, speed=0, seed=7, faults=faults) as srv:
         journal = Journal(tmp_path / f"{name}.duckdb")
         sc, lines = offline_scanner(srv, journal, settings, iv_percentile=0.5)
         sc.run(scans)
