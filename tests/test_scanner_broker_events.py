@@ -11,19 +11,18 @@ import pytest
 from gammaride.config import ET, Settings
 from gammaride.errors import BrokerRejectedError
 from gammaride.journal import Journal
-from gammaride.keys import Keys
 from gammaride.offline import BrokerBehaviour, OfflineAlpaca
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
-from gammaride.scanner.clock import SteppedClock
 from gammaride.scanner.loop import Scanner
 from gammaride.scanner.positions import client_order_id
+from tests.support import offline_broker, offline_scanner
 
 # a quiet settings set: no new signal can enter beside the position under test
 QUIET = {"vol_threshold": 20.0}
 
 
 def _broker(srv: OfflineAlpaca) -> AlpacaBroker:
-    return AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
+    return offline_broker(srv)
 
 
 def open_trade(srv: OfflineAlpaca, journal: Journal, at: str, contract: str, hard_stop: str) -> dict:
@@ -49,10 +48,7 @@ def open_trade(srv: OfflineAlpaca, journal: Journal, at: str, contract: str, har
 
 
 def scanner(srv: OfflineAlpaca, journal: Journal, **kw) -> tuple[Scanner, list[str]]:
-    lines: list[str] = []
-    sc = Scanner(_broker(srv), journal, Settings.load(env={}, **QUIET), SteppedClock(srv.advance_to),
-                 mode="offline", iv_percentile=0.5, out=lines.append, **kw)
-    return sc, lines
+    return offline_scanner(srv, journal, Settings.load(env={}, **QUIET), iv_percentile=0.5, **kw)
 
 
 def test_a_liquidation_at_1545_during_a_hold_is_booked_at_the_brokers_price(tmp_path):

@@ -10,13 +10,9 @@ import duckdb
 import pytest
 
 from gammaride import cli
-from gammaride.config import Settings
 from gammaride.journal import Journal
-from gammaride.keys import Keys
 from gammaride.offline import OfflineAlpaca
-from gammaride.scanner.broker import AlpacaBroker
-from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.loop import Scanner
+from tests.support import offline_broker, offline_scanner
 
 SIGNAL_AT = "2013-10-08 14:59:30"  # the 15:00 scan signals and enters a call
 
@@ -58,11 +54,8 @@ def test_bad_keys_stop_the_run_at_once_with_the_brokers_message_and_a_nonzero_ex
 
 def test_an_unreachable_broker_is_named_in_the_scan_line_and_a_run_of_failed_scans_fails(tmp_path):
     with OfflineAlpaca(start="2013-10-08 11:00:30", speed=0) as srv:
-        lines: list[str] = []
-        broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=0.5, retry_wait=0.01)
         journal = Journal(tmp_path / "j.duckdb")
-        sc = Scanner(broker, journal, Settings.load(env={}), SteppedClock(srv.advance_to), mode="offline",
-                     iv_percentile=0.5, out=lines.append)
+        sc, lines = offline_scanner(srv, journal, broker=offline_broker(srv, timeout=0.5), iv_percentile=0.5)
         sc.start()
         srv.stop()  # the broker goes away; the stepped clock still moves in this process
         sc.run(3)

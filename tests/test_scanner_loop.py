@@ -11,12 +11,9 @@ import pytest
 
 from gammaride.config import ET, Settings
 from gammaride.journal import Journal
-from gammaride.keys import Keys
 from gammaride.offline import BrokerBehaviour, OfflineAlpaca, SimAccount
 from gammaride.replay.engine import IVChoice, replay
-from gammaride.scanner.broker import AlpacaBroker
-from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.loop import Scanner
+from tests.support import offline_broker, offline_scanner
 
 IVP = 0.5  # the same fixed IV percentile on both sides (the server's IV is constant)
 
@@ -26,14 +23,10 @@ SCAN_LINE = re.compile(r"\[SCAN \d+\] \d\d:\d\d:\d\d - ")  # one per scan (heart
 def run_session(tmp_path, start, scans, settings=None, bars=None, faults=None, timeout=2.0, name="j",
                 equity=100_000.0, option_stops=True, **kw):
     settings = settings or Settings.load(env={})
-    lines: list[str] = []
     with OfflineAlpaca(bars=bars, start=start, speed=0, faults=faults, seed=7, account=SimAccount(equity=equity), behaviour=BrokerBehaviour(option_stops=option_stops)) as srv:
-        broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=timeout,
-                              retry_wait=0.01)
         journal = Journal(tmp_path / f"{name}.duckdb")
         kw.setdefault("iv_percentile", IVP)
-        sc = Scanner(broker, journal, settings, SteppedClock(srv.advance_to), mode="offline",
-                     out=lines.append, **kw)
+        sc, lines = offline_scanner(srv, journal, settings, offline_broker(srv, timeout=timeout), **kw)
         sc.run(scans)
         log = list(srv.request_log)
         server_orders = list(srv.broker.orders.values())

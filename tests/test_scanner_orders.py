@@ -13,13 +13,12 @@ from gammaride.config import ET, Settings
 from gammaride.errors import BrokerError
 from gammaride.journal import Journal
 from gammaride.journal.store import DRY_RUN_SQL
-from gammaride.keys import Keys
 from gammaride.offline import BrokerBehaviour, OfflineAlpaca
 from gammaride.reports import build_report_data
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec, _request, bars_frame, cent
-from gammaride.scanner.clock import SteppedClock
 from gammaride.scanner.loop import SKIP_DECIDED, Scanner
 from gammaride.scanner.positions import ExitDecision, Position, backstop_client_id
+from tests.support import offline_broker, offline_scanner
 
 TRADE_DAY = "2013-10-07 10:06:30"  # a 10:08 call that exits TP on the 10:12 bar
 
@@ -43,12 +42,8 @@ class RefusingExits(AlpacaBroker):
 
 
 def scanner(srv: OfflineAlpaca, journal: Journal, broker_cls=AlpacaBroker, **kw) -> tuple[Scanner, list[str]]:
-    lines: list[str] = []
-    broker = broker_cls(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
     kw.setdefault("iv_percentile", 0.5)
-    kw.setdefault("mode", "offline")
-    sc = Scanner(broker, journal, Settings.load(env={}), SteppedClock(srv.advance_to), out=lines.append, **kw)
-    return sc, lines
+    return offline_scanner(srv, journal, broker=offline_broker(srv, broker_cls), **kw)
 
 
 def step_now(sc: Scanner):
@@ -327,9 +322,7 @@ def test_a_bracket_leg_filling_while_cancelled_is_booked_not_sold_again(tmp_path
     settings = Settings.load(env={}, instrument="shares")
     with OfflineAlpaca(start="2013-10-07 10:07:30", speed=0, seed=7, behaviour=BrokerBehaviour(async_cancels=True)) as srv:
         journal = Journal(tmp_path / "j.duckdb")
-        broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
-        sc = Scanner(broker, journal, settings, SteppedClock(srv.advance_to), mode="offline",
-                     iv_percentile=0.5, out=lambda s: None)
+        sc, _ = offline_scanner(srv, journal, settings, iv_percentile=0.5)
         sc.start()
         srv.advance_to("2013-10-07 10:08:05")
         assert step_now(sc).row["trade_id"] is not None
