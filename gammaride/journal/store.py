@@ -414,8 +414,10 @@ class Journal:
     def _insert_frame(self, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
         if frame.empty:
             return
-        missing = [c for c in columns if c not in frame.columns]
-        data = frame.assign(**{c: None for c in missing})[columns]
+        # only the columns the frame has: the table's default (NULL) fills the others
+        # without scanning a column of Python Nones per row
+        columns = [c for c in columns if c in frame.columns]
+        data = frame[columns]
         # pandas 3 infers a 'str' dtype that older DuckDB releases cannot scan; object can.
         text = [c for c in columns if pd.api.types.is_string_dtype(data[c].dtype) and data[c].dtype != object]
         if text:
