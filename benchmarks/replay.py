@@ -36,7 +36,8 @@ import pandas as pd
 from gammaride.config import ET, Settings
 from gammaride.data.bars import load_bars, sample_bars
 from gammaride.journal import Journal
-from gammaride.replay.engine import IVChoice, run_replay
+from gammaride.journal.schema import MIGRATIONS, SCAN_COLUMNS
+from gammaride.replay.engine import IVChoice, replay, run_replay
 from gammaride.rules.session import session_table
 from gammaride.rules.setup import ExitPolicy
 
@@ -152,6 +153,69 @@ def gammaride_job(csv: Path, db: Path, s: Settings) -> int:
     return len(bars)
 
 
+def phases(csv: Path, folder: Path, repeats: int, s: Settings) -> dict[str, float]:
+    """Median CPU seconds of each part of gammaride's job: load the bars, open a new journal
+    (its migrations), the rules alone (``replay``, pure), the journal writes and their commit
+    (``run_replay`` less its rules), close."""
+    parts: dict[str, list[float]] = {}
+    policy, iv = ExitPolicy.phase1(s), IVChoice("constant", IV)
+    for k in range(repeats):
+        db = folder / f"phases_{k}.duckdb"
+        marks = [time.process_time()]
+        bars = load_bars([csv])
+        marks.append(time.process_time())
+        journal = Journal(db)
+        marks.append(time.process_time())
+        replay(bars, s, policy, iv)
+        marks.append(time.process_time())
+        run_replay(journal, bars, s, policy, iv, source=csv.name)
+        marks.append(time.process_time())
+        journal.close()
+        marks.append(time.process_time())
+        step = np.diff(marks)
+        step[3] -= step[2]  # run_replay runs the rules again before it writes
+        for name, value in zip(("load bars", "open a new journal", "rules", "journal writes + commit", "close"), step, strict=True):
+            parts.setdefault(name, []).append(value)
+        db.unlink()
+    return {name: statistics.median(values) for name, values in parts.items()}
+
+
+def scan_write_costs(csv: Path, folder: Path, repeats: int, s: Settings) -> dict[str, float]:
+    """Median CPU seconds to write one year's scan rows (one per bar, as replay makes them)
+    into a new DuckDB file: the journal's ``scans`` table, the same columns without its
+    primary key, and a table of only the columns replay fills, without the key."""
+    scans = replay(load_bars([csv]), s, ExitPolicy.phase1(s), IVChoice("constant", IV)).scans.assign(run_id=1)
+    filled = [c for c in SCAN_COLUMNS if c in scans.columns]
+    quoted = ", ".join(f'"{c}"' for c in filled)
+    shapes = {
+        f"the journal's scans table ({len(SCAN_COLUMNS)} columns, primary key)": "",
+        "the same columns, no primary key": "CREATE TABLE keyless AS SELECT * FROM scans LIMIT 0; "
+                                            "DROP TABLE scans; ALTER TABLE keyless RENAME TO scans",
+        f"only the {len(filled)} columns replay fills, no key": f"CREATE TABLE narrow AS SELECT {quoted} FROM scans "
+                                                               "LIMIT 0; DROP TABLE scans; ALTER TABLE narrow RENAME TO scans",
+    }
+    out: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for shape, sql in shapes.items():
+            db = folder / "shape.duckdb"
+            con = duckdb.connect(str(db))
+            con.execute("BEGIN")
+            for _, migrate in MIGRATIONS:
+                migrate(con)
+            for statement in filter(None, sql.split("; ")):
+                con.execute(statement)
+            con.execute("COMMIT")
+            cpu = time.process_time()
+            con.execute("BEGIN")
+            con.register("incoming", scans[filled])
+            con.execute(f"INSERT INTO scans ({quoted}) SELECT {quoted} FROM incoming")
+            con.execute("COMMIT")
+            con.close()
+            out.setdefault(shape, []).append(time.process_time() - cpu)
+            db.unlink()
+    return {shape: statistics.median(values) for shape, values in out.items()}
+
+
 def timed(job, csv: Path, folder: Path, tag: str, repeats: int, s: Settings) -> tuple[float, float, int]:
     """Median wall and CPU seconds (all threads of this process) of ``job``, and its bars."""
     walls, cpus, n = [], [], 0
@@ -227,6 +291,11 @@ def main() -> None:
         print(f"  gammaride                      {ours:.3f} s / {ours_cpu:.3f} s  {n / ours:,.0f} bars/s")
         print(f"  ratio gammaride / reference    {ours / ref:.2f}x wall, {ours_cpu / ref_cpu:.2f}x CPU "
               f"(target <= {TARGETS['ratio']}x)")
+        parts = phases(year, folder, args.repeats, s)
+        print("  where gammaride's CPU goes: " + " | ".join(f"{k} {v:.3f} s" for k, v in parts.items()))
+        print("  writing the year's scan rows into DuckDB (CPU, median):")
+        for shape, cpu in scan_write_costs(year, folder, args.repeats, s).items():
+            print(f"    {shape:<52} {cpu:.3f} s")
         cli, cli_cpu = cli_seconds(year, folder / "cli.duckdb", max(3, args.repeats // 2))
         print(f"gammaride replay YEAR.csv as a fresh process: median {cli:.2f} s wall, {cli_cpu:.2f} s CPU "
               f"(target <= {TARGETS['cli_s']} s)")
