@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -216,17 +217,19 @@ def scan_write_costs(csv: Path, folder: Path, repeats: int, s: Settings) -> dict
     return {shape: statistics.median(values) for shape, values in out.items()}
 
 
-def timed(job, csv: Path, folder: Path, tag: str, repeats: int, s: Settings) -> tuple[float, float, int]:
-    """Median wall and CPU seconds (all threads of this process) of ``job``, and its bars."""
-    walls, cpus, n = [], [], 0
+def timed(jobs: dict, csv: Path, folder: Path, repeats: int, s: Settings) -> tuple[dict, int]:
+    """Median wall and CPU seconds (all threads of this process) of each job, and the bars.
+    The jobs take turns, run by run, so a change in the shared machine's load falls on both."""
+    runs: dict[str, list[tuple[float, float]]] = {tag: [] for tag in jobs}
+    n = 0
     for k in range(repeats):
-        db = folder / f"{tag}_{k}.duckdb"
-        wall, cpu = time.perf_counter(), time.process_time()
-        n = job(csv, db, s)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-        db.unlink()
-    return statistics.median(walls), statistics.median(cpus), n
+        for tag, job in jobs.items():
+            db = folder / f"{tag}_{k}.duckdb"
+            wall, cpu = time.perf_counter(), time.process_time()
+            n = job(csv, db, s)
+            runs[tag].append((time.perf_counter() - wall, time.process_time() - cpu))
+            db.unlink()
+    return {tag: tuple(statistics.median(r[i] for r in rs) for i in (0, 1)) for tag, rs in runs.items()}, n
 
 
 def child(warm: Path, csv: Path, db: Path) -> None:
@@ -267,6 +270,35 @@ def cli_seconds(csv: Path, db: Path, repeats: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
+# the same command line as a fresh process, with its CPU clock read after the imports it
+# needs and after the command: the rest of the process's CPU is interpreter start and exit
+_PARTS = """
+import json, sys, time
+import gammaride.commands.replay, gammaride.data.bars, gammaride.journal.store, gammaride.replay.engine
+imported = time.process_time()
+from gammaride.cli import main
+main(sys.argv[1:])
+print(json.dumps({"imports": imported, "job": time.process_time() - imported}))
+"""
+
+
+def cli_parts(csv: Path, db: Path, repeats: int) -> dict[str, float]:
+    """Median CPU seconds of a fresh ``gammaride replay CSV`` by part: interpreter start and
+    the imports, the command itself, interpreter exit (the process's CPU after the command)."""
+    parts: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        cpu = children_cpu()
+        done = subprocess.run([sys.executable, "-c", _PARTS, "replay", str(csv), "--journal", str(db),
+                               "--iv-percentile", str(IV), "--quiet"], check=True, capture_output=True, text=True)
+        total = children_cpu() - cpu
+        seen = json.loads(done.stdout.splitlines()[-1])
+        for name, value in (("start + imports", seen["imports"]), ("command", seen["job"]),
+                            ("exit", total - seen["imports"] - seen["job"])):
+            parts.setdefault(name, []).append(value)
+        db.unlink()
+    return {name: statistics.median(values) for name, values in parts.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -278,14 +310,15 @@ def main() -> None:
         return
 
     s = Settings.load(env={})
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         year = folder / "year.csv"
         write_years(year, 2023, 1)
         gammaride_job(year, folder / "warm.duckdb", s)  # imports and calendar, once
         reference_job(year, folder / "warm_ref.duckdb", s)
-        ref, ref_cpu, n = timed(reference_job, year, folder, "ref", args.repeats, s)
-        ours, ours_cpu, _ = timed(gammaride_job, year, folder, "ours", args.repeats, s)
+        medians, n = timed({"ref": reference_job, "ours": gammaride_job}, year, folder, args.repeats, s)
+        (ref, ref_cpu), (ours, ours_cpu) = medians["ref"], medians["ours"]
         print(f"one year: {n:,} bars; whole job in process, median of {args.repeats} (wall / CPU):")
         print(f"  reference (minimal, this file) {ref:.3f} s / {ref_cpu:.3f} s  {n / ref:,.0f} bars/s")
         print(f"  gammaride                      {ours:.3f} s / {ours_cpu:.3f} s  {n / ours:,.0f} bars/s")
@@ -299,6 +332,8 @@ def main() -> None:
         cli, cli_cpu = cli_seconds(year, folder / "cli.duckdb", max(3, args.repeats // 2))
         print(f"gammaride replay YEAR.csv as a fresh process: median {cli:.2f} s wall, {cli_cpu:.2f} s CPU "
               f"(target <= {TARGETS['cli_s']} s)")
+        parts = cli_parts(year, folder / "parts.duckdb", max(3, args.repeats // 2))
+        print("  where its CPU goes: " + " | ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
         if args.years > 1:
             one = in_child(year, year, folder / "one.duckdb")
             long = folder / "long.csv"
