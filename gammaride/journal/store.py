@@ -156,6 +156,8 @@ class Journal:
         # write takes a fraction of a second, so a short wait; a writer must not lose a scan
         self.lock_wait = float(lock_wait) if lock_wait is not None else (60.0 if self.shared else 15.0)
         self._con: duckdb.DuckDBPyConnection | None = None
+        # a file that does not exist yet is a new journal: nothing to ask it before migrating
+        self._new = self.path == ":memory:" or not Path(self.path).exists()
         if read_only and self.path != ":memory:":
             self._snapshot()
             return
@@ -242,6 +244,8 @@ class Journal:
         """One query: every migration applied and the tables and columns unchanged since
         the last full check (m010 records it). Anything else (an older or newer journal,
         a table dropped or added by hand) takes the full path: migrate and check."""
+        if self._new:
+            return False
         try:
             applied, recorded, now = self.con.execute(_CURRENT_SQL, [SCHEMA_VERSION]).fetchall()[0]
         except duckdb.CatalogException:  # before m010, or not a journal
@@ -325,6 +329,7 @@ class Journal:
             return
         with self.transaction():
             self._upgrade(read_only)
+        self._new = False
 
     def _upgrade(self, read_only: bool) -> None:
         tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
