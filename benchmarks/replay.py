@@ -184,16 +184,21 @@ def phases(csv: Path, folder: Path, repeats: int, s: Settings) -> dict[str, floa
 def scan_write_costs(csv: Path, folder: Path, repeats: int, s: Settings) -> dict[str, float]:
     """Median CPU seconds to write one year's scan rows (one per bar, as replay makes them)
     into a new DuckDB file: the journal's ``scans`` table, the same columns without its
-    primary key, and a table of only the columns replay fills, without the key."""
+    primary key, a table of only the columns replay fills, and of only those not text."""
     scans = replay(load_bars([csv]), s, ExitPolicy.phase1(s), IVChoice("constant", IV)).scans.assign(run_id=1)
     filled = [c for c in SCAN_COLUMNS if c in scans.columns]
     quoted = ", ".join(f'"{c}"' for c in filled)
+    numbers = [c for c in filled if not isinstance(scans[c].dtype, pd.CategoricalDtype)]
+    quoted_numbers = ", ".join(f'"{c}"' for c in numbers)
     shapes = {
         f"the journal's scans table ({len(SCAN_COLUMNS)} columns, primary key)": "",
         "the same columns, no primary key": "CREATE TABLE keyless AS SELECT * FROM scans LIMIT 0; "
                                             "DROP TABLE scans; ALTER TABLE keyless RENAME TO scans",
         f"only the {len(filled)} columns replay fills, no key": f"CREATE TABLE narrow AS SELECT {quoted} FROM scans "
                                                                "LIMIT 0; DROP TABLE scans; ALTER TABLE narrow RENAME TO scans",
+        f"only its {len(numbers)} columns that are not text, no key": f"CREATE TABLE plain AS SELECT {quoted_numbers} "
+                                                                   "FROM scans LIMIT 0; DROP TABLE scans; "
+                                                                   "ALTER TABLE plain RENAME TO scans",
     }
     out: dict[str, list[float]] = {}
     for _ in range(repeats):
@@ -208,8 +213,10 @@ def scan_write_costs(csv: Path, folder: Path, repeats: int, s: Settings) -> dict
             con.execute("COMMIT")
             cpu = time.process_time()
             con.execute("BEGIN")
-            con.register("incoming", scans[filled])
-            con.execute(f"INSERT INTO scans ({quoted}) SELECT {quoted} FROM incoming")
+            columns = numbers if "not text" in shape else filled
+            names = ", ".join(f'"{c}"' for c in columns)
+            con.register("incoming", scans[columns])
+            con.execute(f"INSERT INTO scans ({names}) SELECT {names} FROM incoming")
             con.execute("COMMIT")
             con.close()
             out.setdefault(shape, []).append(time.process_time() - cpu)
