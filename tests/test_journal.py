@@ -53,12 +53,26 @@ def test_a_journal_from_a_newer_version_is_refused(tmp_path):
         Journal(path)
 
 
-def test_a_journal_at_the_first_schema_opens_and_upgrades_keeping_its_rows(tmp_path):
-    path = tmp_path / "old.duckdb"
+def _first_schema_journal(path):
+    """A journal as the first release wrote it (m001 only), open for more rows."""
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
     m001_initial(con)
     con.execute("INSERT INTO schema_migrations VALUES ('m001_initial', now())")
+    return con
+
+
+def _changed_by_hand(path, sql):
+    """A journal at the latest version, then ``sql`` run on it outside gammaride."""
+    Journal(path).close()
+    con = duckdb.connect(str(path))
+    con.execute(sql)
+    con.close()
+
+
+def test_a_journal_at_the_first_schema_opens_and_upgrades_keeping_its_rows(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = _first_schema_journal(path)
     con.execute(
         "INSERT INTO runs (run_id, mode, symbol, status, started_at, settings_json) VALUES "
         "(1, 'replay', 'SPY', 'completed', now(), '{}'), "
@@ -88,10 +102,7 @@ def test_a_journal_at_the_latest_version_opens_without_rebuilding_the_schema(tmp
 
 def test_an_upgraded_journal_records_its_check_and_then_opens_without_one(tmp_path):
     path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
-    m001_initial(con)
-    con.execute("INSERT INTO schema_migrations VALUES ('m001_initial', now())")
+    con = _first_schema_journal(path)
     con.close()
     Journal(path).close()
     con = duckdb.connect(str(path))
@@ -104,10 +115,7 @@ def test_an_upgraded_journal_records_its_check_and_then_opens_without_one(tmp_pa
 
 def test_a_column_added_by_hand_is_checked_once_then_opens_fast(tmp_path):
     path = tmp_path / "j.duckdb"
-    Journal(path).close()
-    con = duckdb.connect(str(path))
-    con.execute("ALTER TABLE trades ADD COLUMN my_note VARCHAR")
-    con.close()
+    _changed_by_hand(path, "ALTER TABLE trades ADD COLUMN my_note VARCHAR")
     store._expected_schema.cache_clear()
     Journal(path).close()  # the full check: nothing missing, the new shape recorded
     assert store._expected_schema.cache_info().misses == 1
@@ -117,10 +125,7 @@ def test_a_column_added_by_hand_is_checked_once_then_opens_fast(tmp_path):
 
 def test_a_column_dropped_after_the_last_check_is_still_refused(tmp_path):
     path = tmp_path / "j.duckdb"
-    Journal(path).close()
-    con = duckdb.connect(str(path))
-    con.execute("ALTER TABLE trades DROP COLUMN mfe_atr")
-    con.close()
+    _changed_by_hand(path, "ALTER TABLE trades DROP COLUMN mfe_atr")
     with pytest.raises(JournalError, match="damaged: column.s. trades.mfe_atr missing"):
         Journal(path)
 
