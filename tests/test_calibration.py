@@ -26,6 +26,8 @@ from gammaride.calibration.validate import (
     SessionSums,
     bootstrap_mean_ci,
     confidence_sequence,
+    mixture_width,
+    one_sided_mixture,
     training_rows,
     walk_forward,
 )
@@ -264,6 +266,21 @@ def test_confidence_sequence_is_wider_than_one_look_and_covers_the_mean():
     assert lo < 0.3 < hi and lo < b_lo and hi > b_hi
     assert 1.2 < (hi - lo) / (b_hi - b_lo) < 2.5  # the price of looking any number of times
     assert chain_alpha(1) == 0.025 and sum(chain_alpha(c) for c in range(1, 10_000)) < 0.05
+
+
+def test_the_one_sided_bound_is_crossed_by_driftless_sums_at_most_alpha():
+    """Brute force on 10,000 Gaussian random walks of 400 sessions: the chance that a sum of
+    mean-zero session results ever reaches the one-sided boundary stays under alpha, and
+    the boundary spends a good part of it (the two-sided one it replaces spent half)."""
+    alpha, k = 0.05, 400
+    bound = np.array([one_sided_mixture(s, alpha) for s in range(1, k + 1)])
+    walks = np.cumsum(np.random.default_rng(0).standard_normal((10_000, k)), axis=1)
+    crossed = (walks >= bound).any(axis=1).mean()
+    assert alpha / 3 < crossed <= alpha, crossed
+    sessions = np.arange(1, k + 1)
+    v = sessions + mixture_width(alpha)
+    two_sided = np.sqrt(v * np.log(v / (mixture_width(alpha) * alpha**2)))
+    assert (bound < two_sided).all()
 
 
 def test_fifty_trades_say_in_plain_words_that_they_cannot_test_yet(settings):
