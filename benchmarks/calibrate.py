@@ -5,8 +5,12 @@
   published at ANY of 20 looks when calibrate is rerun as trades accumulate (each look a
   full ``calibrate_paths`` with the earlier looks on record, as ``gammaride calibrate``
   does through the journal's ``calibrations`` table).
-* Accuracy on planted regime-dependent edges: expectancy of the fitted multipliers on
-  unseen trades as a share of the brute-force best per regime, at 160 and 400 trades.
+* Accuracy on planted regime-dependent edges: expectancy of the fitted multipliers, and
+  of the exits in force (fitted when published, Phase 1 otherwise), on unseen trades as a
+  share of the brute-force best per regime, at 160 and 400 trades; beside them the
+  planted edge per trade, the power of a one-look z-test of it that knows the best exits
+  (the oracle), the power line's smallest detectable gain and what a one-look test of the
+  scored gain (not valid under reruns) would leave in force.
 * Speed: 10,000 journaled trades end to end (journal read to calibration.json), and the
   first-passage grid against a baseline that calls the exit rules once per grid point.
 

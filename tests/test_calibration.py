@@ -19,7 +19,7 @@ from gammaride.calibration import (
     simulate_grid,
     trade_paths_from_frames,
 )
-from gammaride.calibration.fit import fit_buckets, quantile_edges, tercile_edges
+from gammaride.calibration.fit import auto_edges, fit_buckets, quantile_edges, tercile_edges
 from gammaride.calibration.grid import grid_exits, simulate_one
 from gammaride.calibration.looks import chain_alpha
 from gammaride.calibration.validate import (
@@ -177,6 +177,9 @@ def test_tercile_edges_and_manual_edges():
     # two volatility regimes with a break between them: the edge sits in the break
     regimes = np.r_[np.linspace(0.05, 0.08, 55), np.linspace(0.18, 0.25, 45)]
     assert quantile_edges(regimes, 2) == pytest.approx((0.13,))
+    # as many buckets (up to three) as give each the bucket minimum: 15 trades a bucket
+    atr = np.random.default_rng(0).uniform(0.05, 0.25, 200)
+    assert [len(auto_edges(atr[:n], 15)) + 1 for n in (29, 30, 44, 45, 200)] == [1, 2, 2, 3, 3]
     assert parse_edges("0.8,1.5") == (0.8, 1.5)
     assert parse_edges(None) is None
     for bad in ("1.5,0.8", "0.8,abc", "0,1", "nan"):
