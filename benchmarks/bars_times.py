@@ -1,6 +1,6 @@
 """Reading the timestamps of a year of bars (252 sessions x 390 = 98,280 rows, UTC offsets
 that change from -05:00 to -04:00 and back): the one ISO 8601 parse of
-``gammaride.sim.data._parse_times`` against the former two-pass parse (``format="mixed"``,
+``gammaride.data.bars._parse_times`` against the former two-pass parse (``format="mixed"``,
 then again through UTC when offsets differ). Both run in this process; figures are medians.
 
     python benchmarks/bars_times.py [--repeats 7]
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gammaride.sim.data import _parse_times
+from gammaride.data.bars import _parse_times
 
 
 def year_of_times() -> pd.Series:

@@ -38,10 +38,7 @@ from gammaride.calibration import (
 )
 from gammaride.calibration.grid import simulate_one
 from gammaride.calibration.pipeline import _sessions as session_dates
-from gammaride.calibration.validate import SessionSums
-from gammaride.config import Settings
-from gammaride.journal import Journal
-from gammaride.sim.synthetic import (
+from gammaride.calibration.synthetic import (
     REGIMES,
     shaped_paths,
     synthetic_frames,
@@ -49,6 +46,9 @@ from gammaride.sim.synthetic import (
     unit_trades,
     write_journal,
 )
+from gammaride.calibration.validate import SessionSums
+from gammaride.config import Settings
+from gammaride.journal import Journal
 
 
 def false_publishes(settings: Settings, journals: int, trades: int, looks: int) -> dict:

@@ -22,13 +22,14 @@ import time
 from pathlib import Path
 
 from gammaride.config import Settings
-from gammaride.data import BarCache, Fetcher
+from gammaride.data.cache import BarCache
+from gammaride.data.fetch import Fetcher
 from gammaride.data.history import load_history
 from gammaride.journal import Journal
-from gammaride.sim.pricing import CachedOptionBars, OptionPricer
-from gammaride.sim.replay import IVChoice, run_replay
-from gammaride.sim.server import OfflineAlpaca
-from gammaride.sim.server.history import History
+from gammaride.offline import OfflineAlpaca
+from gammaride.offline.history import History
+from gammaride.replay.engine import IVChoice, run_replay
+from gammaride.replay.pricing import CachedOptionBars, OptionPricer
 
 SPAN = ("2024-01-01", "2024-12-31")
 

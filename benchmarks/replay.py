@@ -34,11 +34,11 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import ET, Settings
+from gammaride.data.bars import load_bars, sample_bars
 from gammaride.journal import Journal
-from gammaride.scanner.session import session_table
-from gammaride.scanner.setup import ExitPolicy
-from gammaride.sim.data import load_bars, sample_bars
-from gammaride.sim.replay import IVChoice, run_replay
+from gammaride.replay.engine import IVChoice, run_replay
+from gammaride.rules.session import session_table
+from gammaride.rules.setup import ExitPolicy
 
 IV = 0.4
 TARGETS = {"ratio": 1.3, "cli_s": 1.0, "kb_per_bar": 1.0}

@@ -26,15 +26,15 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
+from gammaride.data.bars import sample_bars
 from gammaride.journal import Journal
+from gammaride.keys import Keys
+from gammaride.rules.contracts import choose_contract, occ_symbol
+from gammaride.rules.setup import ExitPolicy, exit_levels
+from gammaride.rules.signals import compute_signals
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import ScaledClock, SteppedClock
-from gammaride.scanner.contracts import choose_contract, occ_symbol
-from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import Scanner
-from gammaride.scanner.setup import ExitPolicy, exit_levels
-from gammaride.scanner.signals import compute_signals
-from gammaride.sim.data import sample_bars
 
 
 def _chain(day: pd.Timestamp, price: float) -> pd.DataFrame:
@@ -74,7 +74,7 @@ def bench_decision(repeats: int) -> tuple[list[float], list[float]]:
 
 
 def session(speed: float, start: str, scans: int) -> Scanner:
-    from gammaride.sim.server import OfflineAlpaca
+    from gammaride.offline import OfflineAlpaca
 
     settings = Settings.load(env={})
     with tempfile.TemporaryDirectory() as tmp, OfflineAlpaca(start=start, speed=speed) as srv:

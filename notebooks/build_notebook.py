@@ -61,7 +61,7 @@ if getattr(importlib.util.find_spec("gammaride"), "origin", None) is None:  # no
     if pip.returncode:
         raise SystemExit(f"✗ pip install {INSTALL_FROM} failed: {' '.join((pip.stderr or pip.stdout).strip().splitlines()[-1:])}. Fix: set INSTALL_FROM to gammaride, a git+https URL or a wheel path (on Drive: mount Drive first), check the runtime is online, run Block 1 again")
     importlib.invalidate_caches()
-from gammaride.scanner.colab import journal_place, keys_or_offline
+from gammaride.notebook.colab import journal_place, keys_or_offline
 print(f"✓ gammaride {sys.modules['gammaride'].__version__} is installed")
 KEYS, OFFLINE = keys_or_offline()  # Colab secrets or environment; none found: OFFLINE = True
 PLACE = journal_place(mount_drive=True)  # Google Drive when mounted, else local disk""",
@@ -78,7 +78,7 @@ and loads the exits: Phase 1 (TP 2 ATR, SL 1 ATR) until a calibration is publish
 from gammaride.calibration import load_exit_policy
 from gammaride.config import Settings
 from gammaride.journal import Journal
-from gammaride.scanner.colab import open_connection, print_connection
+from gammaride.notebook.colab import open_connection, print_connection
 DEBUG = False  # True: every scan prints its detailed block; the volume spike bar drops to 1.5x
 SPEED = 0 if os.environ.get("GAMMARIDE_NOTEBOOK_CI") else 60  # offline: 60 = a market minute a second
 for old in [name for name in ("conn", "journal") if name in globals()]:
@@ -101,8 +101,8 @@ IV percentile (needs 30%), and the direction: **CALL** when the price rose over 
 **SHORT** or **LONG**, the net exposure per 1% move and the distance to the zero-gamma
 level (`docs/gamma.md`).""",
         """\
-from gammaride.scanner.blocks import check_conditions
-from gammaride.scanner.colab import print_conditions
+from gammaride.notebook.blocks import check_conditions
+from gammaride.notebook.colab import print_conditions
 cond = check_conditions(conn, journal)  # in_window, vol_spike, direction, bars, avg_volume, ...
 print_conditions(cond, SETTINGS)
 cond["bars"].tail(5)  # the latest complete 1-minute bars (bar start, ET)""",
@@ -114,8 +114,8 @@ What a trade would look like now: the 14-bar ATR (how far SPY moves in a minute)
 take-profit and stop-loss on SPY's price, the number of contracts (1% of equity per ATR
 move, scaled by the IV multiplier), and the phase of the exits.""",
         """\
-from gammaride.scanner.blocks import calculate_setup
-from gammaride.scanner.colab import print_setup
+from gammaride.notebook.blocks import calculate_setup
+from gammaride.notebook.colab import print_setup
 setup = calculate_setup(conn, cond, policy=POLICY) if "atr" in cond else None
 print_setup(setup, cond)""",
     ),
@@ -128,7 +128,7 @@ orders for options, so gammaride is its own OCO: the entry is journaled with its
 and hard stop, and the scanner in Block 6 adopts the position and exits it by the rules.
 Run Block 6 right after. On a live account it only rehearses (`PAPER_SIM_###`).""",
         """\
-from gammaride.scanner.colab import send_order
+from gammaride.notebook.colab import send_order
 order = None
 if setup is not None and (cond["signal"] or TEST_ORDER):
     # a test order without a signal buys 1 contract; a signal buys the setup's size
@@ -145,7 +145,7 @@ then watches the position against TP, SL, 20 minutes and the hard stop. It stops
 after 55 scans (inside Colab's idle limit) and closes what it opened. Offline, the
 simulated market moves one minute per second (`SPEED`) and waits while you read.""",
         """\
-from gammaride.scanner.colab import save_after_trades
+from gammaride.notebook.colab import save_after_trades
 from gammaride.text import signed_usd
 SCANS = 55  # one run stays inside Colab's idle limit; run this cell again for 55 more
 scanner = conn.scanner(journal, policy=POLICY, policy_message=POLICY_MESSAGE,
@@ -165,7 +165,7 @@ Then writes `report.html` next to the journal (and to Drive) and shows it here: 
 with its interval, expectancy, the scan funnel and every trade.""",
         """\
 from gammaride.reports import headline_text, show, write_report
-from gammaride.scanner.colab import calibrate_when_ready
+from gammaride.notebook.colab import calibrate_when_ready
 result = calibrate_when_ready(journal, SETTINGS, PLACE.calibration)  # needs 50 closed trades
 if result is not None and result.published:
     POLICY, POLICY_MESSAGE = result.policy, result.policy.describe()  # the next run uses it

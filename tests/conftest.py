@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from gammaride.config import Settings
-from gammaride.sim.data import sample_bars
+from gammaride.data.bars import sample_bars
 
 SHARED_MARKET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "market"
 

@@ -9,10 +9,10 @@ import pytest
 
 from gammaride.config import ET
 from gammaride.errors import BrokerError
+from gammaride.keys import Keys
+from gammaride.offline import OfflineAlpaca
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
-from gammaride.scanner.keys import Keys
 from gammaride.scanner.positions import submit_idempotent
-from gammaride.sim.server import OfflineAlpaca
 
 
 @pytest.fixture

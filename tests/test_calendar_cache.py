@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from gammaride.scanner import session
+from gammaride.rules import session
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_first_use_builds_the_table_and_writes_the_cache(fresh_cache):
 def test_a_fresh_process_reads_the_cache_without_exchange_calendars(fresh_cache):
     session.session_table()  # build and write it here
     probe = ("import sys, pandas as pd\n"
-             "from gammaride.scanner.session import is_session, next_session, session_close_minutes\n"
+             "from gammaride.rules.session import is_session, next_session, session_close_minutes\n"
              "print(session_close_minutes(pd.DatetimeIndex(['2013-11-29']))[0], is_session('2013-11-28'),\n"
              "      next_session('2013-11-27').date(), 'exchange_calendars' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,

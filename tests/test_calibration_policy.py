@@ -11,9 +11,9 @@ import pytest
 
 from gammaride.calibration import SCHEMA_VERSION, load_exit_policy, write_calibration
 from gammaride.cli import main
+from gammaride.data.bars import sample_paths
 from gammaride.journal import Journal
-from gammaride.scanner.setup import ExitPolicy
-from gammaride.sim.data import sample_paths
+from gammaride.rules.setup import ExitPolicy
 
 ONE_SESSION = next(p for p in sample_paths() if p.name == "20131007_trade.zip")  # 8 trades
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from gammaride.calibration.grid import SL_GRID, TP_GRID, simulate_grid
-from gammaride.sim.synthetic import (
+from gammaride.calibration.synthetic import (
     HOLD,
     noise_paths,
     priced_frames,
@@ -82,9 +82,9 @@ def test_frames_fit_the_journal_schema(tmp_path):
 def replay_journal(path, times: int = 1):
     """A journal holding ``times`` replays of the bundled real SPY sessions (34 trades each)."""
     from gammaride.config import Settings
+    from gammaride.data.bars import sample_bars
     from gammaride.journal import Journal
-    from gammaride.sim.data import sample_bars
-    from gammaride.sim.replay import run_replay
+    from gammaride.replay.engine import run_replay
 
     bars = sample_bars()
     with Journal(path) as journal:

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from gammaride.config import ET
-from gammaride.scanner.contracts import (
+from gammaride.rules.contracts import (
     atm_iv,
     choose_contract,
     choose_expiration,

@@ -3,11 +3,11 @@ import pandas as pd
 import pytest
 
 from gammaride.config import ET, Settings
-from gammaride.costs import CostModel, estimated_costs, round_trip
 from gammaride.journal import Journal
-from gammaride.scanner.exits import outlier_prints, without_outliers
-from gammaride.scanner.signals import compute_signals
-from gammaride.sim.replay import IVChoice, replay, run_replay
+from gammaride.replay.engine import IVChoice, replay, run_replay
+from gammaride.rules.costs import CostModel, estimated_costs, round_trip
+from gammaride.rules.exits import outlier_prints, without_outliers
+from gammaride.rules.signals import compute_signals
 
 
 def test_round_trip_pays_half_the_spread_and_slippage_each_way_and_fees_per_side():

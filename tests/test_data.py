@@ -6,10 +6,10 @@ import pytest
 
 from gammaride.cli import main
 from gammaride.config import Settings
+from gammaride.data.bars import load_bars, load_daily, sample_paths
 from gammaride.errors import BarsFileError
 from gammaride.journal import Journal
-from gammaride.scanner.signals import compute_signals
-from gammaride.sim.data import load_bars, load_daily, sample_paths
+from gammaride.rules.signals import compute_signals
 
 from .conftest import shared_file
 

@@ -13,8 +13,8 @@ import pytest
 
 from gammaride import cli
 from gammaride.config import ET
+from gammaride.data.bars import load_bars, sample_paths
 from gammaride.errors import BarsFileError, ConfigError, JournalError
-from gammaride.sim.data import load_bars, sample_paths
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 
 from gammaride import cli
-from gammaride.sim.data import load_bars, sample_paths
+from gammaride.data.bars import load_bars, sample_paths
 
 SEED = 20261201
 BARS_MUTATIONS = 300

@@ -18,8 +18,8 @@ from urllib3.util import parse_url
 from gammaride import cli
 from gammaride.config import ET
 from gammaride.errors import BrokerError, ConfigError
+from gammaride.keys import Keys, safe_url
 from gammaride.scanner.broker import AlpacaBroker
-from gammaride.scanner.keys import Keys, safe_url
 
 KEY_ID, SECRET = "PKREALKEYREALKEY1234", "s" * 40
 
@@ -192,7 +192,7 @@ def _serve(target: str | None) -> tuple[ThreadingHTTPServer, type[_Recorder]]:
 def test_a_redirect_is_not_followed_with_the_keys(no_network):
     """A server on loopback that redirects elsewhere never gets the keys forwarded: both the
     broker's clients and the stepped clock of ``--url`` refuse redirects."""
-    from gammaride.scanner.blocks import _remote_stepped
+    from gammaride.connection import _remote_stepped
 
     elsewhere, elsewhere_seen = _serve(None)
     redirector, redirector_seen = _serve(f"http://127.0.0.1:{elsewhere.server_address[1]}")

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 
 from gammaride.cli import main
-from gammaride.data import BarCache, Fetcher, RateLimiter
+from gammaride.data.cache import BarCache
+from gammaride.data.fetch import Fetcher, RateLimiter
 from gammaride.errors import BrokerError
-from gammaride.sim.server import OfflineAlpaca
-from gammaride.sim.server.history import History
+from gammaride.offline import OfflineAlpaca
+from gammaride.offline.history import History
 
 NOW = "2026-11-30 12:00"
 

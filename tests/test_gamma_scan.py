@@ -11,19 +11,20 @@ import pytest
 
 from gammaride.cli import main
 from gammaride.config import Settings
+from gammaride.connection import connect
 from gammaride.journal import Journal
+from gammaride.keys import Keys
+from gammaride.notebook.blocks import check_conditions
+from gammaride.notebook.colab import print_conditions
+from gammaride.offline import OfflineAlpaca
+from gammaride.replay.engine import IVChoice, run_replay
 from gammaride.reports.data import build_report_data
 from gammaride.reports.render import render_report
-from gammaride.scanner.blocks import check_conditions, connect
+from gammaride.rules.contracts import parse_occ
+from gammaride.rules.gamma import REPLAY_REASON
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.colab import print_conditions
-from gammaride.scanner.contracts import parse_occ
-from gammaride.scanner.gamma import REPLAY_REASON
-from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import Scanner
-from gammaride.sim.replay import IVChoice, run_replay
-from gammaride.sim.server import OfflineAlpaca
 
 GAMMA = ["gex_net", "gex_calls", "gex_puts", "gex_0dte", "zero_gamma", "call_wall", "put_wall",
          "gamma_regime", "gamma_contracts", "gamma_bs_count"]
@@ -32,7 +33,7 @@ GAMMA = ["gex_net", "gex_calls", "gex_puts", "gex_0dte", "zero_gamma", "call_wal
 def session(tmp_path, start, scans, name="j", faults=None, **settings):
     settings = Settings.load(env={}, **settings)
     lines: list[str] = []
-    with OfflineAlpaca(start=start, speed=0, settings=settings, seed=7, faults=faults) as srv:
+    with OfflineAlpaca(start=start, speed=0, seed=7, faults=faults) as srv:
         broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
         journal = Journal(tmp_path / f"{name}.duckdb")
         sc = Scanner(broker, journal, settings, SteppedClock(srv.advance_to), mode="offline",

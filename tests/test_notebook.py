@@ -1,6 +1,6 @@
 """The Colab notebook: its cells' shape, that it is what the build script writes, and a
 run top to bottom in a real kernel against the offline server; plus the helpers its
-cells call (``gammaride.scanner.colab``)."""
+cells call (``gammaride.notebook.colab``)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ import pandas as pd
 import pytest
 
 from gammaride.config import Settings
+from gammaride.connection import Connection, connect
 from gammaride.errors import CredentialsError
 from gammaride.journal import Journal
-from gammaride.scanner import colab
-from gammaride.scanner.blocks import Connection, calculate_setup, check_conditions, connect
+from gammaride.notebook import colab
+from gammaride.notebook.blocks import calculate_setup, check_conditions
 from gammaride.scanner.clock import SteppedClock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ def test_cells_are_python_and_block_1_installs_from_one_pip_spec():
 def _block1_install(install_from: str) -> str:
     """Block 1's install step (up to its first gammaride import) with ``install_from``."""
     src = _code_cells()[0]
-    lines = src[: src.index("from gammaride.scanner.colab")].splitlines()
+    lines = src[: src.index("from gammaride.notebook.colab")].splitlines()
     lines[0] = f"INSTALL_FROM = {install_from!r}"
     return "\n".join(lines) + "\nimport gammaride\nprint(f'✓ gammaride {gammaride.__version__} is installed')\n"
 
@@ -336,7 +337,7 @@ def test_condition_and_setup_lines():
 
 @pytest.fixture
 def offline():
-    with connect(offline=True, speed=0, start=colab.OFFLINE_START, settings=Settings.load(env={})) as conn:
+    with connect(offline=True, speed=0, start=colab.NOTEBOOK_START, settings=Settings.load(env={})) as conn:
         yield conn
 
 
@@ -396,8 +397,8 @@ def test_open_connection_paces_the_offline_clock_and_ignores_live_without_keys()
 
 
 def test_calibration_waits_for_50_trades_then_runs(tmp_path):
-    from gammaride.sim.data import sample_bars
-    from gammaride.sim.replay import IVChoice, run_replay
+    from gammaride.data.bars import sample_bars
+    from gammaride.replay.engine import IVChoice, run_replay
 
     s = Settings.load(env={})
     lines: list[str] = []

@@ -7,13 +7,13 @@ import pytest
 from gammaride.cli import main
 from gammaride.config import ET, Settings
 from gammaride.journal import Journal
-from gammaride.scanner.contracts import parse_occ
-from gammaride.scanner.session import next_session
-from gammaride.sim import blackscholes
-from gammaride.sim.pricing import OptionPricer
-from gammaride.sim.replay import IVChoice, replay
-from gammaride.sim.server import OfflineAlpaca
-from gammaride.sim.server.history import History
+from gammaride.offline import OfflineAlpaca
+from gammaride.offline.history import History
+from gammaride.replay.engine import IVChoice, replay
+from gammaride.replay.pricing import OptionPricer
+from gammaride.rules import blackscholes
+from gammaride.rules.contracts import parse_occ
+from gammaride.rules.session import next_session
 
 SPAN = ["--start", "2024-01-02", "--end", "2024-06-28"]
 

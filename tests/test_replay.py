@@ -4,8 +4,8 @@ import pytest
 
 from gammaride.config import ET
 from gammaride.journal import Journal
-from gammaride.scanner.signals import SKIP_CODES
-from gammaride.sim.replay import IVChoice, replay, run_replay
+from gammaride.replay.engine import IVChoice, replay, run_replay
+from gammaride.rules.signals import SKIP_CODES
 
 
 @pytest.fixture(scope="module")

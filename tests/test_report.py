@@ -406,8 +406,8 @@ def test_cli_report_help_has_an_example(capsys):
 
 def test_sessions_replayed_twice_count_once(tmp_path):
     from gammaride.config import Settings
-    from gammaride.sim.data import sample_bars
-    from gammaride.sim.replay import run_replay
+    from gammaride.data.bars import sample_bars
+    from gammaride.replay.engine import run_replay
 
     with Journal(tmp_path / "twice.duckdb") as j:
         for _ in range(2):

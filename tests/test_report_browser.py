@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 
 from gammaride.config import Settings
+from gammaride.data.bars import sample_bars
 from gammaride.journal import Journal
+from gammaride.replay.engine import run_replay
 from gammaride.reports import write_report
-from gammaride.sim.data import sample_bars
-from gammaride.sim.replay import run_replay
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(

@@ -9,12 +9,12 @@ import pytest
 
 from gammaride.cli import main
 from gammaride.config import Settings
+from gammaride.data.bars import sample_bars
 from gammaride.errors import CalibrationError
 from gammaride.journal import Journal
 from gammaride.journal.identity import count_once, kind_of, with_identity
+from gammaride.replay.engine import run_replay
 from gammaride.reports import build_report_data, render_report
-from gammaride.sim.data import sample_bars
-from gammaride.sim.replay import run_replay
 
 SESSIONS = slice("2013-10-07", "2013-10-08")
 

@@ -4,10 +4,10 @@ same replay journaled twice (with or without --replace) reads as it did once."""
 import pytest
 
 from gammaride.config import Settings
+from gammaride.data.bars import sample_bars
 from gammaride.journal import Journal
+from gammaride.replay.engine import run_replay
 from gammaride.reports import build_report_data
-from gammaride.sim.data import sample_bars
-from gammaride.sim.replay import run_replay
 
 
 def _bars_with_a_bad_print():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 
 from gammaride.config import Settings
-from gammaride.scanner.blocks import (
+from gammaride.connection import connect
+from gammaride.notebook.blocks import (
     calculate_setup,
     check_conditions,
-    connect,
     live_confirmed,
     submit_order,
 )

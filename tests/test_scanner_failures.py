@@ -12,11 +12,11 @@ import pytest
 from gammaride import cli
 from gammaride.config import Settings
 from gammaride.journal import Journal
+from gammaride.keys import Keys
+from gammaride.offline import OfflineAlpaca
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import Scanner
-from gammaride.sim.server import OfflineAlpaca
 
 SIGNAL_AT = "2013-10-08 14:59:30"  # the 15:00 scan signals and enters a call
 

@@ -16,11 +16,11 @@ import pytest
 
 from gammaride.config import ET, Settings
 from gammaride.journal import Journal
+from gammaride.keys import Keys
+from gammaride.offline import OfflineAlpaca
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import Scanner
-from gammaride.sim.server import OfflineAlpaca
 
 
 def _start_scan(srv: OfflineAlpaca, journal: Path) -> subprocess.Popen:

@@ -11,12 +11,12 @@ import pytest
 
 from gammaride.config import ET, Settings
 from gammaride.journal import Journal
+from gammaride.keys import Keys
+from gammaride.offline import BrokerBehaviour, OfflineAlpaca, SimAccount
+from gammaride.replay.engine import IVChoice, replay
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.keys import Keys
 from gammaride.scanner.loop import Scanner
-from gammaride.sim.replay import IVChoice, replay
-from gammaride.sim.server import OfflineAlpaca
 
 IVP = 0.5  # the same fixed IV percentile on both sides (the server's IV is constant)
 
@@ -27,8 +27,7 @@ def run_session(tmp_path, start, scans, settings=None, bars=None, faults=None, t
                 equity=100_000.0, option_stops=True, **kw):
     settings = settings or Settings.load(env={})
     lines: list[str] = []
-    with OfflineAlpaca(bars=bars, start=start, speed=0, faults=faults, settings=settings, seed=7,
-                       equity=equity, option_stops=option_stops) as srv:
+    with OfflineAlpaca(bars=bars, start=start, speed=0, faults=faults, seed=7, account=SimAccount(equity=equity), behaviour=BrokerBehaviour(option_stops=option_stops)) as srv:
         broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=timeout,
                               retry_wait=0.01)
         journal = Journal(tmp_path / f"{name}.duckdb")
@@ -276,7 +275,7 @@ def test_20_percent_faults_every_scan_completes_and_no_signal_buys_twice(tmp_pat
 
 
 def test_iv_percentile_from_the_proxy_until_20_sessions_then_from_history(tmp_path, sample):
-    from gammaride.scanner.blocks import _bundled_daily
+    from gammaride.connection import _bundled_daily
 
     sc, journal, _, _, _ = run_session(tmp_path, "2013-10-07 10:06:30", 2, iv_percentile=None,
                                        daily_fallback=_bundled_daily, name="proxy")

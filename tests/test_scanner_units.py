@@ -8,8 +8,9 @@ import pytest
 
 from gammaride.config import ET
 from gammaride.errors import BrokerError, CredentialsError
+from gammaride.keys import Keys, find_keys, mask
+from gammaride.rules.risk import DayRisk, entry_block
 from gammaride.scanner.clock import ScaledClock, SteppedClock, next_scan_time
-from gammaride.scanner.keys import Keys, find_keys, mask
 from gammaride.scanner.positions import (
     Position,
     check_bars,
@@ -19,7 +20,6 @@ from gammaride.scanner.positions import (
     record_path,
     trade_metrics,
 )
-from gammaride.scanner.risk import DayRisk, entry_block
 
 SECRET = "s3cretValueThatMustNeverShow0123456789ab"
 

@@ -13,7 +13,7 @@ from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
 from gammaride.errors import ConfigError
-from gammaride.sim.server import FaultSpec, OfflineAlpaca
+from gammaride.offline import FaultSpec, OfflineAlpaca
 
 
 @pytest.fixture

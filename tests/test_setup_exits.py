@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from gammaride.config import Settings
-from gammaride.scanner.exits import evaluate_exits, excursions
-from gammaride.scanner.session import expiry_and_hard_stop
-from gammaride.scanner.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
+from gammaride.rules.exits import evaluate_exits, excursions
+from gammaride.rules.session import expiry_and_hard_stop
+from gammaride.rules.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
 
 S = Settings.load(env={})
 

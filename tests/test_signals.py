@@ -11,8 +11,8 @@ import pytest
 import ta
 
 from gammaride.config import ET
-from gammaride.scanner.signals import SKIP_CODES, compute_signals, wilder_atr
-from gammaride.sim.data import sample_paths
+from gammaride.data.bars import sample_paths
+from gammaride.rules.signals import SKIP_CODES, compute_signals, wilder_atr
 
 
 def _raw_regular_bars():
@@ -115,7 +115,7 @@ def test_printed_thresholds_come_from_the_settings(sample, settings):
 
 
 def test_volume_ratio_just_below_threshold_never_prints_as_the_threshold(settings):
-    from gammaride.scanner.signals import _volume_reason
+    from gammaride.rules.signals import _volume_reason
 
     assert _volume_reason(1.96, 2.0) == "volume 1.9x < 2.0x"
 

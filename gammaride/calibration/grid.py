@@ -3,8 +3,8 @@
 The outcome of a trade is its result in ATRs of its own entry ATR:
 ``sign * (exit_price - entry) / atr``. That unit does not change when TP/SL change
 (an R multiple would: its unit is the SL distance), so Phase 1 and Phase 2 compare on
-one scale. Levels come from :func:`gammaride.scanner.setup.exit_levels`, the code replay
-and the live scanner use; Phase 1 outcomes from :func:`gammaride.scanner.exits.evaluate_exits`
+one scale. Levels come from :func:`gammaride.rules.setup.exit_levels`, the code replay
+and the live scanner use; Phase 1 outcomes from :func:`gammaride.rules.exits.evaluate_exits`
 itself, the whole grid from :func:`grid_exits`, the same rules by first passage (equal
 to ``evaluate_exits`` at every grid point, pinned by a test).
 """
@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 
 from gammaride.calibration.document import SL_GRID, TP_GRID
-from gammaride.scanner.exits import evaluate_exits
-from gammaride.scanner.setup import direction_sign, exit_levels
-
-MINUTE = pd.Timedelta(minutes=1)
+from gammaride.config import NS_MIN
+from gammaride.rules.exits import evaluate_exits
+from gammaride.rules.setup import direction_sign, exit_levels
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,8 @@ def trade_paths_from_frames(
     # the decision minute: a fill lands seconds after the decision, its path starts at the
     # bar the decision was made on
     entry_ns = _ns(t["entry_time"])
-    entry_ns = entry_ns - entry_ns % MINUTE.value
-    limit = entry_ns + m * MINUTE.value
+    entry_ns = entry_ns - entry_ns % NS_MIN
+    limit = entry_ns + m * NS_MIN
     stop = t["hard_stop_time"]
     if stop.notna().any():
         stop_ns = np.where(stop.notna().to_numpy(), _ns(stop.fillna(t["entry_time"])), limit)
@@ -107,7 +106,7 @@ def trade_paths_from_frames(
     counts = (
         np.isfinite(ohlc).all(axis=0)
         & (bar_ns >= entry_ns[:, None])
-        & (bar_ns <= (limit - MINUTE.value)[:, None])
+        & (bar_ns <= (limit - NS_MIN)[:, None])
     )
     # leading run of evaluable bars
     n_valid = np.where(counts.all(axis=1), m, np.argmin(counts, axis=1)) if m else np.zeros(n, int)
@@ -151,7 +150,7 @@ class GridExits:
 def grid_exits(
     tp: TradePaths, tp_mults: np.ndarray = TP_GRID, sl_mults: np.ndarray = SL_GRID
 ) -> GridExits:
-    """The exit rules of :func:`gammaride.scanner.exits.evaluate_exits` for every grid point
+    """The exit rules of :func:`gammaride.rules.exits.evaluate_exits` for every grid point
     at once, by first passage: the first bar whose running low reaches each SL and the first
     whose running high reaches each TP. The SL wins a bar that touches both; a bar that opens
     beyond a level exits at its open; else the close of the last evaluable bar. Levels and

@@ -26,7 +26,7 @@ from gammaride.calibration.document import (
 )
 from gammaride.config import Settings
 from gammaride.outputs import write_atomic
-from gammaride.scanner.setup import ExitPolicy
+from gammaride.rules.setup import ExitPolicy
 
 __all__ = ["FILE_NAME", "SCHEMA", "SCHEMA_VERSION", "load_exit_policy", "write_calibration"]
 _EPS = 1e-9

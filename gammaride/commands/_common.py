@@ -11,13 +11,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gammaride.config import Settings
+from gammaride.config import MAX_SPEED, Settings
 from gammaride.errors import ConfigError, OutputError
 from gammaride.outputs import check_target
 
 if TYPE_CHECKING:
     from gammaride.journal import Journal
-    from gammaride.scanner.setup import ExitPolicy
+    from gammaride.rules.setup import ExitPolicy
 
 
 def add_journal_argument(parser: argparse.ArgumentParser) -> None:
@@ -42,9 +42,6 @@ def journal_path(args: argparse.Namespace) -> Path:
     return Path(given)
 
 
-MAX_SPEED = 1e6  # market seconds per real second
-
-
 def check_speed(speed: float) -> float:
     """``--speed``: finite, 0 (stepped clock) up to a million times real time."""
     if not (math.isfinite(speed) and 0 <= speed <= MAX_SPEED):
@@ -55,9 +52,9 @@ def check_speed(speed: float) -> float:
 def check_offline_arguments(args: argparse.Namespace) -> None:
     """``--speed``, ``--url``, ``--start`` and ``--faults`` checked before anything is opened
     or started."""
-    from gammaride.scanner.keys import safe_url
-    from gammaride.sim.server.faults import FaultSpec
-    from gammaride.sim.server.market import to_ns
+    from gammaride.keys import safe_url
+    from gammaride.offline.faults import FaultSpec
+    from gammaride.offline.market import to_ns
 
     check_speed(args.speed)
     if getattr(args, "url", None) is not None:
@@ -90,7 +87,7 @@ def calibration_path(args: argparse.Namespace, journal: str | os.PathLike | None
 
 def load_policy(path: Path, settings: Settings) -> tuple[ExitPolicy, str]:
     """The published calibration (Phase 2) or Phase 1, with a line saying which and why."""
-    from gammaride.scanner.setup import ExitPolicy
+    from gammaride.rules.setup import ExitPolicy
 
     try:
         from gammaride.calibration import load_exit_policy

@@ -16,7 +16,7 @@ from gammaride.config import Settings
 from gammaride.errors import GammarideError
 
 if TYPE_CHECKING:
-    from gammaride.scanner.blocks import Connection
+    from gammaride.connection import Connection
 
 # the built-in offline server's market time for a check: a session with fresh bars, inside
 # the AM hedging window, so every line of a healthy setup is a check mark
@@ -38,7 +38,7 @@ def checklist(conn: Connection, settings: Settings, policy_message: str) -> list
     """(ok, text) per check, in the seed's order. Never raises on a broker failure."""
     import pandas as pd
 
-    from gammaride.scanner.session import classify_window, session_close_minutes
+    from gammaride.rules.session import classify_window, session_close_minutes
 
     lines: list[tuple[bool, str]] = []
     b = conn.broker
@@ -92,8 +92,8 @@ def checklist(conn: Connection, settings: Settings, policy_message: str) -> list
 
 def run(args: argparse.Namespace) -> int:
     from gammaride.commands._common import journal_path
-    from gammaride.scanner.blocks import connect
-    from gammaride.scanner.keys import find_keys
+    from gammaride.connection import connect
+    from gammaride.keys import find_keys
 
     settings = Settings.load(args.config)
     keys = None

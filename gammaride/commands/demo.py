@@ -80,7 +80,7 @@ def _heading(text: str) -> None:
 
 
 def _offline_scan(journal: Journal, settings: Settings, scans: int) -> None:
-    from gammaride.scanner.blocks import connect
+    from gammaride.connection import connect
 
     _heading(f"1. Scanner: {scans} scans against the offline Alpaca, SPY on {SCAN_START[:10]}")
     with connect(offline=True, speed=0, start=SCAN_START, settings=settings) as conn:
@@ -91,8 +91,8 @@ def _offline_scan(journal: Journal, settings: Settings, scans: int) -> None:
 
 
 def _replay(journal: Journal, settings: Settings) -> None:
-    from gammaride.sim.data import sample_bars
-    from gammaride.sim.replay import IVChoice, run_replay
+    from gammaride.data.bars import sample_bars
+    from gammaride.replay.engine import IVChoice, run_replay
 
     _heading("2. Replay: the same rules over 7 real SPY sessions (2013 and 2023)")
     bars = sample_bars()
@@ -114,12 +114,13 @@ PRICED_SPAN = ("2024-02-01", "2024-04-30")
 
 def _priced_replay(journal: Journal, settings: Settings, out: Path) -> None:
     from gammaride.commands.replay import pnl_lines
-    from gammaride.data import BarCache, Fetcher
+    from gammaride.data.cache import BarCache
+    from gammaride.data.fetch import Fetcher
     from gammaride.data.history import load_history
-    from gammaride.sim.pricing import CachedOptionBars, OptionPricer
-    from gammaride.sim.replay import IVChoice, run_replay
-    from gammaride.sim.server import OfflineAlpaca
-    from gammaride.sim.server.history import History
+    from gammaride.offline import OfflineAlpaca
+    from gammaride.offline.history import History
+    from gammaride.replay.engine import IVChoice, run_replay
+    from gammaride.replay.pricing import CachedOptionBars, OptionPricer
 
     start, end = PRICED_SPAN
     _heading(f"3. Priced replay: SPY history {start} .. {end} from the offline server, option bars included")

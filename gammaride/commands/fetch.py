@@ -49,16 +49,17 @@ def cache_dir(args: argparse.Namespace) -> Path:
 
 def make_fetcher(args: argparse.Namespace):
     """A Fetcher over the cache with the keys found (none needed while the cache suffices)."""
-    from gammaride.data import BarCache, Fetcher
-    from gammaride.scanner.keys import find_keys
+    from gammaride.data.cache import BarCache
+    from gammaride.data.fetch import Fetcher
+    from gammaride.keys import find_keys
 
     keys = find_keys()
     if args.url:
-        from gammaride.scanner.blocks import check_offline_url
+        from gammaride.connection import check_offline_url
 
         check_offline_url(args.url)
         if keys is None:
-            from gammaride.sim.server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
+            from gammaride.offline import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
 
             return Fetcher(BarCache(cache_dir(args)), DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, url=args.url,
                            feed=args.feed, quiet=args.quiet)

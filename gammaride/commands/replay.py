@@ -13,7 +13,7 @@ option contract the scanner would have bought (its own 1-minute bars, fetched an
 
 IV gate: by default a realized-volatility proxy from daily bars (bundled SPY history, or
 the cached daily bars with --alpaca); --iv-percentile X uses a constant, --iv-gate off
-switches the gate off. Dollar P&L is net of fees, spread and slippage (gammaride.costs).
+switches the gate off. Dollar P&L is net of fees, spread and slippage (gammaride.rules.costs).
 
 Replaying sessions the journal already holds says so: each trade still counts once (the
 latest run's); --replace supersedes the earlier runs' trades for these sessions, so a
@@ -73,9 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gammaride.scanner.gamma import REPLAY_REASON
-    from gammaride.sim.data import load_bars, load_daily, sample_paths
-    from gammaride.sim.replay import IVChoice, run_replay
+    from gammaride.data.bars import load_bars, load_daily, sample_paths
+    from gammaride.replay.engine import IVChoice, run_replay
+    from gammaride.rules.gamma import REPLAY_REASON
 
     settings = load_settings(args, symbol=args.symbol, debug=args.debug or None)
     if args.iv_percentile is not None:
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--alpaca takes --start DATE and --end DATE and no BARS files; "
                               "e.g. gammaride replay --alpaca SPY --start 2024-02-01 --end 2024-12-31")
         from gammaride.data.history import load_history
-        from gammaride.sim.pricing import CachedOptionBars, OptionPricer
+        from gammaride.replay.pricing import CachedOptionBars, OptionPricer
 
         settings = settings.replace(symbol=args.alpaca.upper())
         fetcher = make_fetcher(args)

@@ -53,9 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gammaride.connection import connect
     from gammaride.journal import Journal
-    from gammaride.scanner.blocks import connect, live_confirmed
-    from gammaride.scanner.keys import find_keys, safe_url
+    from gammaride.keys import find_keys, safe_url
+    from gammaride.notebook.blocks import live_confirmed
 
     overrides = {"symbol": args.symbol, "instrument": args.instrument, "scans": args.scans}
     if args.debug:
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         find_keys()
     bars = None
     if args.bars:
-        from gammaride.sim.data import load_bars
+        from gammaride.data.bars import load_bars
 
         bars = load_bars(args.bars)
     conn = connect(settings=settings, offline=args.offline, live=args.live, url=args.url,

@@ -1,6 +1,2 @@
-"""Bars from Alpaca's history: the Parquet cache and the paced fetcher that fills it."""
-
-from gammaride.data.cache import BarCache
-from gammaride.data.fetch import Fetcher, RateLimiter
-
-__all__ = ["BarCache", "Fetcher", "RateLimiter"]
+"""Bars: the bundled sample sessions and CSV/Lean loaders (``bars``), the Parquet cache of
+Alpaca's history (``cache``) and the paced fetcher that fills it (``fetch``)."""

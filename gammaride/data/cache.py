@@ -112,7 +112,7 @@ class BarCache:
     def read_stock(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Cached bars of the months ``start`` .. ``end`` touch, bars starting before ``end``
         + 1 day; ``timestamp`` index in New York time (bar start). Regular hours are the
-        caller's business (:func:`gammaride.sim.data.regular_hours`)."""
+        caller's business (:func:`gammaride.data.bars.regular_hours`)."""
         frames = []
         for month in months_between(start, end):
             path = self.stock_path(symbol, timeframe, month)

@@ -31,7 +31,7 @@ from gammaride.data.cache import (
     months_between,
 )
 from gammaride.errors import BrokerError, ConfigError
-from gammaride.scanner.keys import safe_url
+from gammaride.keys import safe_url
 
 REQUESTS_PER_MINUTE = 200
 SIP_DELAY = pd.Timedelta(minutes=16)  # Alpaca refuses SIP of the last 15 minutes on the free plan
@@ -178,7 +178,7 @@ class Fetcher:
         try:
             return fn()
         except APIError as exc:
-            from gammaride.scanner.keys import redact
+            from gammaride.keys import redact
 
             text = redact(str(exc), *self._keys)
             if exc.status_code in (401, 403) and "SIP" not in text:

@@ -22,7 +22,7 @@ class CachedHistory:
 
 
 def load_history(fetcher: Fetcher, symbol: str, start, end) -> CachedHistory:
-    from gammaride.sim.data import regular_hours
+    from gammaride.data.bars import regular_hours
 
     symbol = check_symbol(symbol)
     start, end = check_span(start, end, FIRST_SIP_DAY)

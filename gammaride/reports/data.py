@@ -35,7 +35,7 @@ from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.reports import calibration as calib
 from gammaride.reports import gamma as gamma_section
 from gammaride.reports import stats
-from gammaride.scanner.signals import SKIP_IV, SKIP_WARMUP_CODE
+from gammaride.rules.signals import SKIP_IV, SKIP_WARMUP_CODE
 
 SOURCES = ("all", *RUN_MODES)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -467,7 +467,7 @@ def _block(kind: str, trades: pd.DataFrame, sessions: int, f: ReportFilters,
         "summary": h,
         "measured": bool(sources) and all(s["mark"] == "measured" for s in sources),
         "sources": sources,
-        "power": stats.power(closed["r_multiple"]),
+        "power": stats.edge_power(closed["r_multiple"]),
         "equity": _equity(closed),
         "breakdowns": _breakdowns(closed, f, cal),
         "exit_reasons": _exit_reasons(closed),

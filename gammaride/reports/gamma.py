@@ -21,7 +21,7 @@ import pandas as pd
 
 from gammaride.journal import Journal
 from gammaride.reports import stats
-from gammaride.scanner.gamma import REGIME_LONG, REGIME_SHORT, compact_usd
+from gammaride.rules.gamma import REGIME_LONG, REGIME_SHORT, compact_usd
 
 PARTIAL = "gamma.html.j2"
 REGIMES = (REGIME_SHORT, REGIME_LONG, "unknown")

@@ -19,8 +19,8 @@ import pandas as pd
 
 from gammaride.config import ET
 from gammaride.errors import BrokerError, broker_error
-from gammaride.scanner.contracts import CHAIN_COLUMNS, parse_occ
-from gammaride.scanner.keys import Keys, redact, safe_url
+from gammaride.keys import Keys, redact, safe_url
+from gammaride.rules.contracts import CHAIN_COLUMNS, parse_occ
 
 BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
 
@@ -219,7 +219,7 @@ def bars_frame(raw: list[dict]) -> pd.DataFrame:
         },
         index=idx.rename("timestamp"),
     )
-    from gammaride.scanner.session import regular_hours  # the one session filter (early closes too)
+    from gammaride.rules.session import regular_hours  # the one session filter (early closes too)
 
     frame = frame[~frame.index.duplicated(keep="last")]
     return regular_hours(frame.sort_index())

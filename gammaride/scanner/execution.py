@@ -20,9 +20,9 @@ import pandas as pd
 
 from gammaride.config import Settings
 from gammaride.errors import BrokerError
+from gammaride.rules.contracts import marketable_limit, to_tick
 from gammaride.scanner.broker import Broker, OptionQuote, OrderInfo, OrderSpec
 from gammaride.scanner.clock import Clock
-from gammaride.scanner.contracts import marketable_limit, to_tick
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Where a scan's dealer-gamma measure comes from: the chain and the open interest,
-fetched through the broker, joined, and measured by :mod:`gammaride.scanner.gamma`.
+fetched through the broker, joined, and measured by :mod:`gammaride.rules.gamma`.
 
 Requests: one chain snapshot request per scan (one page up to 1,000 contracts), and
 the option contracts endpoint once a session for open interest (Alpaca publishes it
@@ -18,8 +18,8 @@ import pandas as pd
 
 from gammaride.config import ET, Settings
 from gammaride.errors import BrokerError
-from gammaride.scanner.contracts import parse_occ
-from gammaride.scanner.gamma import GAMMA_COLUMNS, GammaExposure, measure, missing
+from gammaride.rules.contracts import parse_occ
+from gammaride.rules.gamma import GAMMA_COLUMNS, GammaExposure, measure, missing
 from gammaride.scanner.positions import short_error
 
 REFETCH_MINUTES = 15

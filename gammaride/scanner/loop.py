@@ -27,18 +27,30 @@ import pandas as pd
 from gammaride.config import ET, Settings
 from gammaride.errors import BrokerAuthError, BrokerError, JournalError
 from gammaride.journal import Journal
-from gammaride.scanner import printer
-from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
-from gammaride.scanner.clock import Clock, next_scan_time
-from gammaride.scanner.contracts import (
+from gammaride.rules.contracts import (
     ContractChoice,
     choose_contract,
     hard_stop_minute,
     marketable_limit,
 )
+from gammaride.rules.exits import EXIT_MANUAL
+from gammaride.rules.gamma import gate_block
+from gammaride.rules.risk import DayRisk, entry_block
+from gammaride.rules.session import session_close_minutes
+from gammaride.rules.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
+from gammaride.rules.signals import (
+    SKIP_DATA,
+    SKIP_ERROR,
+    SKIP_GAMMA,
+    SKIP_MARKET,
+    SKIP_ORDER,
+    SKIP_RISK,
+    compute_signals,
+)
+from gammaride.scanner import printer
+from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
+from gammaride.scanner.clock import Clock, next_scan_time
 from gammaride.scanner.execution import fill_marketable
-from gammaride.scanner.exits import EXIT_MANUAL
-from gammaride.scanner.gamma import gate_block
 from gammaride.scanner.gamma_source import GammaSource
 from gammaride.scanner.market import WINDOW, MarketData
 from gammaride.scanner.positions import (
@@ -54,18 +66,6 @@ from gammaride.scanner.positions import (
     wait_for_fill,
 )
 from gammaride.scanner.retry import with_retries
-from gammaride.scanner.risk import DayRisk, entry_block
-from gammaride.scanner.session import session_close_minutes
-from gammaride.scanner.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
-from gammaride.scanner.signals import (
-    SKIP_DATA,
-    SKIP_ERROR,
-    SKIP_GAMMA,
-    SKIP_MARKET,
-    SKIP_ORDER,
-    SKIP_RISK,
-    compute_signals,
-)
 
 SKIP_CLOSED = "market closed"
 SKIP_NO_DATA = "no data"

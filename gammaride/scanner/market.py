@@ -16,9 +16,9 @@ import pandas as pd
 
 from gammaride.config import Settings
 from gammaride.errors import BrokerError
-from gammaride.scanner import ivrank
+from gammaride.rules import ivrank
+from gammaride.rules.contracts import IVReading, atm_reading
 from gammaride.scanner.broker import Broker
-from gammaride.scanner.contracts import IVReading, atm_reading
 
 MINUTE = pd.Timedelta(minutes=1)
 # Bars kept for a decision: enough that Wilder's ATR has forgotten its seed (1e-6 agreement).

@@ -2,7 +2,7 @@
 
 Alpaca takes no bracket orders for options, so the scanner watches each open position:
 the underlying against TP/SL, the max-hold clock and the hard stop. Exit *decisions*
-come from :func:`gammaride.scanner.exits.evaluate_exits`, the code replay uses: on the
+come from :func:`gammaride.rules.exits.evaluate_exits`, the code replay uses: on the
 complete 1-minute bars at every scan, and on the latest trade as a one-price bar
 between scans. Orders go out idempotently (a retry can never buy or sell twice).
 """
@@ -18,11 +18,8 @@ import pandas as pd
 
 from gammaride.config import ET
 from gammaride.errors import BrokerAuthError, BrokerError
-from gammaride.scanner.broker import Broker, OrderInfo, OrderSpec, PositionInfo
-from gammaride.scanner.clock import Clock
-from gammaride.scanner.contracts import parse_occ, premium_at
-from gammaride.scanner.execution import slippage_per_contract
-from gammaride.scanner.exits import (
+from gammaride.rules.contracts import parse_occ, premium_at
+from gammaride.rules.exits import (
     EXIT_HARD_STOP,
     EXIT_MANUAL,
     EXIT_SL,
@@ -30,6 +27,9 @@ from gammaride.scanner.exits import (
     evaluate_exits,
     excursions,
 )
+from gammaride.scanner.broker import Broker, OrderInfo, OrderSpec, PositionInfo
+from gammaride.scanner.clock import Clock
+from gammaride.scanner.execution import slippage_per_contract
 from gammaride.scanner.retry import is_transient, with_retries
 from gammaride.text import signed_usd
 

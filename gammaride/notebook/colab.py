@@ -25,13 +25,14 @@ from typing import Any
 import pandas as pd
 
 from gammaride.config import Settings
+from gammaride.connection import Connection, connect
 from gammaride.errors import BrokerError, ConfigError, CredentialsError
 from gammaride.journal import Journal
+from gammaride.keys import Keys, find_keys
+from gammaride.notebook.blocks import live_confirmed, submit_order
 from gammaride.outputs import write_atomic
-from gammaride.scanner.blocks import Connection, connect, live_confirmed, submit_order
 from gammaride.scanner.broker import Account
 from gammaride.scanner.clock import SteppedClock
-from gammaride.scanner.keys import Keys, find_keys
 
 DRIVE_ROOT = Path("/content/drive/MyDrive")
 DRIVE_FOLDER = "gammaride"
@@ -40,7 +41,7 @@ LOCAL_DIR = Path("gammaride-data")
 JOURNAL_NAME = "journal.duckdb"
 # A real session minute with a volume spike (2013-10-10 15:00 bar): offline, blocks 3-5
 # show a live signal and the 55 scans after it cover the PM hedging window.
-OFFLINE_START = "2013-10-10 15:01:05"
+NOTEBOOK_START = "2013-10-10 15:01:05"
 
 Out = Callable[[str], None]
 
@@ -239,11 +240,11 @@ def open_connection(
     live: bool = False,
     speed: float = 60.0,
     settings: Settings | None = None,
-    start: str = OFFLINE_START,
+    start: str = NOTEBOOK_START,
     ask: Callable[[str], str] = input,
     out: Out = _say,
 ) -> Connection:
-    """:func:`~gammaride.scanner.blocks.connect` for the notebook. Offline it steps the
+    """:func:`~gammaride.connection.connect` for the notebook. Offline it steps the
     built-in server's clock at ``speed`` market seconds per real second (0: as fast as
     possible) from ``start``; ``live`` asks for a typed yes."""
     offline = offline or keys is None

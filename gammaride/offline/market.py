@@ -16,13 +16,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from gammaride.config import ET
+from gammaride.config import ET, MAX_SPEED, NS_MIN, NS_SEC
 from gammaride.errors import ConfigError
-
-NS_SEC = 1_000_000_000
-NS_MIN = 60 * NS_SEC
-NS_DAY = 86_400 * NS_SEC
-MAX_SPEED = 1e6  # market seconds per real second: a year of sessions in under a minute
 
 
 def to_ns(ts: object) -> int:
@@ -157,7 +152,7 @@ class Schedule:
 
 @lru_cache(maxsize=1)
 def schedule() -> Schedule:
-    from gammaride.scanner.session import session_table
+    from gammaride.rules.session import session_table
 
     table = session_table()
     days = pd.DatetimeIndex(table.days).as_unit("ns")
@@ -221,12 +216,12 @@ class Tape(BarArrays):
         missing = {"open", "high", "low", "close", "volume"} - set(bars.columns)
         if missing:
             raise ConfigError(
-                f"bars frame lacks columns {sorted(missing)}; load bars with gammaride.sim.data.load_bars"
+                f"bars frame lacks columns {sorted(missing)}; load bars with gammaride.data.bars.load_bars"
             )
         if not isinstance(bars.index, pd.DatetimeIndex) or bars.index.tz is None or not len(bars):
             raise ConfigError(
                 "bars need a non-empty tz-aware DatetimeIndex of bar starts; "
-                "load them with gammaride.sim.data.load_bars"
+                "load them with gammaride.data.bars.load_bars"
             )
         start = bars.index.tz_convert("UTC").as_unit("ns").asi8.astype(np.int64)
         if np.any(np.diff(start) <= 0):

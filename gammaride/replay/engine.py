@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from gammaride.config import Settings
-from gammaride.costs import MULTIPLIER, CostModel, estimated_costs, round_trip
-from gammaride.scanner import ivrank
-from gammaride.scanner.exits import (
+from gammaride.config import NS_MIN, Settings
+from gammaride.rules import ivrank
+from gammaride.rules.costs import MULTIPLIER, CostModel, estimated_costs, round_trip
+from gammaride.rules.exits import (
     EXIT_HARD_STOP,
     EXIT_TIME,
     evaluate_exits,
@@ -24,19 +24,18 @@ from gammaride.scanner.exits import (
     outlier_prints,
     without_outliers,
 )
-from gammaride.scanner.gamma import REPLAY_REASON
-from gammaride.scanner.risk import DayRisk, entry_block
-from gammaride.scanner.session import expiry_and_hard_stop, session_close_minutes
-from gammaride.scanner.setup import (
+from gammaride.rules.gamma import REPLAY_REASON
+from gammaride.rules.risk import DayRisk, entry_block
+from gammaride.rules.session import expiry_and_hard_stop, session_close_minutes
+from gammaride.rules.setup import (
     ExitPolicy,
     direction_sign,
     exit_levels,
     iv_multiplier,
     position_size,
 )
-from gammaride.scanner.signals import SKIP_DATA, SKIP_RISK, compute_signals
+from gammaride.rules.signals import SKIP_DATA, SKIP_RISK, compute_signals
 
-MINUTE_NS = 60_000_000_000
 SKIP_END_OF_DATA = "end of data before the exit"
 PNL_DELTA = "delta_estimate"
 
@@ -68,7 +67,7 @@ class IVChoice:
             return np.full(n, float(self.value)), _constant(ivrank.SOURCE_CONSTANT, n)
         daily = self.daily
         if daily is None:
-            from gammaride.sim.data import load_daily
+            from gammaride.data.bars import load_daily
 
             daily = load_daily() if symbol.upper() == "SPY" else pd.Series(dtype=float)
         # Sessions in the minute bars but not in the daily file extend it with their closes.
@@ -141,8 +140,8 @@ def replay(
 ) -> ReplayResult:
     """Every bar's decision, the trades they lead to and each trade's 20-minute path.
 
-    Dollar P&L is net of :mod:`gammaride.costs`. Without ``pricer`` it is a delta estimate
-    (pure); a pricer (:class:`gammaride.sim.pricing.OptionPricer`) prices the option each
+    Dollar P&L is net of :mod:`gammaride.rules.costs`. Without ``pricer`` it is a delta estimate
+    (pure); a pricer (:class:`gammaride.replay.pricing.OptionPricer`) prices the option each
     entry would have bought from its own history and returns its path.
     """
     policy = policy or ExitPolicy.phase1(settings)
@@ -166,13 +165,13 @@ def replay(
     hold = settings.max_hold_minutes
 
     cand = np.flatnonzero(sig["signal"].to_numpy())
-    dec_ns = start_ns[cand] + MINUTE_NS
+    dec_ns = start_ns[cand] + NS_MIN
     midnight = bars.index[cand].normalize().asi8 if len(cand) else np.array([], dtype=np.int64)
-    dec_min = (dec_ns - midnight) // MINUTE_NS
+    dec_min = (dec_ns - midnight) // NS_MIN
     close_min = session_close_minutes(pd.DatetimeIndex(bars.index[cand].tz_localize(None).normalize()))
     same_day, stop_min = expiry_and_hard_stop(settings, symbol, dec_min, close_min)
-    stop_ns = midnight + stop_min * MINUTE_NS
-    hold_ns = dec_ns + hold * MINUTE_NS
+    stop_ns = midnight + stop_min * NS_MIN
+    hold_ns = dec_ns + hold * NS_MIN
     limit_ns = np.minimum(hold_ns, stop_ns)
     end_reason = np.where(hold_ns <= stop_ns, EXIT_TIME, EXIT_HARD_STOP).astype(object)
 
@@ -181,10 +180,10 @@ def replay(
     inside = pos < n
     pos_c = np.minimum(pos, max(n - 1, 0))
     bar_start = start_ns[pos_c]
-    valid = inside & (bar_start >= dec_ns[:, None]) & (bar_start + MINUTE_NS <= limit_ns[:, None])
+    valid = inside & (bar_start >= dec_ns[:, None]) & (bar_start + NS_MIN <= limit_ns[:, None])
     n_valid = valid.sum(axis=1)
     # Data ending before the position's clock runs out cannot be evaluated honestly.
-    last_end = start_ns[-1] + MINUTE_NS if n else 0
+    last_end = start_ns[-1] + NS_MIN if n else 0
     truncated = (n_valid == 0) | ((limit_ns > last_end) & (n_valid < hold))
 
     atr = sig["atr"].to_numpy()[cand]
@@ -196,7 +195,7 @@ def replay(
     ex = evaluate_exits(
         sign, tp, sl, opens[pos_c], highs[pos_c], lows[pos_c], closes[pos_c], n_valid, end_reason
     )
-    exit_ns = start_ns[pos_c[np.arange(len(cand)), np.maximum(ex.bar, 0)]] + MINUTE_NS
+    exit_ns = start_ns[pos_c[np.arange(len(cand)), np.maximum(ex.bar, 0)]] + NS_MIN
     ivp = sig["iv_percentile"].to_numpy()[cand]
     iv_mult = iv_multiplier(ivp, settings)
 

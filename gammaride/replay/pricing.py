@@ -17,7 +17,7 @@ For every entry from February 2024 on (Alpaca's option history starts then):
    minute to the exit price (a TP or SL fills inside the minute). A minute without a bar
    takes the latest bar at most ``option_bar_max_age_minutes`` older; without one, a
    Black-Scholes price at the session's IV estimate. Half the spread and the slippage
-   are then paid on each side (:mod:`gammaride.costs`).
+   are then paid on each side (:mod:`gammaride.rules.costs`).
 4. **IV estimate of a session**: the median implied volatility of the contract's own
    bars that session (each bar's close against the underlying's close), else the
    20-session realized volatility of daily closes before the session. History has no
@@ -36,16 +36,17 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from gammaride.config import ET, Settings
-from gammaride.costs import CostModel
-from gammaride.scanner.contracts import (
+from gammaride.config import ET, NS_DAY, Settings
+from gammaride.journal.schema import OPTION_PATH_COLUMNS
+from gammaride.rules import blackscholes
+from gammaride.rules.contracts import (
     CHAIN_COLUMNS,
     choose_contract,
     choose_expiration,
     occ_symbol,
 )
-from gammaride.scanner.session import next_session, session_close_minutes
-from gammaride.sim import blackscholes
+from gammaride.rules.costs import CostModel
+from gammaride.rules.session import next_session, session_close_minutes
 
 OPTION_HISTORY_START = pd.Timestamp("2024-02-01")
 PNL_OPTION_BARS = "option_bars"
@@ -159,14 +160,14 @@ class OptionPricer:
         parts = [(int(tid), self._paths[j]) for j, tid in zip(taken, trade_ids, strict=True) if j in self._paths]
         parts = [(tid, p) for tid, p in parts if len(p["minute"])]
         if not parts:
-            return pd.DataFrame(columns=PATH_COLUMNS)
+            return pd.DataFrame(columns=OPTION_PATH_COLUMNS)
         frame = pd.DataFrame({
             "trade_id": np.concatenate([np.full(len(p["minute"]), tid, dtype=np.int64) for tid, p in parts]),
             **{c: np.concatenate([p[c] for _, p in parts]) for c in parts[0][1] if c != "bar_time"},
         })
         frame.insert(2, "bar_time", pd.DatetimeIndex(np.concatenate([p["bar_time"] for _, p in parts]),
                                                      tz="UTC").tz_convert(ET))
-        return frame[PATH_COLUMNS]
+        return frame[OPTION_PATH_COLUMNS]
 
     # ------------------------------------------------------------------ pieces
     def _choose(self, direction, spot, dec, day, rv, settings, symbol, cost, closes_ns):
@@ -206,15 +207,12 @@ class OptionPricer:
         return np.where(np.isfinite(values) & (values > 0), values, FALLBACK_IV)
 
 
-PATH_COLUMNS = ["trade_id", "minute", "bar_time", "open", "high", "low", "close", "volume", "source"]
-
-
 def _session_iv(o_start, o_close, u_start, u_close, strike, call, expiry_ns, day, rv) -> float:
     """Median implied volatility of the contract's bars in the session, else ``rv``."""
     if not len(o_start):
         return float(rv)
     lo = pd.Timestamp(day).tz_localize(ET).value
-    same = (o_start >= lo) & (o_start < lo + 86_400 * 1_000_000_000)
+    same = (o_start >= lo) & (o_start < lo + NS_DAY)
     k = np.searchsorted(u_start, o_start[same])
     ok = (k < len(u_start)) & (u_start[np.minimum(k, len(u_start) - 1)] == o_start[same])
     if not ok.any():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gammaride.sim.server.market import rfc3339
-from gammaride.sim.server.options import contract_id
+from gammaride.offline.market import rfc3339
+from gammaride.offline.options import contract_id
 
 # pending_cancel: asked to cancel, not yet done (async_cancels) - it can still fill, and
 # its quantity stays reserved
@@ -39,8 +39,8 @@ def decimal_str(x: float | None) -> str | None:
 
 
 def check_tick(root: str, price: float | None, name: str) -> None:
-    """Alpaca's option price increments (one rule: gammaride.scanner.contracts)."""
-    from gammaride.scanner.contracts import on_tick, price_increment
+    """Alpaca's option price increments (one rule: gammaride.rules.contracts)."""
+    from gammaride.rules.contracts import on_tick, price_increment
 
     if price is not None and not on_tick(price, root):
         tick = price_increment(root, price)
@@ -140,7 +140,7 @@ class Order:
 
 
 @dataclass
-class Position:
+class SimPosition:
     symbol: str
     asset_class: str
     qty: float  # signed: negative is short

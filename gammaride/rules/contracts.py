@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
-from gammaride.scanner import session
-from gammaride.scanner.session import session_close_minutes
+from gammaride.rules import session
+from gammaride.rules.session import session_close_minutes
 
 CHAIN_COLUMNS = ["symbol", "expiration", "type", "strike", "bid", "ask", "iv", "delta"]
 _OCC = re.compile(r"^(?P<root>[A-Z.]{1,6})(?P<date>\d{6})(?P<cp>[CP])(?P<strike>\d{8})$")
@@ -61,13 +61,13 @@ def parse_occ(symbol: str) -> tuple[str, pd.Timestamp, str, float]:
     return m["root"], exp, "call" if m["cp"] == "C" else "put", int(m["strike"]) / 1000.0
 
 
-def same_day_allowed(settings: Settings, symbol: str, decision_min: int, close_min: int) -> bool:
-    """Scalar form of :func:`gammaride.scanner.session.same_day_allowed` (the one rule)."""
+def _same_day_allowed(settings: Settings, symbol: str, decision_min: int, close_min: int) -> bool:
+    """Scalar form of :func:`gammaride.rules.session.same_day_allowed` (the one rule)."""
     return bool(session.same_day_allowed(settings, symbol, np.asarray([decision_min]), np.asarray([close_min]))[0])
 
 
 def hard_stop_minute(settings: Settings, symbol: str, close_min: int, same_day: bool) -> int:
-    """Scalar form of :func:`gammaride.scanner.session.hard_stop_minutes` (the one rule)."""
+    """Scalar form of :func:`gammaride.rules.session.hard_stop_minutes` (the one rule)."""
     return int(session.hard_stop_minutes(settings, symbol, np.asarray([close_min]), np.asarray([same_day]))[0])
 
 
@@ -90,7 +90,7 @@ def choose_expiration(
     if not exps:
         return None, "no expiration today or later in the chain"
     for exp in exps:
-        if exp > today or same_day_allowed(settings, symbol, dmin, close_min):
+        if exp > today or _same_day_allowed(settings, symbol, dmin, close_min):
             return exp, None
     return None, "today's expiry is past its cut-off and the chain has no later expiration"
 

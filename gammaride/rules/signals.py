@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import Settings
-from gammaride.scanner.session import session_close_minutes, window_masks
+from gammaride.rules.session import session_close_minutes, window_masks
 
 SKIP_OUTSIDE_WINDOW = "outside window"
 SKIP_WARMUP = "warming up"

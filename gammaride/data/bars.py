@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import BarsFileError
-from gammaride.scanner.session import regular_hours
+from gammaride.rules.session import regular_hours
 
-ET = "America/New_York"
 COLUMNS = ["open", "high", "low", "close", "volume"]
 _LEAN_NAME = re.compile(r"(\d{8})_(?:[a-z0-9]+_minute_)?trade", re.IGNORECASE)
 
@@ -302,7 +302,7 @@ def _localize(naive: pd.DatetimeIndex, path: Path) -> pd.DatetimeIndex:
 def _refuse_closed_days(frame: pd.DataFrame, path: Path, rows: np.ndarray) -> None:
     """Bars on a weekend or an exchange holiday are not a session: refuse the file (a
     day/month swap such as 07.10.2013 read the other way often lands on one)."""
-    from gammaride.scanner.session import trading_day_mask
+    from gammaride.rules.session import trading_day_mask
 
     days = frame.index.tz_localize(None).normalize()
     unique, first = np.unique(days.asi8, return_index=True)
@@ -320,7 +320,7 @@ def _refuse_closed_days(frame: pd.DataFrame, path: Path, rows: np.ndarray) -> No
 
 
 def sample_paths() -> list[Path]:
-    """The bundled Lean SPY sessions (Apache-2.0, see sim/sample/NOTICE)."""
+    """The bundled Lean SPY sessions (Apache-2.0, see data/sample/NOTICE)."""
     folder = Path(__file__).with_name("sample")
     return sorted(folder.glob("*_trade.zip"))
 

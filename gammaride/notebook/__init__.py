@@ -1,0 +1,1 @@
+"""The Colab notebook's facade (``colab``) and its building blocks (``blocks``)."""

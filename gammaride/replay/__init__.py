@@ -1,0 +1,2 @@
+"""Replay: the scanner's rules over recorded bars (``engine``), with option prices from
+bars, Black-Scholes or a delta estimate (``pricing``)."""
