@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from gammaride.scanner import session
+from gammaride.rules import session
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from gammaride.config import ET
 from gammaride.offline.options import black_scholes
-from gammaride.scanner import gamma as G
+from gammaride.rules import gamma as G
 from tests.conftest import shared_file
 
 NOW = pd.Timestamp("2024-01-04 10:00", tz=ET)

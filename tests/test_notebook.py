@@ -21,8 +21,8 @@ from gammaride.config import Settings
 from gammaride.connection import Connection, connect
 from gammaride.errors import CredentialsError
 from gammaride.journal import Journal
+from gammaride.notebook import colab
 from gammaride.notebook.blocks import calculate_setup, check_conditions
-from gammaride.scanner import colab
 from gammaride.scanner.clock import SteppedClock
 
 ROOT = Path(__file__).resolve().parents[1]

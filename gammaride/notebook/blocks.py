@@ -27,7 +27,7 @@ from gammaride.rules.gamma import gate_block
 from gammaride.rules.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
 from gammaride.scanner.broker import OrderSpec
 from gammaride.scanner.gamma_source import GammaSource
-from gammaride.scanner.positions import (
+from gammaride.scanner.orders import (
     cancel_and_settle,
     client_order_id,
     order_row,
