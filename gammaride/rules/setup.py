@@ -1,7 +1,9 @@
-"""Trade setup: exit levels (Phase 1 or 2), IV multiplier and position size. Pure, vectorized."""
+"""Trade setup: exit levels (Phase 1 or 2), IV multiplier and position size, and the one
+:func:`calculate_setup` that puts them together. Pure; the parts are vectorized."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,6 +104,15 @@ def iv_multiplier(iv_percentile: np.ndarray | float, settings: Settings) -> np.n
     )
 
 
+def uncapped_size(
+    equity: np.ndarray | float, atr: np.ndarray | float, iv_mult: np.ndarray | float, settings: Settings,
+) -> np.ndarray:
+    """The sizing rule alone: ``max(1, floor((equity * 1%) / (ATR * 100) * iv_mult))``."""
+    base = np.asarray(equity, dtype=float) * settings.risk_per_trade / (np.asarray(atr, dtype=float) * 100.0)
+    raw = np.floor(base * np.asarray(iv_mult, dtype=float))
+    return np.maximum(1, np.where(np.isnan(raw), 1.0, raw))
+
+
 def position_size(
     equity: np.ndarray | float,
     atr: np.ndarray | float,
@@ -114,10 +125,107 @@ def position_size(
     and, when given, by what the options buying power pays for at ``premium`` a share.
     Returns 0 only when buying power cannot pay for one contract.
     """
-    base = np.asarray(equity, dtype=float) * settings.risk_per_trade / (np.asarray(atr, dtype=float) * 100.0)
-    raw = np.floor(base * np.asarray(iv_mult, dtype=float))
-    contracts = np.minimum(np.maximum(1, np.where(np.isnan(raw), 1.0, raw)), settings.max_contracts)
+    contracts = np.minimum(uncapped_size(equity, atr, iv_mult, settings), settings.max_contracts)
     if buying_power is not None and premium is not None and premium > 0:
-        affordable = np.floor(buying_power / (premium * 100.0))
-        contracts = np.minimum(contracts, np.maximum(affordable, 0))
+        contracts = np.minimum(contracts, np.maximum(affordable_contracts(buying_power, premium), 0))
     return contracts.astype(np.int64)
+
+
+def affordable_contracts(buying_power: float, premium: float) -> int:
+    """Whole contracts ``buying_power`` pays for at ``premium`` a share (100 shares each)."""
+    return int(max(np.floor(buying_power / (premium * 100.0)), 0))
+
+
+@dataclass(frozen=True)
+class ExitPlan:
+    """One trade's TP and SL levels (underlying prices) and the multipliers behind them."""
+
+    tp: float
+    sl: float
+    tp_mult: float
+    sl_mult: float
+    atr_bucket: str
+    phase: int
+
+
+def exit_plan(direction: str, entry: float, atr: float, policy: ExitPolicy) -> ExitPlan:
+    """TP/SL of one trade from the exit policy's multipliers for its ATR bucket."""
+    tp_mult, sl_mult, bucket = (np.asarray(v, dtype=object).reshape(-1)[0] for v in policy.lookup(atr))
+    tp, sl = exit_levels(direction, entry, atr, tp_mult, sl_mult)
+    return ExitPlan(float(tp), float(sl), float(tp_mult), float(sl_mult), str(bucket), policy.phase)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One trade's setup: exit levels from the exit policy and the size.
+
+    ``sized_contracts`` is the sizing rule alone; ``contracts`` is what is bought, after
+    ``max_contracts`` (``capped``) and, when a premium was given, after what the buying
+    power pays for (``affordable``; ``bp_capped``). ``contracts`` is 0 only when the
+    buying power cannot pay for one contract.
+    """
+
+    direction: str
+    entry: float  # the underlying at the decision
+    atr: float
+    tp: float
+    sl: float
+    tp_mult: float
+    sl_mult: float
+    atr_bucket: str
+    phase: int
+    iv_multiplier: float
+    equity: float
+    sized_contracts: int
+    max_contracts: int
+    contracts: int
+    capped: bool  # max_contracts cut the size
+    buying_power: float | None = None
+    premium: float | None = None  # the price a share the contracts are bought at
+    affordable: int | None = None  # contracts the buying power pays for at ``premium``
+
+    @property
+    def bp_capped(self) -> bool:
+        """The buying power, not the rule or max_contracts, set the size."""
+        return self.affordable is not None and self.affordable < min(self.sized_contracts, self.max_contracts)
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "bp_capped": self.bp_capped}
+
+
+def calculate_setup(
+    direction: str,
+    entry: float,
+    atr: float,
+    iv_percentile: float | None,
+    equity: float,
+    settings: Settings,
+    policy: ExitPolicy | None = None,
+    *,
+    buying_power: float | None = None,
+    premium: float | None = None,
+) -> Setup:
+    """The setup of a ``direction`` trade decided at ``entry`` with this ``atr``: TP/SL
+    from ``policy`` (Phase 1 by default), contracts from 1% of ``equity`` per ATR move
+    times the IV multiplier, capped by ``max_contracts`` and, with a ``premium`` (a
+    share), by what ``buying_power`` pays for. Pure: the scanner, the notebook and
+    replay size with it."""
+    plan = exit_plan(direction, entry, atr, policy or ExitPolicy.phase1(settings))
+    ivp = float("nan") if iv_percentile is None else iv_percentile
+    mult = float(iv_multiplier(ivp, settings))
+    sized = uncapped_size(equity, atr, mult, settings)
+    # an unknown buying power (missing from the account) caps nothing
+    priced = (buying_power is not None and premium is not None and bool(np.isfinite(buying_power))
+              and bool(np.isfinite(premium)) and premium > 0)
+    return Setup(
+        direction=str(direction), entry=float(entry), atr=float(atr), tp=plan.tp, sl=plan.sl,
+        tp_mult=plan.tp_mult, sl_mult=plan.sl_mult, atr_bucket=plan.atr_bucket, phase=plan.phase,
+        iv_multiplier=mult, equity=float(equity),
+        sized_contracts=int(min(sized, np.iinfo(np.int32).max)), max_contracts=int(settings.max_contracts),
+        contracts=int(position_size(equity, atr, mult, settings, buying_power=buying_power if priced else None,
+                                    premium=premium if priced else None)),
+        capped=bool(sized > settings.max_contracts),
+        buying_power=float(buying_power) if buying_power is not None else None,
+        premium=float(premium) if premium is not None else None,
+        affordable=affordable_contracts(buying_power, premium) if priced else None,
+    )

@@ -34,7 +34,7 @@ from gammaride.rules.contracts import (
 from gammaride.rules.gamma import gate_block
 from gammaride.rules.risk import DayRisk, entry_block
 from gammaride.rules.session import session_close_minutes
-from gammaride.rules.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
+from gammaride.rules.setup import ExitPolicy, calculate_setup, exit_plan
 from gammaride.rules.signals import (
     SKIP_DATA,
     SKIP_ERROR,
@@ -374,9 +374,8 @@ class Scanner:
         if gated:
             row.update(signal=False, skip_reason=gated, skip_code=SKIP_GAMMA)
             return
-        tp_mult, sl_mult, bucket = (np.asarray(v, dtype=object).reshape(-1)[0] for v in self.policy.lookup(sig["atr"]))
-        tp, sl = exit_levels(sig["direction"], sig["price"], sig["atr"], tp_mult, sl_mult)
-        info.update(tp=float(tp), sl=float(sl), tp_mult=float(tp_mult), sl_mult=float(sl_mult), bucket=str(bucket))
+        plan = exit_plan(str(sig["direction"]), float(sig["price"]), float(sig["atr"]), self.policy)
+        info.update(tp=plan.tp, sl=plan.sl, tp_mult=plan.tp_mult, sl_mult=plan.sl_mult, bucket=plan.atr_bucket)
         block = entry_block(self.settings, self.risk, len(self.positions.open))
         if self.journal_failure and not self.dry_run:
             block = "journal failing: no new entries"
@@ -424,7 +423,6 @@ class Scanner:
         direction = str(sig["direction"])
         atr, entry = float(sig["atr"]), float(sig["price"])
         ivp = float(sig["iv_percentile"])
-        iv_mult = float(iv_multiplier(ivp, s))
         try:
             acct = self.broker.account()
             equity, bp = acct.equity, acct.options_buying_power
@@ -439,7 +437,8 @@ class Scanner:
             choice = None
             close_min = int(session_close_minutes(pd.DatetimeIndex([today]))[0])
             stop_min = hard_stop_minute(s, self.symbol, close_min, same_day=False)
-            qty = int(position_size(equity, atr, iv_mult, s)) * 100 * s.replay_delta
+            setup = calculate_setup(direction, entry, atr, ivp, equity, s, self.policy)
+            qty = setup.contracts * 100 * s.replay_delta  # the shares that move like the contracts
             qty = int(max(1, min(qty, acct.buying_power // max(entry, 0.01))))
             premium = float("nan")
         else:
@@ -451,7 +450,8 @@ class Scanner:
             stop_min = choice.hard_stop_min
             # the order goes in at ask + pad: size against that, not the ask
             limit = marketable_limit("buy", choice.bid, choice.ask, root=self.symbol)
-            qty = int(position_size(equity, atr, iv_mult, s, buying_power=bp, premium=limit))
+            setup = calculate_setup(direction, entry, atr, ivp, equity, s, self.policy, buying_power=bp, premium=limit)
+            qty = setup.contracts
             if qty < 1:
                 return None, f"buying power ${bp:,.0f} cannot pay one contract at ${limit:.2f}"
             premium = choice.ask
@@ -463,8 +463,8 @@ class Scanner:
         pos = Position(
             trade_id=trade_id, run_id=self.run_id, symbol=self.symbol, instrument=s.instrument,
             contract_symbol=choice.symbol if choice else self.symbol, direction=direction, qty=qty,
-            entry_time=decision_time, entry_price=entry, atr=atr, tp=info["tp"], sl=info["sl"],
-            tp_mult=info["tp_mult"], sl_mult=info["sl_mult"], hold_until=hold_until, hard_stop=hard_stop,
+            entry_time=decision_time, entry_price=entry, atr=atr, tp=setup.tp, sl=setup.sl,
+            tp_mult=setup.tp_mult, sl_mult=setup.sl_mult, hold_until=hold_until, hard_stop=hard_stop,
             entry_premium=premium, delta=choice.delta if choice else 1.0, client_order_id=cid,
             entry_bid=choice.bid if choice else float("nan"),
         )
@@ -477,7 +477,7 @@ class Scanner:
             "contract_symbol": pos.contract_symbol, "direction": direction, "status": "open",
             "entry_time": decision_time, "entry_price": entry, "hard_stop_time": hard_stop, "atr": atr,
             "tp": pos.tp, "sl": pos.sl, "tp_mult": pos.tp_mult, "sl_mult": pos.sl_mult,
-            "phase": self.policy.phase, "atr_bucket": info["bucket"], "iv_percentile": ivp,
+            "phase": setup.phase, "atr_bucket": setup.atr_bucket, "iv_percentile": ivp,
             "client_order_id": cid,
         }
         orders, fill_price, filled_qty, why = self._send_entry(pos, choice, now, trade)
