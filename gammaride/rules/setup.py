@@ -156,8 +156,8 @@ def exit_plan(direction: str, entry: float, atr: float, policy: ExitPolicy) -> E
 
 
 @dataclass(frozen=True)
-class Setup:
-    """One trade's setup: exit levels from the exit policy and the size.
+class Setup(ExitPlan):
+    """One trade's setup: its exit plan (levels from the exit policy) and its size.
 
     ``sized_contracts`` is the sizing rule alone; ``contracts`` is what is bought, after
     ``max_contracts`` (``capped``) and, when a premium was given, after what the buying
@@ -168,12 +168,6 @@ class Setup:
     direction: str
     entry: float  # the underlying at the decision
     atr: float
-    tp: float
-    sl: float
-    tp_mult: float
-    sl_mult: float
-    atr_bucket: str
-    phase: int
     iv_multiplier: float
     equity: float
     sized_contracts: int
@@ -218,8 +212,7 @@ def calculate_setup(
     priced = (buying_power is not None and premium is not None and bool(np.isfinite(buying_power))
               and bool(np.isfinite(premium)) and premium > 0)
     return Setup(
-        direction=str(direction), entry=float(entry), atr=float(atr), tp=plan.tp, sl=plan.sl,
-        tp_mult=plan.tp_mult, sl_mult=plan.sl_mult, atr_bucket=plan.atr_bucket, phase=plan.phase,
+        **dataclasses.asdict(plan), direction=str(direction), entry=float(entry), atr=float(atr),
         iv_multiplier=mult, equity=float(equity),
         sized_contracts=int(min(sized, np.iinfo(np.int32).max)), max_contracts=int(settings.max_contracts),
         contracts=int(position_size(equity, atr, mult, settings, buying_power=buying_power if priced else None,
