@@ -23,7 +23,12 @@ from gammaride.errors import BrokerError
 from gammaride.rules.contracts import marketable_limit, to_tick
 from gammaride.scanner.broker import Broker, OptionQuote, OrderInfo, OrderSpec
 from gammaride.scanner.clock import Clock
-from gammaride.scanner.orders import cancel_and_settle, submit_idempotent, wait_for_fill
+from gammaride.scanner.orders import (
+    cancel_and_settle,
+    reprice_client_id,
+    submit_idempotent,
+    wait_for_fill,
+)
 
 
 @dataclass
@@ -110,7 +115,7 @@ def fill_marketable(
             out.reason = problem
             break
         limit = step_limit(side, q, k, settings, root)
-        cid = client_order_id if k == 0 else f"{client_order_id}-r{k}"
+        cid = reprice_client_id(client_order_id, k)
         spec = OrderSpec(contract, remaining, side, "limit", limit_price=limit, client_order_id=cid)
         try:
             sent = send(spec, k)

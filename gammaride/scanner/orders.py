@@ -45,6 +45,17 @@ def backstop_client_id(entry_client_id: str, n: int) -> str:
     return f"{entry_client_id}-bs" + ("" if n <= 1 else str(n))
 
 
+def reprice_client_id(entry_client_id: str, step: int) -> str:
+    """Price step ``step`` of an order (0: the order itself, then ``-r1``, ``-r2``...)."""
+    return entry_client_id if step == 0 else f"{entry_client_id}-r{step}"
+
+
+def repriced_client_id(reprice_id: str) -> str:
+    """The client id of the order a ``-r<k>`` reprice repriced."""
+    root, _, step = reprice_id.rpartition("-r")
+    return root if root and step.isdigit() else reprice_id
+
+
 def _suffix(client_id: str | None, entry_client_id: str) -> str:
     cid = str(client_id or "")
     return cid[len(entry_client_id):] if cid.startswith(entry_client_id) else ""
@@ -58,11 +69,6 @@ def is_exit_of(client_id: str | None, entry_client_id: str) -> bool:
 def is_backstop_of(client_id: str | None, entry_client_id: str) -> bool:
     rest = _suffix(client_id, entry_client_id)
     return rest.startswith("-bs") and rest[3:].isdigit() or rest == "-bs"
-
-
-def is_reprice_of(client_id: str | None, entry_client_id: str) -> bool:
-    rest = _suffix(client_id, entry_client_id)
-    return rest.startswith("-r") and rest[2:].isdigit()
 
 
 def order_row(o: OrderInfo, run_id, trade_id, purpose: str) -> dict:

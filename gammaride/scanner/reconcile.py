@@ -9,22 +9,24 @@ closed while no scanner ran, and leaves every other position alone.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from gammaride.config import ET
 from gammaride.errors import BrokerAuthError, BrokerError
+from gammaride.rules.contracts import premium_at
 from gammaride.scanner.orders import (
     cancel_and_settle,
     is_backstop_of,
     is_exit_of,
     is_ours,
-    is_reprice_of,
     order_row,
+    repriced_client_id,
 )
 from gammaride.scanner.positions import MINUTE, Position, PositionManager
 from gammaride.scanner.record import short_error
 
-ENTRY_PURPOSES = ("entry",)
+ENTRY_PURPOSES = ("entry", "entry_reprice")
 
 
 def reconcile(pm: PositionManager) -> None:
@@ -86,8 +88,23 @@ def _adopt(pm: PositionManager, pos: Position, mine: list) -> None:
     pm.out(f"Adopted open position {pos.contract_symbol} x{pos.qty:g} (trade {pos.trade_id}, "
            f"TP ${pos.tp:.2f} SL ${pos.sl:.2f}, limit {pos.limit:%H:%M})")
     if pm.backstop and pos.instrument == "options" and pos.backstop_id is None:
-        # none rests (never placed, or a DAY stop expired overnight): place a new one
+        # none rests (never placed, or a DAY stop expired overnight): place a new one, from
+        # the bid now (the bid at entry is not journaled; the price paid is above the bid
+        # by the spread, and a stop estimated from it would fire on the spread)
+        _entry_bid_from_now(pm, pos)
         pm.place_backstop(pos)
+
+
+def _entry_bid_from_now(pm: PositionManager, pos: Position) -> None:
+    """``pos.entry_bid``: the contract's bid now, moved back by delta to the underlying's
+    price at entry, so the backstop sits where the SL would put the premium from here."""
+    try:
+        bid = pm.broker.option_quote(pos.contract_symbol).bid
+    except BrokerError:
+        return
+    price = pm.price_now()
+    if np.isfinite(bid) and bid > 0 and np.isfinite(price):
+        pos.entry_bid = premium_at(bid, pos.delta, pos.sign, pos.entry_price - price, pos.symbol)
 
 
 def book_entry_intents(pm: PositionManager) -> None:
@@ -98,9 +115,9 @@ def book_entry_intents(pm: PositionManager) -> None:
     intents = pm.journal.intents(pm.mode, open_only=True)
     intents = intents[intents["purpose"].isin(ENTRY_PURPOSES)] if len(intents) else intents
     entries: dict[str, list] = {}
-    for it in intents.itertuples():  # the reprices of an entry go with its first order
+    for it in intents.itertuples():  # the reprices of an entry (<id>-r<k>) go with its first order
         cid = str(it.client_order_id)
-        root = next((e for e in entries if cid == e or is_reprice_of(cid, e)), cid)
+        root = repriced_client_id(cid) if it.purpose == "entry_reprice" else cid
         entries.setdefault(root, []).append(it)
     for cid, steps in entries.items():
         _book_entry(pm, cid, steps)
