@@ -228,7 +228,7 @@ def test_a_kill_right_after_the_exit_order_books_the_real_exit_on_restart(tmp_pa
             assert t["exit_time"] == pd.Timestamp(exit_.filled_ns, tz="UTC").tz_convert(ET)
             assert any(f"closed by its exit order {cid}-x1" in ln for ln in lines)
             assert sc.stats.adopted == 0 and not sc.positions.open
-            assert sc._already_entered(cid)  # the decision was ordered: never entered again
+            assert sc.entries.already_entered(cid)  # the decision was ordered: never entered again
         assert [o.client_order_id for o in srv.broker.orders.values() if o.side == "buy"] == [cid]
 
 

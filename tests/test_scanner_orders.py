@@ -413,7 +413,7 @@ def test_an_intent_the_broker_never_received_is_void_and_does_not_block_the_deci
         sc, lines = scanner(srv, journal)
         sc.start()
         assert journal.query("SELECT state FROM order_intents")["state"].tolist() == ["void"]
-        assert not sc._already_entered(cid)
+        assert not sc.entries.already_entered(cid)
         srv.advance_to("2013-10-08 15:00:05")
         outcome = step_now(sc)
         assert outcome.row["trade_id"] is not None  # the 15:00 signal is traded once, now

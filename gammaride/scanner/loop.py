@@ -5,7 +5,8 @@ scan's skip reason, a journal row and a printed line. Each scan is committed in 
 transaction, so a killed process loses nothing it already printed. The Scanner holds
 its parts, each with explicit dependencies: bars, calendar, chain and IV in
 :class:`~gammaride.scanner.market.MarketData`; orders and their journal rows in
-:class:`~gammaride.scanner.orders.OrderDesk`; exits, backstops and what the broker did
+:class:`~gammaride.scanner.orders.OrderDesk`; sending an entry in
+:class:`~gammaride.scanner.entries.EntryDesk`; exits, backstops and what the broker did
 in :class:`~gammaride.scanner.positions.PositionManager`; adoption on start in
 :func:`~gammaride.scanner.reconcile.reconcile`; what is printed in
 :mod:`gammaride.scanner.printer`. Sleeping to each minute, Ctrl-C, the heartbeat and
@@ -26,7 +27,6 @@ from gammaride.config import ET, Settings
 from gammaride.errors import BrokerAuthError, BrokerError, JournalError
 from gammaride.journal import Journal
 from gammaride.rules.contracts import (
-    ContractChoice,
     choose_contract,
     hard_stop_minute,
     marketable_limit,
@@ -45,18 +45,14 @@ from gammaride.rules.signals import (
     compute_signals,
 )
 from gammaride.scanner import printer
-from gammaride.scanner.broker import Broker, MarketClock, OrderSpec
+from gammaride.scanner.broker import Broker, MarketClock
 from gammaride.scanner.clock import Clock
-from gammaride.scanner.execution import fill_marketable
+from gammaride.scanner.entries import EntryDesk
 from gammaride.scanner.gamma_source import GammaSource
 from gammaride.scanner.market import WINDOW, MarketData
 from gammaride.scanner.orders import (
-    JournalRefusal,
     OrderDesk,
-    cancel_and_settle,
     client_order_id,
-    order_row,
-    wait_for_fill,
 )
 from gammaride.scanner.positions import MINUTE, Position, PositionManager
 from gammaride.scanner.reconcile import reconcile
@@ -136,6 +132,8 @@ class Scanner:
         self.positions = PositionManager(
             broker, self.record, self.orders, settings, clock, self.market, mode=mode, out=self.out,
             dry_run=dry_run, backstop=backstop, exit_timeout_seconds=exit_timeout_seconds, on_exit=self._booked)
+        self.entries = EntryDesk(broker, clock, settings, self.record, self.orders, self.positions,
+                                 mode=mode, dry_run=dry_run)
 
     @property
     def run_id(self) -> int | None:
@@ -430,7 +428,7 @@ class Scanner:
             self.record.error("account", exc)
             return None, f"error: account unavailable ({short_error(exc)})"
         cid = client_order_id(self.symbol, decision_time, direction)
-        if self._already_entered(cid):
+        if self.entries.already_entered(cid):
             return None, f"{SKIP_DECIDED} (entry {cid} already journaled)"
         today = pd.Timestamp(decision_time.date())
         if s.instrument == "shares":
@@ -480,7 +478,7 @@ class Scanner:
             "phase": setup.phase, "atr_bucket": setup.atr_bucket, "iv_percentile": ivp,
             "client_order_id": cid,
         }
-        orders, fill_price, filled_qty, why = self._send_entry(pos, choice, now, trade)
+        orders, fill_price, filled_qty, why = self.entries.send(pos, choice, trade)
         if filled_qty <= 0:
             return None, why
         pos.qty = filled_qty
@@ -508,96 +506,6 @@ class Scanner:
 
         self.record.safe(write, "write trade")
         return trade_id, None
-
-    def _already_entered(self, cid: str) -> bool:
-        """Whether an entry with this client id was made already: the broker would answer
-        its resubmission with the old order, which must not become a second trade. In this
-        run, or journaled by a run of this mode whose order the broker still knows (a fresh
-        offline server knows none, so a rehearsal can run the same day again)."""
-        if self.positions.knows(cid):
-            return True
-        if self.dry_run:
-            return False  # nothing is sent, so nothing can come back as a phantom fill
-        try:
-            if not self.journal.knows_order(cid, self.mode):  # as a trade or an order intent
-                return False
-        except Exception:  # noqa: BLE001 - unreadable journal: ask the broker alone
-            pass
-        try:
-            return self.broker.order_by_client_id(cid) is not None
-        except BrokerError:
-            return True  # cannot tell: refusing loses one entry, a phantom trade is worse
-
-    def _send_entry(self, pos: Position, choice: ContractChoice | None, now,
-                    trade: dict | None = None) -> tuple[list, float, float, str | None]:
-        """([(order row, fill price, filled qty, fill time)...], average fill price, filled
-        qty, reason when nothing filled). Each order is journaled as an intent (with
-        ``trade``, the setup) before it is sent."""
-        s = self.settings
-        side = "buy" if (pos.instrument == "options" or pos.direction == "call") else "sell"
-        if self.dry_run:
-            price = choice.ask if choice else pos.entry_price
-            order = self.orders.simulated(pos, "buy" if choice else side, pos.qty, price, "entry")
-            return [(order, price, pos.qty, None)], price, pos.qty, None
-        if pos.instrument == "options":
-            return self._send_option_entry(pos, trade)
-        spec = OrderSpec(pos.symbol, pos.qty, side, "market", client_order_id=pos.client_order_id,
-                         order_class="bracket", take_profit=pos.tp, stop_loss=pos.sl)
-        try:
-            sent = self.orders.submit(spec, "entry", pos, detail=trade)
-        except JournalRefusal as exc:
-            return [], float("nan"), 0.0, f"error: {exc}"
-        except BrokerError as exc:
-            self.orders.journal_rejected(spec, pos, "entry", exc)
-            return [], float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
-        filled = wait_for_fill(self.broker, sent, self.clock, s.entry_timeout_seconds)
-        if not filled.is_filled:
-            filled = cancel_and_settle(self.broker, filled, clock=self.clock)
-        pos.bracket_id = filled.id
-        # a cancel still pending: the entry is not final, and its backstop waits for it
-        pos.entry_order_id = None if filled.is_done else filled.id
-        order = order_row(filled, self.run_id, None, "bracket")
-        if filled.filled_qty <= 0:
-            cid = pos.client_order_id
-            self.record.write("entry order", self._void_entry, order, cid)
-            return [], float("nan"), 0.0, (
-                f"entry not filled within {s.entry_timeout_seconds:g}s (cancelled)"
-            )
-        return ([(order, float(filled.filled_avg_price), float(filled.filled_qty), filled.filled_at)],
-                float(filled.filled_avg_price), float(filled.filled_qty), None)
-
-    def _send_option_entry(self, pos: Position, trade: dict | None) -> tuple[list, float, float, str | None]:
-        """A marketable limit from a fresh quote, repriced within the slippage budget. Each
-        price step is journaled as an intent before it is sent (the first as the entry, the
-        reprices as ``entry_reprice``)."""
-        def submit(spec: OrderSpec, step: int):
-            return self.orders.submit(spec, "entry" if step == 0 else "entry_reprice", pos, detail=trade)
-
-        try:
-            ex = fill_marketable(self.broker, self.clock, self.settings, contract=pos.contract_symbol,
-                                 root=self.symbol, side="buy", qty=pos.qty, client_order_id=pos.client_order_id,
-                                 submit=submit)
-        except JournalRefusal as exc:
-            return [], float("nan"), 0.0, f"error: {exc}"
-        except BrokerError as exc:
-            spec = OrderSpec(pos.contract_symbol, pos.qty, "buy", "limit", client_order_id=pos.client_order_id)
-            self.orders.journal_rejected(spec, pos, "entry", exc)
-            return [], float("nan"), 0.0, f"entry rejected: {short_error(exc)}"
-        self.orders.quotes.update(ex.quotes)
-        # a cancel still pending: the entry is not final, and its backstop waits for it
-        pos.entry_order_id = next((o.id for o in ex.orders if not o.is_done), None)
-        rows = [(order_row(o, self.run_id, None, "entry"), float(o.filled_avg_price), float(o.filled_qty), o.filled_at)
-                for o in ex.orders]
-        if ex.filled_qty <= 0:
-            for row, *_ in rows:
-                self.record.write("entry order", self._void_entry, row, row["client_order_id"])
-            return [], float("nan"), 0.0, f"entry not filled: {ex.reason} (cancelled)"
-        return rows, ex.avg_price, ex.filled_qty, None
-
-
-    def _void_entry(self, order: dict, cid: str) -> None:
-        self.journal.write_order(order)
-        self.journal.update_intents("void", client_order_id=cid)
 
 
 # ---------------------------------------------------------------------- helpers
