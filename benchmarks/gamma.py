@@ -30,7 +30,7 @@ from gammaride.config import ET, Settings
 from gammaride.journal import Journal
 from gammaride.keys import Keys
 from gammaride.offline import OfflineAlpaca
-from gammaride.scanner import gamma as G
+from gammaride.rules import gamma as G
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import SteppedClock
 from gammaride.scanner.loop import Scanner

@@ -15,6 +15,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from gammaride import __version__
 from gammaride.errors import GammarideError, JournalError
@@ -44,10 +45,21 @@ def command_name(argv: Sequence[str]) -> str | None:
     return None
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, naming where the help is, and exit 2."""
+
+    command_prog: str | None = None  # the top parser's errors about a command's words name it
+
+    def error(self, message: str) -> NoReturn:
+        where = self.command_prog or self.prog  # 'gammaride' or 'gammaride fetch'
+        print(f"{where}: error: {' '.join(message.split())}; see '{where} --help'", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with every command listed; only ``command`` (if any) is imported and
     given its arguments, description and ``run``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gammaride",
         description="0DTE dealer-gamma scanner for Alpaca: scan, journal, calibrate, report.",
         epilog="Example: gammaride demo",
@@ -69,6 +81,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         )
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
+        parser.command_prog = p.prog
     return parser
 
 

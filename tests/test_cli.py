@@ -18,6 +18,18 @@ def test_every_command_has_help_with_an_example(capsys):
         assert "Example: gammaride " + name in text, name
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["replay", "--speed"], "gammaride replay: error: unrecognized arguments: --speed; see 'gammaride replay --help'"),
+    (["scan", "--scans", "abc"], "gammaride scan: error: argument --scans: invalid int value: 'abc'; see 'gammaride scan --help'"),
+    (["bogus"], "gammaride: error: argument COMMAND: invalid choice: 'bogus'"),
+])
+def test_a_usage_error_is_one_line_naming_the_help_and_exits_2(argv, line, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.count("\n") == 1 and err.startswith(line)
+
+
 def test_replay_then_journal_summary(tmp_path, capsys):
     journal = tmp_path / "j.duckdb"
     assert main(["replay", "--journal", str(journal), "--iv-percentile", "0.4", "--quiet"]) == 0

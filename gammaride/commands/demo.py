@@ -114,7 +114,8 @@ PRICED_SPAN = ("2024-02-01", "2024-04-30")
 
 def _priced_replay(journal: Journal, settings: Settings, out: Path) -> None:
     from gammaride.commands.replay import pnl_lines
-    from gammaride.data import BarCache, Fetcher
+    from gammaride.data.cache import BarCache
+    from gammaride.data.fetch import Fetcher
     from gammaride.data.history import load_history
     from gammaride.offline import OfflineAlpaca
     from gammaride.offline.history import History

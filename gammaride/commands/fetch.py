@@ -49,7 +49,8 @@ def cache_dir(args: argparse.Namespace) -> Path:
 
 def make_fetcher(args: argparse.Namespace):
     """A Fetcher over the cache with the keys found (none needed while the cache suffices)."""
-    from gammaride.data import BarCache, Fetcher
+    from gammaride.data.cache import BarCache
+    from gammaride.data.fetch import Fetcher
     from gammaride.keys import find_keys
 
     keys = find_keys()
