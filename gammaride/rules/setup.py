@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,45 +91,44 @@ def exit_levels(
     return tp, sl
 
 
-def iv_multiplier(iv_percentile: np.ndarray | float, settings: Settings) -> np.ndarray:
-    """0.8 below 0.30, 1.0 for 0.30-0.50, 1.5 above 0.50 (defaults). Unknown IV: 1.0."""
-    iv = np.asarray(iv_percentile, dtype=float)
-    return np.where(
-        ~np.isfinite(iv),
-        settings.iv_mult_mid,
-        np.where(
-            iv < settings.iv_threshold,
-            settings.iv_mult_low,
-            np.where(iv > settings.iv_band_high, settings.iv_mult_high, settings.iv_mult_mid),
-        ),
-    )
+def iv_multiplier(iv_percentile: np.ndarray | float | None, settings: Settings) -> np.ndarray | float:
+    """0.8 below 0.30, 1.0 for 0.30-0.50, 1.5 above 0.50 (defaults). Unknown IV: 1.0.
+    One IV gives a float, an array of them an array."""
+    if np.ndim(iv_percentile):
+        return np.array([iv_multiplier(v, settings) for v in np.asarray(iv_percentile, dtype=float).ravel()])
+    iv = float("nan") if iv_percentile is None else float(iv_percentile)
+    if not math.isfinite(iv):
+        return settings.iv_mult_mid
+    if iv < settings.iv_threshold:
+        return settings.iv_mult_low
+    return settings.iv_mult_high if iv > settings.iv_band_high else settings.iv_mult_mid
 
 
-def uncapped_size(
-    equity: np.ndarray | float, atr: np.ndarray | float, iv_mult: np.ndarray | float, settings: Settings,
-) -> np.ndarray:
+def uncapped_size(equity: float, atr: float, iv_mult: float, settings: Settings) -> float:
     """The sizing rule alone: ``max(1, floor((equity * 1%) / (ATR * 100) * iv_mult))``."""
-    base = np.asarray(equity, dtype=float) * settings.risk_per_trade / (np.asarray(atr, dtype=float) * 100.0)
-    raw = np.floor(base * np.asarray(iv_mult, dtype=float))
-    return np.maximum(1, np.where(np.isnan(raw), 1.0, raw))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = np.float64(equity) * settings.risk_per_trade / (np.float64(atr) * 100.0)
+        raw = np.floor(base * np.float64(iv_mult))
+    return 1.0 if np.isnan(raw) else float(max(1.0, raw))
 
 
-def position_size(
-    equity: np.ndarray | float,
-    atr: np.ndarray | float,
-    iv_mult: np.ndarray | float,
-    settings: Settings,
-    buying_power: float | None = None,
-    premium: float | None = None,
-) -> np.ndarray:
+def capped_size(sized: float, settings: Settings, buying_power: float | None = None,
+                premium: float | None = None) -> int:
+    """``sized`` capped by max_contracts and, when given, by the buying power at ``premium``;
+    0 only when the buying power cannot pay for one contract."""
+    contracts = min(sized, settings.max_contracts)
+    if buying_power is not None and premium is not None and premium > 0:
+        contracts = min(contracts, affordable_contracts(buying_power, premium))
+    return int(contracts)
+
+
+def position_size(equity: float, atr: float, iv_mult: float, settings: Settings,
+                  buying_power: float | None = None, premium: float | None = None) -> int:
     """``max(1, floor((equity * 1%) / (ATR * 100) * iv_mult))``, capped by max_contracts
     and, when given, by what the options buying power pays for at ``premium`` a share.
     Returns 0 only when buying power cannot pay for one contract.
     """
-    contracts = np.minimum(uncapped_size(equity, atr, iv_mult, settings), settings.max_contracts)
-    if buying_power is not None and premium is not None and premium > 0:
-        contracts = np.minimum(contracts, np.maximum(affordable_contracts(buying_power, premium), 0))
-    return contracts.astype(np.int64)
+    return capped_size(uncapped_size(equity, atr, iv_mult, settings), settings, buying_power, premium)
 
 
 def affordable_contracts(buying_power: float, premium: float) -> int:
@@ -198,26 +198,26 @@ def calculate_setup(
     *,
     buying_power: float | None = None,
     premium: float | None = None,
+    plan: ExitPlan | None = None,
 ) -> Setup:
     """The setup of a ``direction`` trade decided at ``entry`` with this ``atr``: TP/SL
     from ``policy`` (Phase 1 by default), contracts from 1% of ``equity`` per ATR move
     times the IV multiplier, capped by ``max_contracts`` and, with a ``premium`` (a
     share), by what ``buying_power`` pays for. Pure: the scanner, the notebook and
-    replay size with it."""
-    plan = exit_plan(direction, entry, atr, policy or ExitPolicy.phase1(settings))
-    ivp = float("nan") if iv_percentile is None else iv_percentile
-    mult = float(iv_multiplier(ivp, settings))
+    replay size with it. ``plan``: the levels when the caller holds them already (replay
+    works them out for every signal at once with :func:`exit_levels`)."""
+    plan = plan or exit_plan(direction, entry, atr, policy or ExitPolicy.phase1(settings))
+    mult = float(iv_multiplier(iv_percentile, settings))
     sized = uncapped_size(equity, atr, mult, settings)
     # an unknown buying power (missing from the account) caps nothing
     priced = (buying_power is not None and premium is not None and bool(np.isfinite(buying_power))
               and bool(np.isfinite(premium)) and premium > 0)
     return Setup(
-        **dataclasses.asdict(plan), direction=str(direction), entry=float(entry), atr=float(atr),
+        **vars(plan), direction=str(direction), entry=float(entry), atr=float(atr),
         iv_multiplier=mult, equity=float(equity),
         sized_contracts=int(min(sized, np.iinfo(np.int32).max)), max_contracts=int(settings.max_contracts),
-        contracts=int(position_size(equity, atr, mult, settings, buying_power=buying_power if priced else None,
-                                    premium=premium if priced else None)),
-        capped=bool(sized > settings.max_contracts),
+        contracts=capped_size(sized, settings, buying_power if priced else None, premium if priced else None),
+        capped=sized > settings.max_contracts,
         buying_power=float(buying_power) if buying_power is not None else None,
         premium=float(premium) if premium is not None else None,
         affordable=affordable_contracts(buying_power, premium) if priced else None,
