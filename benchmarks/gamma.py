@@ -30,6 +30,7 @@ from gammaride.config import ET, Settings
 from gammaride.journal import Journal
 from gammaride.keys import Keys
 from gammaride.offline import OfflineAlpaca
+from gammaride.rules import blackscholes
 from gammaride.rules import gamma as G
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import SteppedClock
@@ -53,7 +54,7 @@ def contracts(n: int, seed: int = 0) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["symbol", "expiration", "type", "strike"])
     frame["iv"] = rng.uniform(0.1, 0.3, len(frame))
     years = G.years_to_expiry(frame["expiration"], NOW)
-    frame["gamma"] = G.bs_gamma(SPOT, frame["strike"].to_numpy(), years, frame["iv"].to_numpy())
+    frame["gamma"] = blackscholes.gamma(SPOT, frame["strike"].to_numpy(), years, frame["iv"].to_numpy())
     frame.loc[rng.random(len(frame)) < 0.1, "gamma"] = np.nan
     frame["open_interest"] = np.round(rng.uniform(0, 20_000, len(frame)))
     return frame[G.GAMMA_COLUMNS]
@@ -110,7 +111,7 @@ def bench_measure(repeats: int) -> None:
 def bench_requests() -> None:
     settings = Settings.load(env={})
     with tempfile.TemporaryDirectory() as tmp, \
-            OfflineAlpaca(start="2013-10-10 14:59:30", speed=0, settings=settings, seed=7) as srv:
+            OfflineAlpaca(start="2013-10-10 14:59:30", speed=0, seed=7) as srv:
         broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2, retry_wait=0.01)
         journal = Journal(Path(tmp) / "bench.duckdb")
         sc = Scanner(broker, journal, settings, SteppedClock(srv.advance_to), mode="offline",

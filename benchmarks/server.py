@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from gammaride.offline import OfflineAlpaca, occ_symbol
+from gammaride.offline import OfflineAlpaca
+from gammaride.rules.contracts import occ_symbol
 
 N = 300
 RATE = 200
@@ -33,7 +34,7 @@ def _pct(values: list[float], q: float) -> float:
 def main() -> None:
     with OfflineAlpaca(start="2013-10-07 10:00", speed=60) as srv:
         h = {"APCA-API-KEY-ID": srv.key_id, "APCA-API-SECRET-KEY": srv.secret_key}
-        opt = occ_symbol("SPY", "2013-10-08", "C", 168)
+        opt = occ_symbol("SPY", "2013-10-08", "call", 168)
         endpoints = {
             "GET /_sim/clock (baseline)": ("GET", "/_sim/clock", {}),
             "GET /v2/clock": ("GET", "/v2/clock", {}),

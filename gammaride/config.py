@@ -26,6 +26,11 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 ENV_PREFIX = "GAMMARIDE_"
 ET = "America/New_York"  # market time: every bar, decision and session date
+# nanoseconds, the unit of every epoch time held as an integer
+NS_SEC = 1_000_000_000
+NS_MIN = 60 * NS_SEC
+NS_DAY = 86_400 * NS_SEC
+MAX_SPEED = 1e6  # market seconds per real second of a simulated clock: a year of sessions in under a minute
 # GAMMARIDE_* variables that are not settings (the notebook's CI run, where the browser
 # test keeps its screenshots, where the exchange calendar's table is cached)
 OTHER_ENV = frozenset({
@@ -59,21 +64,15 @@ class Settings:
     # volume gate
     vol_lookback: int = field(default=20, metadata=_num(2, 390, "bars in the volume average"))
     vol_threshold: float = field(default=2.0, metadata=_num(1.0, 20.0, "volume spike ratio"))
-    debug_vol_threshold: float = field(
-        default=1.5, metadata=_num(1.0, 20.0, "volume spike ratio with debug on")
-    )
+    debug_vol_threshold: float = field(default=1.5, metadata=_num(1.0, 20.0, "volume spike ratio with debug on"))
     debug: bool = field(default=False, metadata={"doc": "verbose scans, lower volume bar"})
     # IV gate and sizing multipliers
     iv_threshold: float = field(default=0.30, metadata=_num(0.0, 1.0, "minimum IV percentile"))
-    iv_band_high: float = field(
-        default=0.50, metadata=_num(0.0, 1.0, "IV percentile above which size is raised")
-    )
+    iv_band_high: float = field(default=0.50, metadata=_num(0.0, 1.0, "IV percentile above which size is raised"))
     iv_mult_low: float = field(default=0.8, metadata=_num(0.0, 5.0, "size multiplier, low IV"))
     iv_mult_mid: float = field(default=1.0, metadata=_num(0.0, 5.0, "size multiplier, mid IV"))
     iv_mult_high: float = field(default=1.5, metadata=_num(0.0, 5.0, "size multiplier, high IV"))
-    iv_history_sessions: int = field(
-        default=20, metadata=_num(2, 2520, "recorded sessions before IV history replaces the proxy")
-    )
+    iv_history_sessions: int = field(default=20, metadata=_num(2, 2520, "recorded sessions before IV history replaces the proxy"))
     # direction and ATR
     direction_lookback: int = field(default=5, metadata=_num(1, 390, "bars for price change"))
     atr_period: int = field(default=14, metadata=_num(2, 390, "Wilder ATR period"))
@@ -84,95 +83,46 @@ class Settings:
     sl_mult: float = field(default=1.0, metadata=_num(0.1, 10.0, "Phase 1 SL in ATRs"))
     max_hold_minutes: int = field(default=20, metadata=_num(1, 390, "max hold"))
     hard_stop: str = field(default="15:55", metadata=_clock("latest exit time of day"))
-    close_buffer_minutes: int = field(
-        default=5, metadata=_num(0, 120, "hard stop before the session close")
-    )
-    cutoff_buffer_minutes: int = field(
-        default=5, metadata=_num(0, 120, "hard stop before the contract's broker cut-off")
-    )
-    index_etf_cutoff: str = field(
-        default="15:30", metadata=_clock("expiry-day order cut-off for SPY/QQQ/IWM")
-    )
+    close_buffer_minutes: int = field(default=5, metadata=_num(0, 120, "hard stop before the session close"))
+    cutoff_buffer_minutes: int = field(default=5, metadata=_num(0, 120, "hard stop before the contract's broker cut-off"))
+    index_etf_cutoff: str = field(default="15:30", metadata=_clock("expiry-day order cut-off for SPY/QQQ/IWM"))
     other_cutoff: str = field(default="15:15", metadata=_clock("expiry-day cut-off, others"))
     index_etfs: tuple[str, ...] = field(default=("SPY", "QQQ", "IWM"), metadata={"doc": ""})
     # sizing and risk
-    starting_equity: float = field(
-        default=100_000.0, metadata=_num(1.0, 1e10, "replay/offline account equity")
-    )
+    starting_equity: float = field(default=100_000.0, metadata=_num(1.0, 1e10, "replay/offline account equity"))
     risk_per_trade: float = field(default=0.01, metadata=_num(0.0001, 0.2, "equity risked per ATR"))
     max_contracts: int = field(default=10, metadata=_num(1, 10000, "contracts per trade"))
     max_open_positions: int = field(default=1, metadata=_num(1, 100, "open positions"))
     max_trades_per_day: int = field(default=10, metadata=_num(1, 1000, "entries per day"))
-    daily_loss_limit: float = field(
-        default=0.03, metadata=_num(0.001, 1.0, "kill switch, fraction of start-of-day equity")
-    )
-    replay_delta: float = field(
-        default=0.5, metadata=_num(0.01, 1.0, "option delta assumed for replay dollar P&L")
-    )
+    daily_loss_limit: float = field(default=0.03, metadata=_num(0.001, 1.0, "kill switch, fraction of start-of-day equity"))
+    replay_delta: float = field(default=0.5, metadata=_num(0.01, 1.0, "option delta assumed for replay dollar P&L"))
     # costs of an option round trip (gammaride.rules.costs) and replay of real history
-    option_fee_per_contract: float = field(
-        default=0.03, metadata=_num(0.0, 10.0, "regulatory/clearing fees passed through, $ per contract per side")
-    )
-    option_spread: float = field(
-        default=0.03, metadata=_num(0.0, 10.0, "option bid-ask width where no quote is known, $ per share")
-    )
-    option_slippage: float = field(
-        default=0.01, metadata=_num(0.0, 10.0, "fill beyond the half spread, $ per share per side")
-    )
-    option_strike_step: float = field(
-        default=1.0, metadata=_num(0.01, 100.0, "strike grid of the replayed option chain")
-    )
-    option_bar_max_age_minutes: int = field(
-        default=3, metadata=_num(0, 30, "oldest option bar that prices a minute without its own bar")
-    )
-    outlier_atr: float = field(
-        default=5.0, metadata=_num(1.0, 1000.0, "ATRs beyond its body and its neighbours' that make a print an outlier")
-    )
+    option_fee_per_contract: float = field(default=0.03, metadata=_num(0.0, 10.0, "regulatory/clearing fees passed through, $ per contract per side"))
+    option_spread: float = field(default=0.03, metadata=_num(0.0, 10.0, "option bid-ask width where no quote is known, $ per share"))
+    option_slippage: float = field(default=0.01, metadata=_num(0.0, 10.0, "fill beyond the half spread, $ per share per side"))
+    option_strike_step: float = field(default=1.0, metadata=_num(0.01, 100.0, "strike grid of the replayed option chain"))
+    option_bar_max_age_minutes: int = field(default=3, metadata=_num(0, 30, "oldest option bar that prices a minute without its own bar"))
+    outlier_atr: float = field(default=5.0, metadata=_num(1.0, 1000.0, "ATRs beyond its body and its neighbours' that make a print an outlier"))
     # live scanner
     scans: int = field(default=55, metadata=_num(1, 10000, "scans per run"))
-    scan_offset_seconds: float = field(
-        default=5.0, metadata=_num(0.0, 50.0, "seconds after the minute each scan starts")
-    )
+    scan_offset_seconds: float = field(default=5.0, metadata=_num(0.0, 50.0, "seconds after the minute each scan starts"))
     stale_after_minutes: int = field(default=3, metadata=_num(1, 60, "bar age that is stale"))
     feed: str = field(default="iex", metadata=_choice(("iex", "sip"), "stock data feed"))
-    option_feed: str = field(
-        default="auto", metadata=_choice(("auto", "opra", "indicative"),
-                                         "option quotes: auto = OPRA when the account has it, else indicative")
-    )
+    option_feed: str = field(default="auto", metadata=_choice(("auto", "opra", "indicative"), "option quotes: auto = OPRA when the account has it, else indicative"))
     # marketable limits: the price steps an entry or exit may walk past the quote
-    max_slippage_per_contract: float = field(
-        default=10.0, metadata=_num(0.0, 1000.0, "USD per contract a limit may go past the quote")
-    )
+    max_slippage_per_contract: float = field(default=10.0, metadata=_num(0.0, 1000.0, "USD per contract a limit may go past the quote"))
     reprice_steps: int = field(default=3, metadata=_num(0, 20, "reprices after the first limit"))
-    reprice_seconds: float = field(
-        default=5.0, metadata=_num(0.5, 120.0, "seconds each limit price rests before a reprice")
-    )
-    max_quote_age_seconds: float = field(
-        default=15.0, metadata=_num(1.0, 3600.0, "an older option quote is not priced from")
-    )
-    instrument: str = field(
-        default="options", metadata=_choice(("options", "shares"), "what to trade")
-    )
-    max_spread_pct: float = field(
-        default=0.15, metadata=_num(0.0, 5.0, "widest option spread, fraction of mid")
-    )
-    entry_timeout_seconds: float = field(
-        default=30.0, metadata=_num(1.0, 600.0, "cancel an unfilled entry after")
-    )
-    monitor_seconds: float = field(
-        default=5.0, metadata=_num(0.5, 60.0, "exit checks between scans while a position is open")
-    )
+    reprice_seconds: float = field(default=5.0, metadata=_num(0.5, 120.0, "seconds each limit price rests before a reprice"))
+    max_quote_age_seconds: float = field(default=15.0, metadata=_num(1.0, 3600.0, "an older option quote is not priced from"))
+    instrument: str = field(default="options", metadata=_choice(("options", "shares"), "what to trade"))
+    max_spread_pct: float = field(default=0.15, metadata=_num(0.0, 5.0, "widest option spread, fraction of mid"))
+    entry_timeout_seconds: float = field(default=30.0, metadata=_num(1.0, 600.0, "cancel an unfilled entry after"))
+    monitor_seconds: float = field(default=5.0, metadata=_num(0.5, 60.0, "exit checks between scans while a position is open"))
 
     # dealer gamma (measured at every scan; the gate is off until the journal says it helps)
-    gamma_gate: str = field(
-        default="off", metadata=_choice(("off", "short_only"), "enter only when dealers are short gamma")
-    )
-    gamma_expiry_days: int = field(
-        default=7, metadata=_num(0, 60, "expirations within this many days enter the gamma measure")
-    )
-    gamma_strike_range: float = field(
-        default=0.05, metadata=_num(0.005, 0.5, "strikes within this fraction of spot enter the gamma measure")
-    )
+    gamma_gate: str = field(default="off", metadata=_choice(("off", "short_only"), "enter only when dealers are short gamma"))
+    gamma_expiry_days: int = field(default=7, metadata=_num(0, 60, "expirations within this many days enter the gamma measure"))
+    gamma_strike_range: float = field(default=0.05, metadata=_num(0.005, 0.5, "strikes within this fraction of spot enter the gamma measure"))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

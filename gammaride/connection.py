@@ -124,7 +124,7 @@ def connect(
                                   "ALPACA_SECRET_KEY (the live account's), or drop --live")
             raise ConfigError("--live cannot run against the offline server; drop --offline or --live")
         srv = OfflineAlpaca(bars=bars, start=start or OFFLINE_START, speed=speed, faults=faults,
-                            symbol=settings.symbol, settings=settings).start()
+                            symbol=settings.symbol).start()
         broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key, "offline server"), url=srv.url,
                               feed=settings.feed, option_feed=settings.option_feed, timeout=min(timeout, 2.0), retry_wait=0.05)
         clock: Clock = SteppedClock(srv.advance_to) if speed == 0 else ScaledClock(speed)

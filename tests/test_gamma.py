@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from gammaride.config import ET
-from gammaride.offline.options import black_scholes
+from gammaride.rules import blackscholes
 from gammaride.rules import gamma as G
 from tests.conftest import shared_file
 
@@ -26,11 +26,27 @@ def chain(*rows) -> pd.DataFrame:
     )
 
 
-def test_black_scholes_gamma_agrees_with_the_offline_servers_scalar_formula():
-    for spot, strike, years, vol in [(468.0, 470.0, 1 / 365, 0.12), (168.0, 160.0, 7 / 365, 0.3),
-                                     (100.0, 130.0, 0.5, 0.6), (400.0, 400.0, 1 / 525600, 0.2)]:
-        expected = black_scholes(spot, strike, years, vol, 0.0, True)["gamma"]
-        assert G.bs_gamma(spot, strike, years, vol) == pytest.approx(expected, rel=1e-12)
+@pytest.mark.parametrize("call", [True, False])
+def test_black_scholes_greeks_are_the_derivatives_of_its_price(call):
+    """The one Black-Scholes: each greek matches a central difference of the price."""
+    price = blackscholes.price
+    for spot, strike, years, vol, rate in [(468.0, 470.0, 1 / 365, 0.12, 0.0), (168.0, 160.0, 7 / 365, 0.3, 0.05),
+                                           (100.0, 130.0, 0.5, 0.6, 0.02), (400.0, 400.0, 30 / 365, 0.2, 0.0)]:
+        g = blackscholes.greeks(spot, strike, years, vol, call, rate)
+        h = spot * 1e-5
+        up, mid, down = (float(price(s, strike, years, vol, call, rate)) for s in (spot + h, spot, spot - h))
+        assert float(g["price"]) == pytest.approx(mid, rel=1e-12)
+        assert float(g["delta"]) == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-9)
+        assert float(g["gamma"]) == pytest.approx((up - 2 * mid + down) / h**2, rel=1e-3)
+        assert float(blackscholes.gamma(spot, strike, years, vol, rate)) == pytest.approx(float(g["gamma"]), rel=1e-12)
+        dt = 1e-5
+        later = float(price(spot, strike, years - dt, vol, call, rate))
+        assert float(g["theta"]) == pytest.approx((later - mid) / dt / 365, rel=1e-3)
+        dv = 1e-5
+        vega = (float(price(spot, strike, years, vol + dv, call, rate)) - float(price(spot, strike, years, vol - dv, call, rate))) / (2 * dv)
+        assert float(g["vega"]) == pytest.approx(vega / 100, rel=1e-5)
+        rho = (float(price(spot, strike, years, vol, call, rate + dv)) - float(price(spot, strike, years, vol, call, rate - dv))) / (2 * dv)
+        assert float(g["rho"]) == pytest.approx(rho / 100, rel=1e-4, abs=1e-9)
 
 
 def test_calls_add_and_puts_subtract_dollars_per_1pct_move():
@@ -49,7 +65,7 @@ def test_calls_add_and_puts_subtract_dollars_per_1pct_move():
 def test_missing_snapshot_gamma_comes_from_black_scholes_on_its_iv_and_is_counted():
     e = G.measure(chain(("2024-01-05", "call", 470, 0.15, np.nan, 250),
                         ("2024-01-05", "call", 480, 0.15, 0.01, 10)), 468.0, NOW)
-    bs = black_scholes(468.0, 470.0, YEARS_TO_NEXT_CLOSE, 0.15, 0.0, True)["gamma"]
+    bs = float(blackscholes.gamma(468.0, 470.0, YEARS_TO_NEXT_CLOSE, 0.15))
     assert e.bs_count == 1 and e.contracts == 2
     assert e.calls == pytest.approx((250 * bs + 10 * 0.01) * 100 * 468.0**2 * 0.01, rel=1e-9)
 

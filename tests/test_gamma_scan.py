@@ -33,7 +33,7 @@ GAMMA = ["gex_net", "gex_calls", "gex_puts", "gex_0dte", "zero_gamma", "call_wal
 def session(tmp_path, start, scans, name="j", faults=None, **settings):
     settings = Settings.load(env={}, **settings)
     lines: list[str] = []
-    with OfflineAlpaca(start=start, speed=0, settings=settings, seed=7, faults=faults) as srv:
+    with OfflineAlpaca(start=start, speed=0, seed=7, faults=faults) as srv:
         broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
         journal = Journal(tmp_path / f"{name}.duckdb")
         sc = Scanner(broker, journal, settings, SteppedClock(srv.advance_to), mode="offline",

@@ -12,7 +12,7 @@ from gammaride.config import Settings
 from gammaride.errors import BrokerError
 from gammaride.journal import Journal
 from gammaride.keys import Keys
-from gammaride.offline import OfflineAlpaca
+from gammaride.offline import DataPlan, OfflineAlpaca, SimAccount
 from gammaride.rules.contracts import marketable_limit, premium_at, price_increment, to_tick
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.clock import SteppedClock
@@ -32,14 +32,14 @@ def _broker(srv: OfflineAlpaca, cls=AlpacaBroker, **kw) -> AlpacaBroker:
 # --- point 4: SDK strictness -----------------------------------------------------------
 def test_alpaca_py_models_reject_an_asset_class_they_do_not_know():
     """The failure this guards against is real: alpaca-py 0.44's models refuse the list."""
-    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, foreign_holdings=FOREIGN) as srv:
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, account=SimAccount(foreign_holdings=FOREIGN)) as srv:
         client = TradingClient(srv.key_id, srv.secret_key, paper=True, url_override=srv.url)
         with pytest.raises(Exception, match="asset_class|AssetClass|treasury"):
             client.get_all_positions()
 
 
 def test_positions_and_orders_survive_unknown_asset_classes():
-    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, foreign_holdings=FOREIGN) as srv:
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, account=SimAccount(foreign_holdings=FOREIGN)) as srv:
         broker = _broker(srv)
         held = {p.symbol: p for p in broker.positions()}
         orders = broker.orders("all")
@@ -53,7 +53,7 @@ def test_a_scan_trades_and_reconciles_beside_foreign_holdings(tmp_path):
     """Reconcile names the foreign items and leaves them alone; the scanner's own trade is
     entered, monitored and closed as usual."""
     lines: list[str] = []
-    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, foreign_holdings=FOREIGN) as srv:
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, account=SimAccount(foreign_holdings=FOREIGN)) as srv:
         journal = Journal(tmp_path / "j.duckdb")
         sc = Scanner(_broker(srv), journal, Settings.load(env={}), SteppedClock(srv.advance_to),
                      mode="offline", iv_percentile=0.5, out=lines.append)
@@ -124,7 +124,7 @@ def test_auto_option_feed_falls_back_to_indicative_without_opra(tmp_path):
 
 
 def test_auto_option_feed_uses_opra_when_the_account_has_it(tmp_path):
-    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, subscription="plus") as srv:
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, data=DataPlan(subscription="plus")) as srv:
         sc, journal, lines = _scan(srv, tmp_path, 2)
     assert sc.broker.option_feed_used == "opra"
     assert any("option quotes: OPRA feed" in ln for ln in lines)
@@ -141,7 +141,7 @@ def test_opra_asked_for_without_subscription_is_refused():
 def test_entry_reprices_past_a_modified_quote_and_journals_its_slippage(tmp_path):
     """Indicative asks 3 cents under the market that fills: the first limit (ask + 1 cent)
     rests unfilled, a reprice within the $10/contract budget fills."""
-    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, indicative_skew=0.03) as srv:
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, data=DataPlan(indicative_skew=0.03)) as srv:
         sc, journal, lines = _scan(srv, tmp_path, 8)
         buys = [o for o in srv.broker.orders.values() if o.side == "buy"]
     assert sc.stats.entries == 1
@@ -158,7 +158,7 @@ def test_entry_reprices_past_a_modified_quote_and_journals_its_slippage(tmp_path
 
 
 def test_a_stale_quote_prices_no_entry(tmp_path):
-    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, quote_age_seconds=60) as srv:
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, seed=7, data=DataPlan(quote_age_seconds=60)) as srv:
         sc, journal, _ = _scan(srv, tmp_path, 3)
         buys = [o for o in srv.broker.orders.values() if o.side == "buy"]
     assert sc.stats.entries == 0 and buys == []
@@ -211,7 +211,7 @@ def test_the_percentile_ranks_only_the_same_days_to_expiry_class(tmp_path):
 
 def test_a_missing_iv_is_a_skip_reason_not_another_expiry(tmp_path):
     _history(tmp_path / "j.duckdb")
-    with OfflineAlpaca(start="2013-10-07 10:07:30", speed=0, seed=7, missing_iv="all") as srv:
+    with OfflineAlpaca(start="2013-10-07 10:07:30", speed=0, seed=7, data=DataPlan(missing_iv="all")) as srv:
         journal = _iv_scan(srv, tmp_path / "j.duckdb", scans=1)
         orders = list(srv.broker.orders.values())
     scan = journal.query("SELECT * FROM scans").iloc[0]
@@ -299,9 +299,8 @@ def test_gtc_option_orders_are_accepted():
 @pytest.mark.parametrize(("root", "accepted", "refused"), [("SPY", "15:29:30", "15:30:00"),
                                                            ("XYZ", "15:14:30", "15:15:00")])
 def test_the_expiry_day_cutoff_is_the_servers_own_rule(root, accepted, refused):
-    """The scanner's settings do not move Alpaca's cut-off."""
-    moved = Settings.load(env={}, index_etf_cutoff="14:00", other_cutoff="14:00", symbol=root)
-    with OfflineAlpaca(start=f"2013-10-08 {accepted}", speed=0, symbol=root, daily=None, settings=moved) as srv:
+    """Alpaca's cut-off, built into the server (which takes no scanner settings)."""
+    with OfflineAlpaca(start=f"2013-10-08 {accepted}", speed=0, symbol=root, daily=None) as srv:
         broker = _broker(srv)
         day = pd.Timestamp("2013-10-08").date()
         sym = broker.option_chain(root, day, day)["symbol"].iloc[0]
@@ -313,7 +312,7 @@ def test_the_expiry_day_cutoff_is_the_servers_own_rule(root, accepted, refused):
 
 
 def test_one_sided_quotes_for_out_of_the_money_contracts():
-    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, one_sided="otm", missing_iv="otm") as srv:
+    with OfflineAlpaca(start="2013-10-08 10:00:30", speed=0, data=DataPlan(one_sided="otm", missing_iv="otm")) as srv:
         broker = _broker(srv)
         price = broker.latest_trade("SPY").price
         day = pd.Timestamp("2013-10-08").date()

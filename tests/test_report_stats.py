@@ -88,13 +88,27 @@ def test_histogram_bins_are_centred_on_exact_outcomes():
 def test_power_from_the_spread_of_r():
     # +2 R with chance 0.45, -1 R otherwise: sd about 1.5
     r = np.array([2.0] * 45 + [-1.0] * 55)
-    p = stats.power(r)
+    p = stats.edge_power(r)
     sd = float(r.std(ddof=1))
     z = stats.Z95 + 0.8416212335729143
     # the t-test needs a little more than the normal approximation (z * sd / edge) ** 2
     assert (z * sd / 0.1) ** 2 < p["needed"] < (z * sd / 0.1) ** 2 + 5
     assert p["mde"] == pytest.approx(z * sd / math.sqrt(100), rel=0.02)
     assert p["sd"] == pytest.approx(sd)
-    few = stats.power([1.0])
+    few = stats.edge_power([1.0])
     assert few["n"] == 1 and math.isnan(few["mde"]) and math.isnan(few["needed"])
-    assert math.isnan(stats.power([1.0, 1.0])["mde"])
+    assert math.isnan(stats.edge_power([1.0, 1.0])["mde"])
+
+
+def test_power_of_a_spread_far_below_the_edge_needs_the_fewest_trades_instead_of_failing():
+    """statsmodels' solver finds no trade count below a t-test's 2 and returns NaN: the
+    report says 2, the fewest a t-test takes, rather than failing on the NaN."""
+    p = stats.edge_power([1.0, 1.001, 0.999])
+    assert p["needed"] == 2.0 and p["mde"] < 0.01
+
+
+def test_mean_interval_is_the_normal_interval_by_hand():
+    v = np.array([0.5, -1.0, 2.0, 1.2, 3.1])
+    mean, lo, hi = stats.mean_interval(v)
+    half = stats.Z95 * v.std(ddof=1) / math.sqrt(len(v))
+    assert (mean, lo, hi) == pytest.approx((v.mean(), v.mean() - half, v.mean() + half), rel=1e-12)

@@ -12,7 +12,7 @@ from gammaride.config import ET, Settings
 from gammaride.errors import BrokerRejectedError
 from gammaride.journal import Journal
 from gammaride.keys import Keys
-from gammaride.offline import OfflineAlpaca
+from gammaride.offline import BrokerBehaviour, OfflineAlpaca
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.clock import SteppedClock
 from gammaride.scanner.loop import Scanner
@@ -86,7 +86,7 @@ def test_a_liquidation_at_1545_during_a_hold_is_booked_at_the_brokers_price(tmp_
 
 def test_an_itm_contract_held_through_the_close_is_exercised_and_its_shares_reported_not_adopted(tmp_path):
     contract = "SPY131008C00164000"  # SPY closed at 165.48: $1.48 in the money
-    with OfflineAlpaca(start="2013-10-08 15:18:00", speed=0, seed=7, liquidation=False) as srv:
+    with OfflineAlpaca(start="2013-10-08 15:18:00", speed=0, seed=7, behaviour=BrokerBehaviour(liquidation=False)) as srv:
         journal = Journal(tmp_path / "j.duckdb")
         trade = open_trade(srv, journal, "2013-10-08 15:20:10", contract, hard_stop="2013-10-08 15:25")
         srv.advance_to("2013-10-09 09:35")  # nothing watched it: held through the close
@@ -116,7 +116,7 @@ def test_an_itm_contract_held_through_the_close_is_exercised_and_its_shares_repo
 
 def test_an_otm_contract_held_through_the_close_expires_and_is_booked_expired(tmp_path):
     contract = "SPY131008C00168000"
-    with OfflineAlpaca(start="2013-10-08 15:18:00", speed=0, seed=7, liquidation=False) as srv:
+    with OfflineAlpaca(start="2013-10-08 15:18:00", speed=0, seed=7, behaviour=BrokerBehaviour(liquidation=False)) as srv:
         journal = Journal(tmp_path / "j.duckdb")
         trade = open_trade(srv, journal, "2013-10-08 15:20:10", contract, hard_stop="2013-10-08 15:25")
         srv.advance_to("2013-10-09 09:35")

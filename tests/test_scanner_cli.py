@@ -10,7 +10,7 @@ import pytest
 
 from gammaride import cli
 from gammaride.journal import Journal
-from gammaride.offline import OfflineAlpaca
+from gammaride.offline import Access, OfflineAlpaca
 
 FAKE_ID = "PKGAMMARIDEFAKE7Q2Z"
 FAKE_SECRET = "sEcReTgammarideFakeValue0123456789abcdXyZ"
@@ -83,8 +83,7 @@ def test_check_prints_one_line_per_item(capsys):
 def test_secret_never_printed_logged_journaled_or_reported(tmp_path, capsys, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
     path = tmp_path / "j.duckdb"
-    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, key_id=FAKE_ID, secret_key=FAKE_SECRET,
-                       faults="500=0.05,malformed=0.05") as srv:
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, access=Access(key_id=FAKE_ID, secret_key=FAKE_SECRET), faults="500=0.05,malformed=0.05") as srv:
         monkeypatch.setenv("ALPACA_API_KEY", FAKE_ID)
         monkeypatch.setenv("ALPACA_SECRET_KEY", FAKE_SECRET)
         code = cli.main(["scan", "--url", srv.url, "--speed", "0", "--scans", "8", "--journal", str(path),
@@ -117,7 +116,7 @@ def test_secret_never_printed_logged_journaled_or_reported(tmp_path, capsys, cap
 
 
 def test_check_with_keys_the_broker_refuses(capsys, monkeypatch):
-    with OfflineAlpaca(start="2013-10-07 09:40", speed=0, key_id=FAKE_ID, secret_key=FAKE_SECRET) as srv:
+    with OfflineAlpaca(start="2013-10-07 09:40", speed=0, access=Access(key_id=FAKE_ID, secret_key=FAKE_SECRET)) as srv:
         monkeypatch.setenv("ALPACA_API_KEY", FAKE_ID)
         monkeypatch.setenv("ALPACA_SECRET_KEY", FAKE_SECRET[::-1])
         assert cli.main(["check", "--url", srv.url]) == 1

@@ -12,7 +12,7 @@ import pytest
 from gammaride.config import ET, Settings
 from gammaride.journal import Journal
 from gammaride.keys import Keys
-from gammaride.offline import OfflineAlpaca
+from gammaride.offline import BrokerBehaviour, OfflineAlpaca, SimAccount
 from gammaride.replay.engine import IVChoice, replay
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import SteppedClock
@@ -27,8 +27,7 @@ def run_session(tmp_path, start, scans, settings=None, bars=None, faults=None, t
                 equity=100_000.0, option_stops=True, **kw):
     settings = settings or Settings.load(env={})
     lines: list[str] = []
-    with OfflineAlpaca(bars=bars, start=start, speed=0, faults=faults, settings=settings, seed=7,
-                       equity=equity, option_stops=option_stops) as srv:
+    with OfflineAlpaca(bars=bars, start=start, speed=0, faults=faults, seed=7, account=SimAccount(equity=equity), behaviour=BrokerBehaviour(option_stops=option_stops)) as srv:
         broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=timeout,
                               retry_wait=0.01)
         journal = Journal(tmp_path / f"{name}.duckdb")

@@ -14,7 +14,7 @@ from gammaride.errors import BrokerError
 from gammaride.journal import Journal
 from gammaride.journal.store import DRY_RUN_SQL
 from gammaride.keys import Keys
-from gammaride.offline import OfflineAlpaca
+from gammaride.offline import BrokerBehaviour, OfflineAlpaca
 from gammaride.reports import build_report_data
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec, _request, bars_frame, cent
 from gammaride.scanner.clock import SteppedClock
@@ -125,7 +125,7 @@ def test_a_refused_exit_puts_a_new_backstop_back_and_says_the_position_is_open(t
 def test_an_asynchronous_backstop_cancel_is_waited_for_before_the_exit(tmp_path):
     results = {}
     for async_cancels in (False, True):
-        with OfflineAlpaca(start=TRADE_DAY, speed=0, seed=7, async_cancels=async_cancels) as srv:
+        with OfflineAlpaca(start=TRADE_DAY, speed=0, seed=7, behaviour=BrokerBehaviour(async_cancels=async_cancels)) as srv:
             journal = Journal(tmp_path / f"j{async_cancels}.duckdb")
             sc, _ = scanner(srv, journal)
             sc.run(8)
@@ -147,7 +147,7 @@ def test_server_async_cancel_is_pending_until_the_clock_moves(tmp_path):
     from alpaca.trading.enums import OrderSide, TimeInForce
     from alpaca.trading.requests import LimitOrderRequest
 
-    with OfflineAlpaca(start="2013-10-07 10:00", speed=0, async_cancels=True) as srv:
+    with OfflineAlpaca(start="2013-10-07 10:00", speed=0, behaviour=BrokerBehaviour(async_cancels=True)) as srv:
         client = TradingClient(srv.key_id, srv.secret_key, url_override=srv.url)
         order = client.submit_order(LimitOrderRequest(symbol="SPY", qty=1, side=OrderSide.BUY,
                                                       time_in_force=TimeInForce.DAY, limit_price=1.0))
@@ -305,7 +305,7 @@ def test_dry_run_sql_reads_runs_without_the_flag(tmp_path, sql):
 
 def test_partial_exit_fills_all_count_in_the_trades_pnl_and_fills(tmp_path):
     # a thin book: at most 3 contracts fill per check, and each exit price rests only 0.5 s
-    with OfflineAlpaca(start=TRADE_DAY, speed=0, seed=7, partial_fill_max=3) as srv:
+    with OfflineAlpaca(start=TRADE_DAY, speed=0, seed=7, behaviour=BrokerBehaviour(partial_fill_max=3)) as srv:
         journal = Journal(tmp_path / "j.duckdb")
         sc, lines = scanner(srv, journal, settings=Settings.load(env={}, reprice_seconds=0.5),
                             exit_timeout_seconds=0.5)
@@ -328,7 +328,7 @@ def test_partial_exit_fills_all_count_in_the_trades_pnl_and_fills(tmp_path):
 
 def test_a_bracket_leg_filling_while_cancelled_is_booked_not_sold_again(tmp_path):
     settings = Settings.load(env={}, instrument="shares")
-    with OfflineAlpaca(start="2013-10-07 10:07:30", speed=0, seed=7, settings=settings, async_cancels=True) as srv:
+    with OfflineAlpaca(start="2013-10-07 10:07:30", speed=0, seed=7, behaviour=BrokerBehaviour(async_cancels=True)) as srv:
         journal = Journal(tmp_path / "j.duckdb")
         broker = AlpacaBroker(Keys(srv.key_id, srv.secret_key), url=srv.url, timeout=2.0, retry_wait=0.01)
         sc = Scanner(broker, journal, settings, SteppedClock(srv.advance_to), mode="offline",

@@ -31,7 +31,10 @@ from alpaca.trading.requests import (
 
 from gammaride.config import ET
 from gammaride.errors import ConfigError
-from gammaride.offline import OfflineAlpaca, black_scholes, occ_symbol, parse_occ, spread_quote
+from gammaride.offline import OfflineAlpaca, OptionChain, SimAccount, spread_quote
+from gammaride.offline.options import contract_of
+from gammaride.rules import blackscholes
+from gammaride.rules.contracts import occ_symbol
 from gammaride.rules.exits import evaluate_exits
 
 
@@ -64,7 +67,7 @@ def _option(s: OfflineAlpaca, right: str = "C", days: int = 0, moneyness: int = 
     """An OCC symbol near the money, expiring ``days`` sessions after today."""
     spot = s.tape.price_at(s.clock.now_ns())
     exp = s.book.expiration_dates(s.clock.now_ns())[days]
-    return occ_symbol("SPY", exp, right, round(spot) + moneyness)
+    return occ_symbol("SPY", exp, "call" if right == "C" else "put", round(spot) + moneyness)
 
 
 # ----------------------------------------------------------------- account, clock, calendar
@@ -158,32 +161,32 @@ def test_option_chain_snapshots_are_black_scholes_with_penny_spread(srv):
     _, _, oc = _clients(srv)
     chain = oc.get_option_chain(OptionChainRequest(underlying_symbol="SPY", feed="indicative"))
     assert len(chain) == 5 * 21 * 2  # 5 daily expirations x 21 strikes x call/put
-    exps = sorted({parse_occ(s).expiration for s in chain})
+    exps = sorted({contract_of(s).expiration for s in chain})
     assert exps == ["2013-10-07", "2013-10-08", "2013-10-09", "2013-10-10", "2013-10-11"]
     now = srv.clock.now_ns()
     spot = srv.tape.price_at(now)
-    sym = occ_symbol("SPY", "2013-10-08", "C", round(spot))
+    sym = occ_symbol("SPY", "2013-10-08", "call", round(spot))
     snap = chain[sym]
     close = pd.Timestamp("2013-10-08 16:00", tz=ET).value
-    bs = black_scholes(spot, round(spot), (close - now) / (365 * 86400e9), 0.20, 0.0, True)
+    bs = {k: float(v) for k, v in blackscholes.greeks(spot, round(spot), (close - now) / (365 * 86400e9), 0.20, True).items()}
     bid, ask = spread_quote(bs["price"])
     assert snap.latest_quote.bid_price == bid and snap.latest_quote.ask_price == ask
     assert ask - bid == pytest.approx(max(0.01, round(0.03 * bs["price"], 2)))
     assert snap.implied_volatility == pytest.approx(0.20)
     assert snap.greeks.delta == pytest.approx(bs["delta"], abs=1e-6)
     assert 0.3 < snap.greeks.delta < 0.7
-    put = chain[occ_symbol("SPY", "2013-10-08", "P", round(spot))]
+    put = chain[occ_symbol("SPY", "2013-10-08", "put", round(spot))]
     assert -0.7 < put.greeks.delta < -0.3
 
     calls = oc.get_option_chain(OptionChainRequest(
         underlying_symbol="SPY", type="call", expiration_date="2013-10-07",
         strike_price_gte=round(spot) - 2, strike_price_lte=round(spot) + 2))
-    assert sorted(calls) == [occ_symbol("SPY", "2013-10-07", "C", round(spot) + k) for k in range(-2, 3)]
+    assert sorted(calls) == [occ_symbol("SPY", "2013-10-07", "call", round(spot) + k) for k in range(-2, 3)]
 
 
 def test_option_chain_pagination_and_iv_series(bars):
     iv = pd.Series([0.15, 0.35], index=pd.DatetimeIndex(["2013-10-07 09:30", "2013-10-07 12:00"]).tz_localize(ET))
-    with OfflineAlpaca(bars=bars, start="2013-10-07 10:00", speed=0, iv=iv) as s:
+    with OfflineAlpaca(bars=bars, start="2013-10-07 10:00", speed=0, chain=OptionChain(iv=iv)) as s:
         seen, token = [], None
         while True:
             params = {"limit": "64", **({"page_token": token} if token else {})}
@@ -224,7 +227,7 @@ def test_option_contracts_endpoint(srv):
 def test_option_market_orders_fill_at_ask_then_bid_and_keep_cash(srv):
     tc, _, _ = _clients(srv)
     sym = _option(srv, "C", days=1)
-    q0 = srv.broker.option_quote(parse_occ(sym), srv.clock.now_ns())
+    q0 = srv.broker.option_quote(contract_of(sym), srv.clock.now_ns())
     order = tc.submit_order(MarketOrderRequest(symbol=sym, qty=2, side=OrderSide.BUY,
                                                time_in_force=TimeInForce.DAY, client_order_id="buy-1"))
     assert order.status == OrderStatus.FILLED and float(order.filled_avg_price) == q0["ask"]
@@ -236,7 +239,7 @@ def test_option_market_orders_fill_at_ask_then_bid_and_keep_cash(srv):
     assert float(acct.equity) == pytest.approx(float(acct.cash) + 200 * q0["mid"], abs=0.01)
 
     srv.advance(600)
-    q1 = srv.broker.option_quote(parse_occ(sym), srv.clock.now_ns())
+    q1 = srv.broker.option_quote(contract_of(sym), srv.clock.now_ns())
     close = tc.close_position(sym, ClosePositionRequest(qty="1"))
     assert close.side == OrderSide.SELL and float(close.filled_avg_price) == q1["bid"]
     assert tc.get_open_position(sym).qty == "1"
@@ -315,7 +318,7 @@ def test_0dte_orders_after_cutoff_rejected_and_next_day_accepted(bars):
         assert held == {tomorrow}
         liq = [o for o in tc.get_orders(GetOrdersRequest(status=QueryOrderStatus.CLOSED)) if o.symbol == today and o.side == "sell"]
         assert len(liq) == 1 and liq[0].filled_at == pd.Timestamp("2013-10-07 15:45", tz=ET)
-        q = s.broker.option_quote(parse_occ(today), pd.Timestamp("2013-10-07 15:45", tz=ET).value)
+        q = s.broker.option_quote(contract_of(today), pd.Timestamp("2013-10-07 15:45", tz=ET).value)
         assert float(liq[0].filled_avg_price) == q["bid"]
         assert s.errors == []
 
@@ -323,8 +326,8 @@ def test_0dte_orders_after_cutoff_rejected_and_next_day_accepted(bars):
 def test_early_close_moves_the_cutoff(bars):
     with OfflineAlpaca(bars=bars, start="2013-11-29 12:29", speed=0) as s:
         tc, _, _ = _clients(s)
-        sym = occ_symbol("SPY", "2013-11-29", "C", 168)
-        assert s.broker.cutoff_ns(parse_occ(sym)) == pd.Timestamp("2013-11-29 12:30", tz=ET).value
+        sym = occ_symbol("SPY", "2013-11-29", "call", 168)
+        assert s.broker.cutoff_ns(contract_of(sym)) == pd.Timestamp("2013-11-29 12:30", tz=ET).value
         s.advance(60)
         with pytest.raises(APIError) as err:
             tc.submit_order(MarketOrderRequest(symbol=sym, qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY))
@@ -338,7 +341,7 @@ def test_option_stop_order_triggers_when_bid_falls_to_stop(srv):
     # Of the at-the-money call and put, take one whose simulated bid falls 10 cents later on.
     for right in ("C", "P"):
         sym = _option(srv, right, days=1)
-        c = parse_occ(sym)
+        c = contract_of(sym)
         stop = round(srv.broker.option_quote(c, start)["bid"] - 0.10, 2)
         hit = next((t for t in minutes if srv.broker.option_quote(c, t)["bid"] <= stop), None)
         if hit is not None:
@@ -436,7 +439,7 @@ def test_wrong_key_is_401_and_keys_never_logged(srv):
     log_text = repr(srv.request_log)
     assert srv.key_id not in log_text and srv.secret_key not in log_text
     assert [e["status"] for e in srv.request_log] == [401, 200]
-    assert srv.request_log[1]["key_id"] == "PKTE****"
+    assert srv.request_log[1]["key_id"] == "PKTE...0000"
     entry = srv.request_log[1]
     assert entry["method"] == "GET" and entry["path"] == "/v2/account" and entry["fault"] is None
     assert entry["response"]["equity"] == "100000"
@@ -515,10 +518,10 @@ def test_coarser_timeframes_aggregate_complete_bars_and_daily_history(srv, bars)
 
 
 def test_buying_power_close_all_and_cancel_all(bars):
-    with OfflineAlpaca(bars=bars, start="2013-10-07 10:00", speed=0, equity=1_000.0) as s:
+    with OfflineAlpaca(bars=bars, start="2013-10-07 10:00", speed=0, account=SimAccount(equity=1_000.0)) as s:
         tc, _, _ = _clients(s)
         sym = _option(s, "C", days=4, moneyness=-6)  # deep in the money: about $6 a share
-        ask = s.broker.option_quote(parse_occ(sym), s.clock.now_ns())["ask"]
+        ask = s.broker.option_quote(contract_of(sym), s.clock.now_ns())["ask"]
         assert ask * 100 * 2 > 1_000
         with pytest.raises(APIError) as err:
             tc.submit_order(MarketOrderRequest(symbol=sym, qty=2, side=OrderSide.BUY, time_in_force=TimeInForce.DAY))
@@ -546,11 +549,10 @@ def test_buying_power_close_all_and_cancel_all(bars):
 
 
 def test_chain_shape_is_configurable(bars):
-    with OfflineAlpaca(bars=bars, start="2013-10-07 10:00", speed=0, strike_step=5.0,
-                       strikes_each_side=2, expirations=2) as s:
+    with OfflineAlpaca(bars=bars, start="2013-10-07 10:00", speed=0, chain=OptionChain(strike_step=5.0, strikes_each_side=2, expirations=2)) as s:
         chain = _clients(s)[2].get_option_chain(OptionChainRequest(underlying_symbol="SPY", type="call"))
-        strikes = sorted({parse_occ(c).strike for c in chain})
+        strikes = sorted({contract_of(c).strike for c in chain})
         assert strikes == [160.0, 165.0, 170.0, 175.0, 180.0]  # spot 167.72 rounds to 170
-        assert sorted({parse_occ(c).expiration for c in chain}) == ["2013-10-07", "2013-10-08"]
+        assert sorted({contract_of(c).expiration for c in chain}) == ["2013-10-07", "2013-10-08"]
     with pytest.raises(ConfigError, match="strike_step"):
-        OfflineAlpaca(bars=bars, speed=0, strike_step=0)
+        OfflineAlpaca(bars=bars, speed=0, chain=OptionChain(strike_step=0))

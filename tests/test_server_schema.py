@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 import requests
 
-from gammaride.offline import OfflineAlpaca, occ_symbol
+from gammaride.offline import OfflineAlpaca
+from gammaride.rules.contracts import occ_symbol
 
 S = {"type": "string"}
 S_NULL = {"type": "string", "nullable": True}
@@ -223,7 +224,7 @@ def traffic(sample):
             assert r.status_code in (200, 204, 207), (path, r.text)
             return r.json() if r.text else None
 
-        opt = occ_symbol("SPY", "2013-10-08", "C", 168)
+        opt = occ_symbol("SPY", "2013-10-08", "call", 168)
         out = {
             "account": call("GET", "/v2/account"),
             "clock": call("GET", "/v2/clock"),
@@ -288,7 +289,7 @@ def test_market_data_responses_match_alpaca_schemas(sample):
             assert r.status_code == 200, (path, r.text)
             return r.json()
 
-        opt = occ_symbol("SPY", "2013-10-08", "C", 168)
+        opt = occ_symbol("SPY", "2013-10-08", "call", 168)
         cases = [
             (get("/v2/stocks/bars", symbols="SPY", timeframe="1Min", limit=50, start="2013-10-04T13:30:00Z"), STOCK_BARS_RESP),
             (get("/v2/stocks/SPY/bars", timeframe="1Min", limit=50), STOCK_BARS_RESP_SINGLE),

@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 
 from gammaride.calibration.document import SL_GRID, TP_GRID
+from gammaride.config import NS_MIN
 from gammaride.rules.exits import evaluate_exits
 from gammaride.rules.setup import direction_sign, exit_levels
-
-MINUTE = pd.Timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,8 @@ def trade_paths_from_frames(
     # the decision minute: a fill lands seconds after the decision, its path starts at the
     # bar the decision was made on
     entry_ns = _ns(t["entry_time"])
-    entry_ns = entry_ns - entry_ns % MINUTE.value
-    limit = entry_ns + m * MINUTE.value
+    entry_ns = entry_ns - entry_ns % NS_MIN
+    limit = entry_ns + m * NS_MIN
     stop = t["hard_stop_time"]
     if stop.notna().any():
         stop_ns = np.where(stop.notna().to_numpy(), _ns(stop.fillna(t["entry_time"])), limit)
@@ -107,7 +106,7 @@ def trade_paths_from_frames(
     counts = (
         np.isfinite(ohlc).all(axis=0)
         & (bar_ns >= entry_ns[:, None])
-        & (bar_ns <= (limit - MINUTE.value)[:, None])
+        & (bar_ns <= (limit - NS_MIN)[:, None])
     )
     # leading run of evaluable bars
     n_valid = np.where(counts.all(axis=1), m, np.argmin(counts, axis=1)) if m else np.zeros(n, int)

@@ -69,7 +69,7 @@ from gammaride.calibration.validate import (
     snap,
     walk_forward,
 )
-from gammaride.config import ET, Settings
+from gammaride.config import ET, NS_MIN, Settings
 from gammaride.errors import CalibrationError
 from gammaride.rules.setup import ExitPolicy
 
@@ -234,7 +234,7 @@ def calibrate_paths(
     sessions = _sessions(trades)
     _, session_no = np.unique(sessions, return_inverse=True)
     entry_ns = trades.entry_time.as_unit("ns").asi8
-    horizon_ns = entry_ns + int(settings.max_hold_minutes) * 60 * 10**9
+    horizon_ns = entry_ns + int(settings.max_hold_minutes) * NS_MIN
 
     def fit_fold(rows: np.ndarray) -> tuple[tuple[float, ...], list[BucketFit]]:
         e = edges if manual else auto_edges(atr[rows], min_bucket_trades)
@@ -272,40 +272,17 @@ def calibrate_paths(
     )
     buckets = _bucket_reports(fits, final_edges, atr, p1, p2_in, oos, sessions, n_boot, seed)
     result = CalibrationResult(
-        published=published,
-        forced=forced,
-        path=None,
-        n_trades=n,
-        dropped=trades.dropped,
-        duplicates=trades.duplicates,
-        edges=tuple(final_edges),
-        edges_source="manual" if manual else "terciles",
-        buckets=tuple(buckets),
-        in_sample_phase1=_mean(p1) or 0.0,
-        in_sample_phase2=_mean(p2_in) or 0.0,
-        oos_n=len(oos.index),
-        oos_sessions=scored.sessions,
-        oos_phase1=_mean(oos.phase1),
-        oos_phase2=_mean(oos.phase2),
-        oos_improvement=_mean(oos.improvement),
-        ci_low=_finite(lo),
-        ci_high=_finite(hi),
-        verdict="",
-        fitted_at=fitted_at,
-        fingerprint=fingerprint,
-        phase1=phase1,
-        policy=ExitPolicy.phase1(settings),
-        objective=objective,
-        can_test=bool(can_test),
-        warmup=oos.warmup,
-        boot_low=_finite(b_lo),
-        boot_high=_finite(b_hi),
-        level=level,
-        power=pw,
-        relative=relative,
-        no_option_prices=no_prices,
-        oos_index=oos.index,
-        oos_values=oos.improvement,
+        published=published, forced=forced, path=None,
+        n_trades=n, dropped=trades.dropped, duplicates=trades.duplicates,
+        edges=tuple(final_edges), edges_source="manual" if manual else "terciles", buckets=tuple(buckets),
+        in_sample_phase1=_mean(p1) or 0.0, in_sample_phase2=_mean(p2_in) or 0.0,
+        oos_n=len(oos.index), oos_sessions=scored.sessions, oos_phase1=_mean(oos.phase1),
+        oos_phase2=_mean(oos.phase2), oos_improvement=_mean(oos.improvement),
+        ci_low=_finite(lo), ci_high=_finite(hi), verdict="",
+        fitted_at=fitted_at, fingerprint=fingerprint, phase1=phase1, policy=ExitPolicy.phase1(settings),
+        objective=objective, can_test=bool(can_test), warmup=oos.warmup,
+        boot_low=_finite(b_lo), boot_high=_finite(b_hi), level=level, power=pw, relative=relative,
+        no_option_prices=no_prices, oos_index=oos.index, oos_values=oos.improvement,
     )
     per_session = n / max(len(np.unique(sessions)), 1)
     verdict = _verdict(result, fits, min_bucket_trades, n, look_no, chain, per_session)

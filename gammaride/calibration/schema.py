@@ -7,10 +7,11 @@ later pass through (``extra="allow"``) so an older reader still opens a newer mi
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -33,27 +34,23 @@ def _finite(value: Any) -> Any:
     return float(value)
 
 
+Finite = Annotated[float | None, BeforeValidator(_finite)]  # a finite number, or absent
+
+
 class BucketDocument(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     label: str | None = None
     phase: StrictInt
     n: StrictInt | None = None
-    atr_from: float | None = None
-    atr_to: float | None = None
-    tp_mult: float | None = None
-    sl_mult: float | None = None
-    fitted_tp: float | None = None
-    fitted_sl: float | None = None
+    atr_from: Finite = None
+    atr_to: Finite = None
+    tp_mult: Finite = None
+    sl_mult: Finite = None
+    fitted_tp: Finite = None
+    fitted_sl: Finite = None
     in_sample: dict | None = None
     out_of_sample: dict | None = None
-
-    @field_validator(
-        "atr_from", "atr_to", "tp_mult", "sl_mult", "fitted_tp", "fitted_sl", mode="before"
-    )
-    @classmethod
-    def _numbers(cls, value: Any) -> Any:
-        return _finite(value)
 
 
 class CalibrationDocument(BaseModel):

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gammaride.config import Settings
+from gammaride.config import MAX_SPEED, Settings
 from gammaride.errors import ConfigError, OutputError
 from gammaride.outputs import check_target
 
@@ -40,9 +40,6 @@ def journal_path(args: argparse.Namespace) -> Path:
     if not str(given).strip():
         raise ConfigError("--journal is empty; give a file such as gammaride.duckdb, or leave it out")
     return Path(given)
-
-
-MAX_SPEED = 1e6  # market seconds per real second
 
 
 def check_speed(speed: float) -> float:

@@ -77,7 +77,14 @@ def network_warning(host: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from gammaride.offline import OfflineAlpaca
+    from gammaride.offline import (
+        Access,
+        BrokerBehaviour,
+        DataPlan,
+        OfflineAlpaca,
+        OptionChain,
+        SimAccount,
+    )
 
     warning = network_warning(args.host)
     if warning:
@@ -103,12 +110,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port} is not a TCP port; give 0..65535")
     try:
         srv = OfflineAlpaca(
-            bars=bars, start=args.start, speed=args.speed, iv=iv, faults=args.faults,
-            seed=args.seed, port=args.port, equity=args.equity, symbol=args.symbol, host=args.host,
-            option_stops=not args.no_option_stops, liquidation=not args.no_liquidation,
-            history=history, subscription=args.subscription,
-            missing_iv=args.missing_iv, one_sided=args.one_sided, quote_age_seconds=args.quote_age,
-            indicative_skew=args.indicative_skew,
+            bars=bars, start=args.start, speed=args.speed, symbol=args.symbol, history=history,
+            seed=args.seed, faults=args.faults, chain=OptionChain(iv=iv),
+            account=SimAccount(equity=args.equity),
+            behaviour=BrokerBehaviour(option_stops=not args.no_option_stops,
+                                      liquidation=not args.no_liquidation),
+            data=DataPlan(subscription=args.subscription, missing_iv=args.missing_iv,
+                          one_sided=args.one_sided, quote_age_seconds=args.quote_age,
+                          indicative_skew=args.indicative_skew),
+            access=Access(host=args.host, port=args.port),
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET
 from gammaride.errors import BarsFileError
 from gammaride.rules.session import regular_hours
 
-ET = "America/New_York"
 COLUMNS = ["open", "high", "low", "close", "volume"]
 _LEAN_NAME = re.compile(r"(\d{8})_(?:[a-z0-9]+_minute_)?trade", re.IGNORECASE)
 

@@ -13,21 +13,24 @@ import time
 import traceback
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
-from gammaride.config import Settings
 from gammaride.errors import ConfigError
-from gammaride.offline.broker import Broker
+from gammaride.keys import mask
+from gammaride.offline.broker import SimBroker
 from gammaride.offline.faults import BEFORE, FaultInjector, FaultSpec
 from gammaride.offline.market import SimClock, Tape, schedule, to_et
-from gammaride.offline.options import IVSource, OptionBook
+from gammaride.offline.options import OptionBook
 from gammaride.offline.orders import ApiError
-from gammaride.offline.routes import build_routes
+from gammaride.offline.params import Access, BrokerBehaviour, DataPlan, OptionChain, SimAccount
+from gammaride.offline.routes import Request, find_route
 
-DEFAULT_KEY_ID = "PKTEST00000000000000"
-DEFAULT_SECRET_KEY = "offline-secret-0000000000000000000000000"
+if TYPE_CHECKING:
+    from gammaride.offline.history import History
+
 
 
 @lru_cache(maxsize=1)
@@ -44,13 +47,6 @@ def _sample_daily() -> pd.Series:
     return load_daily()
 
 
-def _mask(key: str | None) -> str | None:
-    """Enough of a key id to tell keys apart in a log, never the whole key."""
-    if not key:
-        return None
-    return key[:4] + "****"
-
-
 class OfflineAlpaca:
     """A local Alpaca-compatible server over a replayed market (see docs/server.md).
 
@@ -64,38 +60,24 @@ class OfflineAlpaca:
         bars: pd.DataFrame | None = None,
         start: object = "2013-10-07 09:30",
         speed: float = 60.0,
-        iv: float | pd.Series = 0.20,
-        faults: FaultSpec | str | None = None,
-        seed: int = 0,
-        port: int = 0,
-        key_id: str = DEFAULT_KEY_ID,
-        secret_key: str = DEFAULT_SECRET_KEY,
-        equity: float = 100_000.0,
+        *,
         symbol: str = "SPY",
-        host: str = "127.0.0.1",
-        settings: Settings | None = None,
-        rate: float = 0.0,
         daily: pd.Series | str | None = "sample",
+        history: History | None = None,
+        seed: int = 0,
+        faults: FaultSpec | str | None = None,
+        chain: OptionChain | None = None,
+        account: SimAccount | None = None,
+        behaviour: BrokerBehaviour | None = None,
+        data: DataPlan | None = None,
+        access: Access | None = None,
         max_log: int = 100_000,
-        strike_step: float = 1.0,
-        strikes_each_side: int = 10,
-        expirations: int = 5,
-        option_stops: bool = True,
-        async_cancels: bool = False,
-        partial_fill_max: int | None = None,
-        liquidation: bool = True,
-        history=None,
-        foreign_holdings: list[dict] | None = None,
-        subscription: str = "basic",
-        missing_iv: str = "none",
-        one_sided: str = "none",
-        quote_age_seconds: float = 0.0,
-        indicative_skew: float = 0.0,
     ) -> None:
-        if not key_id or not secret_key:
-            raise ConfigError("key_id and secret_key must be non-empty strings")
-        self.key_id = key_id
-        self.secret_key = secret_key
+        """``bars``, ``start`` and ``speed``: what is replayed from when, how fast (0: a
+        stepped clock); the groups (gammaride.offline.params) default to Alpaca's free plan
+        on a $100,000 account with the behaviours of today."""
+        account, access = account or SimAccount(), access or Access()
+        self.key_id, self.secret_key = access.key_id, access.secret_key
         self.clock = SimClock(start, speed)
         if isinstance(daily, str):
             if daily != "sample":
@@ -103,53 +85,24 @@ class OfflineAlpaca:
             daily = _sample_daily() if symbol.upper() == "SPY" else None
         self.tape = Tape(_sample_bars() if bars is None else bars, symbol, daily)
         self.schedule = schedule()
-        if not (strike_step > 0 and strikes_each_side >= 0 and expirations >= 1):
-            raise ConfigError(
-                f"option chain of strike_step={strike_step!r}, strikes_each_side={strikes_each_side!r}, "
-                f"expirations={expirations!r}: give a positive step, >= 0 strikes and >= 1 expiration"
-            )
-        self.book = OptionBook(symbol, self.schedule, IVSource(iv), rate=rate, strike_step=strike_step,
-                               strikes_each_side=strikes_each_side, expirations=expirations)
-        self.broker = Broker(
-            self.tape, self.book, self.schedule, float(equity), self.clock.now_ns(),
-            seed=seed, settings=settings, option_stops=option_stops, async_cancels=async_cancels,
-            partial_fill_max=partial_fill_max, liquidation=liquidation,
-        )
+        self.book = OptionBook(symbol, self.schedule, chain or OptionChain())
+        self.broker = SimBroker(self.tape, self.book, self.schedule, self.clock.now_ns(), account,
+                                behaviour or BrokerBehaviour(), seed)
         self.faults = FaultInjector(faults, seed=seed)
-        self.history = history  # a sim.server.history.History: years of bars to fetch
-        # market-data plan: "basic" (free: IEX, indicative option quotes, SIP only older than
-        # 15 minutes, no OPRA) or "plus" (Algo Trader Plus: SIP and OPRA in real time)
-        # option snapshots as the free feed serves them: IV and greeks missing ("otm" or
-        # "all" contracts), one-sided quotes (no bid) for "otm" contracts, quotes
-        # quote_age_seconds old
-        for name, value, options in (("subscription", subscription, ("basic", "plus")),
-                                     ("missing_iv", missing_iv, ("none", "otm", "all")),
-                                     ("one_sided", one_sided, ("none", "otm", "all"))):
-            if value not in options:
-                raise ConfigError(f"{name}={value!r}: give one of {', '.join(options)}")
-        if not quote_age_seconds >= 0:
-            raise ConfigError(f"quote_age_seconds={quote_age_seconds!r}: give seconds >= 0")
-        self.subscription, self.missing_iv, self.one_sided = subscription, missing_iv, one_sided
-        self.quote_age_ns = int(float(quote_age_seconds) * 1e9)
-        if not indicative_skew >= 0:
-            raise ConfigError(f"indicative_skew={indicative_skew!r}: give dollars >= 0")
-        # indicative quotes are modified: each side this many dollars inside the market that
-        # fills (a limit at the indicative ask may never fill)
-        self.indicative_skew = float(indicative_skew)
-        # positions (and their filled buy orders) the account holds outside gammaride, in
-        # asset classes alpaca-py may not know: {"symbol", "asset_class", "qty", "price"}
-        self.foreign_holdings = [_foreign(h, self.clock.now_ns()) for h in (foreign_holdings or [])]
+        self.history = history  # years of bars to fetch (gammaride.offline.history)
+        self.data = data or DataPlan()
+        now = self.clock.now_ns()
+        self.foreign_holdings = [{**h, "created_ns": now} for h in account.foreign_holdings]
         self.request_log: list[dict] = []
         self.max_log = int(max_log)  # oldest entries go first, so a long rehearsal stays small
         self.errors: list[str] = []  # tracebacks of server bugs (tests assert it stays empty)
         self._orders_received: list[dict] = []
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
-        self._httpd = ThreadingHTTPServer((host, int(port)), _Handler)
+        self._httpd = ThreadingHTTPServer((access.host, int(access.port)), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.app = self  # type: ignore[attr-defined]
         self.host, self.port = self._httpd.server_address[:2]
-        self._routes = build_routes(self)
 
     # -------------------------------------------------------------- public API
     @property
@@ -229,7 +182,7 @@ class OfflineAlpaca:
         entry = {
             "method": method, "path": path, "query": query, "body": body,
             "status": None, "response": None, "fault": None,
-            "key_id": _mask(headers.get("APCA-API-KEY-ID")),
+            "key_id": mask(headers["APCA-API-KEY-ID"]) if headers.get("APCA-API-KEY-ID") else None,
         }
         extra: dict[str, str] = {}
         delay = 0.0
@@ -237,25 +190,25 @@ class OfflineAlpaca:
             now = self.clock.now_ns()
             entry["time"] = to_et(now)
             self.broker.sync(now)
-            handler, params, endpoint = self._route(method, path)
+            route, params = find_route(method, path)
             if method == "POST" and path == "/v2/orders":
                 self._orders_received.append(body)
             fault = None
             if (headers.get("APCA-API-KEY-ID") != self.key_id
                     or headers.get("APCA-API-SECRET-KEY") != self.secret_key):
                 status, payload = 401, {"code": 40110000, "message": "request is not authorized"}
-            elif handler is None:
+            elif route is None:
                 status, payload = 404, {"message": "Not Found"}
             else:
-                if endpoint is not None:
-                    fault = self.faults.draw(endpoint)
+                if route.endpoint is not None:
+                    fault = self.faults.draw(route.endpoint)
                 if fault in BEFORE:
                     status, payload, extra = _fault_answer(fault)
                 elif body_error:
                     status, payload = 400, {"code": 40010000, "message": "request body format is invalid"}
                 else:
                     try:
-                        status, payload = handler(params, query, body, now)
+                        status, payload = route.handler(Request(self, params, query, body, now))
                     except ApiError as err:
                         status, payload = err.status, err.body
                 if fault == "timeout":
@@ -278,26 +231,6 @@ class OfflineAlpaca:
             entry["response"] = None
             return status, extra, None, fault, delay
         return status, extra, data, fault, delay
-
-    def _route(self, method: str, path: str):
-        for m, pattern, endpoint, fn in self._routes:
-            if m != method:
-                continue
-            match = pattern.fullmatch(path)
-            if match:
-                return fn, match.groupdict(), endpoint
-        return None, {}, None
-
-
-def _foreign(h: dict, now_ns: int) -> dict:
-    try:
-        return {"symbol": str(h["symbol"]).upper(), "asset_class": str(h["asset_class"]),
-                "qty": float(h["qty"]), "price": float(h["price"]), "created_ns": int(now_ns)}
-    except (KeyError, TypeError, ValueError):
-        raise ConfigError(
-            f"foreign holding {h!r}: give symbol, asset_class, qty and price, e.g. "
-            '{"symbol": "912797LB1", "asset_class": "treasury", "qty": 10, "price": 98.5}'
-        ) from None
 
 
 def _fault_answer(kind: str) -> tuple[int, dict, dict]:
@@ -351,4 +284,4 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
 
 
-__all__ = ["OfflineAlpaca", "DEFAULT_KEY_ID", "DEFAULT_SECRET_KEY"]
+__all__ = ["OfflineAlpaca"]

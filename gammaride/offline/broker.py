@@ -23,21 +23,22 @@ import math
 import random
 import uuid
 
-from gammaride.config import Settings
+from gammaride.config import NS_MIN
 from gammaride.errors import ConfigError
-from gammaride.offline.market import NS_MIN, Schedule, Tape, rfc3339, to_et
-from gammaride.offline.options import Contract, OptionBook, contract_id, parse_occ
+from gammaride.offline.market import Schedule, Tape, rfc3339, to_et
+from gammaride.offline.options import Contract, OptionBook, contract_id, contract_of
 from gammaride.offline.orders import (
     ApiError,
     Fill,
     Order,
-    Position,
+    SimPosition,
     check_tick,
     decimal_str,
     invalid,
     parse_price,
     unprocessable,
 )
+from gammaride.offline.params import BrokerBehaviour, SimAccount
 
 # Alpaca's own rules, not the scanner's settings: expiring positions are liquidated from
 # 15:45 ET for broad-based ETFs and from 15:30 for other underlyings (on a 16:00 close);
@@ -55,8 +56,8 @@ def liquidation_before_close_ns(root: str) -> int:
     return _LIQUIDATION_BEFORE_CLOSE_NS[root.upper() in BROAD_BASED_ETFS]
 
 
-class Broker:
-    """Account state and order handling of the offline server (not thread-safe: the server
+class SimBroker:
+    """SimAccount state and order handling of the offline server (not thread-safe: the server
     holds one lock around every request)."""
 
     def __init__(
@@ -64,34 +65,31 @@ class Broker:
         tape: Tape,
         book: OptionBook,
         schedule: Schedule,
-        equity: float,
         now_ns: int,
+        account: SimAccount | None = None,
+        behaviour: BrokerBehaviour | None = None,
         seed: int = 0,
-        settings: Settings | None = None,
         options_level: int = 3,
-        option_stops: bool = True,
-        async_cancels: bool = False,
-        partial_fill_max: int | None = None,
-        liquidation: bool = True,
     ) -> None:
-        if not (math.isfinite(equity) and equity > 0):
+        account, behaviour = account or SimAccount(), behaviour or BrokerBehaviour()
+        equity = account.equity
+        if not (isinstance(equity, (int, float)) and math.isfinite(equity) and equity > 0):
             raise ConfigError(f"starting equity {equity!r} must be a positive number of dollars")
         self.tape = tape
         self.book = book
         self.schedule = schedule
-        self.settings = settings or Settings()
         self.options_level = int(options_level)
         # Alpaca takes single-leg option stop orders since 2026-08; False rehearses before
-        self.option_stops = bool(option_stops)
+        self.option_stops = bool(behaviour.option_stops)
         # Alpaca cancels asynchronously: True makes a cancel request leave the order
         # pending_cancel (still fillable, qty still reserved) until the clock next moves
-        self.async_cancels = bool(async_cancels)
+        self.async_cancels = bool(behaviour.async_cancels)
         # at most this many contracts of an option limit/stop order fill per check (a thin
         # book): orders go partially_filled first; None fills whole orders
-        self.partial_fill_max = int(partial_fill_max) if partial_fill_max else None
+        self.partial_fill_max = int(behaviour.partial_fill_max) if behaviour.partial_fill_max else None
         # Alpaca "may" liquidate expiring positions before the close; False rehearses the
         # day it does not (the contract is then exercised or expires after the close)
-        self.liquidation = bool(liquidation)
+        self.liquidation = bool(behaviour.liquidation)
         # account activities (GET /v2/account/activities), oldest first, Alpaca's fields
         self.activities: list[dict] = []
         self.cash = float(equity)
@@ -99,7 +97,7 @@ class Broker:
         # options_buying_power differs from buying_power on margin accounts)
         self.margin = 2.0
         self.last_equity = float(equity)
-        self.positions: dict[str, Position] = {}
+        self.positions: dict[str, SimPosition] = {}
         self.orders: dict[str, Order] = {}
         self.by_client_id: dict[str, Order] = {}
         self.fills: list[Fill] = []
@@ -112,14 +110,14 @@ class Broker:
 
     # ------------------------------------------------------------------ prices
     def _contract(self, symbol: str) -> Contract | None:
-        c = parse_occ(symbol)
+        c = contract_of(symbol)
         return c if c is not None and c.root == self.book.underlying else None
 
     def option_quote(self, contract: Contract, now_ns: int) -> dict[str, float]:
         return self.book.price(contract, now_ns, self.tape.price_at(now_ns))
 
     def mark(self, symbol: str, now_ns: int) -> float:
-        c = parse_occ(symbol)
+        c = contract_of(symbol)
         if c is not None:
             return self.option_quote(c, now_ns)["mid"]
         return self.tape.price_at(now_ns)
@@ -139,7 +137,7 @@ class Broker:
             if o.side != "buy" or o.status == "held":
                 continue
             if o.is_option:
-                px = o.limit_price or self.option_quote(parse_occ(o.symbol), now_ns)["ask"]
+                px = o.limit_price or self.option_quote(contract_of(o.symbol), now_ns)["ask"]
                 total += px * (o.qty - o.filled_qty) * 100.0
             elif not self._closes_short(o):
                 total += (o.limit_price or self.tape.price_at(now_ns)) * (o.qty - o.filled_qty)
@@ -204,7 +202,7 @@ class Broker:
             "pending_reg_taf_fees": "0",
         }
 
-    def position_json(self, p: Position, now_ns: int) -> dict:
+    def position_json(self, p: SimPosition, now_ns: int) -> dict:
         option = p.asset_class == "us_option"
         mult = 100.0 if option else 1.0
         price = self.mark(p.symbol, now_ns)
@@ -246,7 +244,7 @@ class Broker:
     def _lastday_price(self, symbol: str, now_ns: int) -> float:
         i = self.schedule.index_at_or_after(now_ns)
         prev_close = int(self.schedule.closes[i - 1]) if i > 0 else now_ns
-        c = parse_occ(symbol)
+        c = contract_of(symbol)
         if c is None:
             last = self.tape.last_close_before(prev_close)
             return last if last is not None else self.tape.price_at(now_ns)
@@ -295,7 +293,7 @@ class Broker:
         limit = parse_price(body, "limit_price", required=otype == "limit")
         stop = parse_price(body, "stop_price", required=otype == "stop")
 
-        contract = parse_occ(symbol)
+        contract = contract_of(symbol)
         if contract is not None:
             order = self._option_order(client_id, contract, side, qty, otype, tif, order_class, limit, stop, now_ns)
         else:
@@ -473,7 +471,7 @@ class Broker:
             self._fill(order, round(fill, 4), now_ns)
 
     def _check_option_order(self, order: Order, t_ns: int) -> None:
-        q = self.option_quote(parse_occ(order.symbol), t_ns)
+        q = self.option_quote(contract_of(order.symbol), t_ns)
         bid, ask = q["bid"], q["ask"]
         buy = order.side == "buy"
         if order.type == "market":
@@ -546,7 +544,7 @@ class Broker:
         self.cash -= signed * price * mult
         pos = self.positions.get(symbol)
         if pos is None:
-            self.positions[symbol] = Position(symbol, asset_class, signed, price)
+            self.positions[symbol] = SimPosition(symbol, asset_class, signed, price)
             return
         new_qty = pos.qty + signed
         if abs(new_qty) < 1e-9:
@@ -694,7 +692,7 @@ class Broker:
 
     def _liquidate_expiring(self, date: str, t_ns: int, broad_etf: bool) -> None:
         for pos in list(self.positions.values()):
-            c = parse_occ(pos.symbol)
+            c = contract_of(pos.symbol)
             if c is None or c.expiration != date or (c.root.upper() in BROAD_BASED_ETFS) != broad_etf:
                 continue
             for o in self.working():
@@ -721,12 +719,12 @@ class Broker:
         # (long) or assigned (short) into shares when ITM by >= $0.01, else expired.
         spot = self.tape.price_at(t_ns)
         for pos in list(self.positions.values()):
-            c = parse_occ(pos.symbol)
+            c = contract_of(pos.symbol)
             if c is not None and c.expiration <= date:
                 self._settle(pos, c, spot, date, t_ns)
         self.last_equity = self.equity(t_ns)
 
-    def _settle(self, pos: Position, c: Contract, spot: float, date: str, t_ns: int) -> None:
+    def _settle(self, pos: SimPosition, c: Contract, spot: float, date: str, t_ns: int) -> None:
         """Physical settlement of one expiring option position at the close."""
         itm = (spot - c.strike) if c.right == "C" else (c.strike - spot)
         del self.positions[pos.symbol]

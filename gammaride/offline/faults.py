@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from gammaride.errors import ConfigError
 
-KINDS = ("429", "500", "503", "timeout", "malformed", "drop")
+FAULT_KINDS = ("429", "500", "503", "timeout", "malformed", "drop")
 ENDPOINTS = (
     "account", "clock", "calendar", "positions", "orders",
     "contracts", "bars", "trades", "snapshots",
@@ -42,8 +42,8 @@ class FaultSpec:
                     f"unknown fault endpoint {where!r}; use one of {', '.join(ENDPOINTS)}"
                 )
             for kind, p in rates.items():
-                if kind not in KINDS:
-                    raise ConfigError(f"unknown fault kind {kind!r}; use one of {', '.join(KINDS)}")
+                if kind not in FAULT_KINDS:
+                    raise ConfigError(f"unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}")
                 if not 0.0 <= float(p) <= 1.0:  # also refuses NaN
                     raise ConfigError(f"fault probability {kind}={p!r} is outside 0..1")
         for endpoint in ("global", *ENDPOINTS):

@@ -17,13 +17,12 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from gammaride.config import ET, NS_MIN
 from gammaride.errors import ConfigError
-from gammaride.offline.market import ET, NS_MIN, rfc3339_seconds, schedule
-from gammaride.offline.options import parse_occ
-from gammaride.offline.routes import page_token, read_page_token
+from gammaride.offline.market import rfc3339_seconds, schedule
+from gammaride.offline.options import contract_of
+from gammaride.offline.routes import MAX_PAGE, page_token, read_page_token
 from gammaride.rules import blackscholes
-
-MAX_PAGE = 10_000
 
 
 @lru_cache(maxsize=1)
@@ -141,7 +140,7 @@ class History:
     # ------------------------------------------------------------------ option bars
     def option_bars(self, symbol: str, start_ns: int, end_ns: int) -> dict[str, np.ndarray]:
         """Minute bars of one simulated contract (none for symbols this market never listed)."""
-        c = parse_occ(symbol)
+        c = contract_of(symbol)
         if c is None or c.root != self.symbol or c.expiration not in self.dates:
             return _concat([])
         e = self.dates.index(c.expiration)

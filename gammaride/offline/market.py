@@ -16,13 +16,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from gammaride.config import ET
+from gammaride.config import ET, MAX_SPEED, NS_MIN, NS_SEC
 from gammaride.errors import ConfigError
-
-NS_SEC = 1_000_000_000
-NS_MIN = 60 * NS_SEC
-NS_DAY = 86_400 * NS_SEC
-MAX_SPEED = 1e6  # market seconds per real second: a year of sessions in under a minute
 
 
 def to_ns(ts: object) -> int:

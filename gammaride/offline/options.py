@@ -1,4 +1,4 @@
-"""Option contracts of the replayed underlying: OCC symbols, Black-Scholes quotes and greeks.
+"""Option contracts of the replayed underlying: the chain, its Black-Scholes quotes and greeks.
 
 The chain is generated, not recorded: daily expirations (the current session and the
 next ones, each expiring at its session close), strikes on a fixed grid around the
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,12 +21,10 @@ import pandas as pd
 
 from gammaride.config import ET
 from gammaride.errors import ConfigError
-from gammaride.offline.market import NS_SEC, Schedule
-
-_OCC = re.compile(r"^([A-Z]{1,6})(\d{2})(\d{2})(\d{2})([CP])(\d{8})$")
-_YEAR_NS = 365.0 * 86_400 * NS_SEC
-# Below this time to expiry Black-Scholes degenerates; price it as one minute left.
-_MIN_T = 60.0 * NS_SEC / _YEAR_NS
+from gammaride.offline.market import Schedule
+from gammaride.offline.params import OptionChain
+from gammaride.rules import blackscholes
+from gammaride.rules.contracts import occ_symbol, parse_occ
 
 
 @dataclass(frozen=True)
@@ -43,64 +40,23 @@ class Contract:
         return "call" if self.right == "C" else "put"
 
 
-def occ_symbol(root: str, expiration: str, right: str, strike: float) -> str:
-    """OCC option symbol, e.g. ``occ_symbol('SPY', '2023-10-07', 'C', 168)`` -> SPY231007C00168000."""
-    yy, mm, dd = expiration[2:4], expiration[5:7], expiration[8:10]
-    return f"{root.upper()}{yy}{mm}{dd}{right}{int(round(strike * 1000)):08d}"
-
-
-def parse_occ(symbol: str) -> Contract | None:
-    """The contract an OCC symbol names, or None when it is not an OCC option symbol."""
-    m = _OCC.match(symbol.upper())
-    if not m:
+@lru_cache(maxsize=8192)
+def contract_of(symbol: str) -> Contract | None:
+    """The contract an OCC symbol names (read by :func:`gammaride.rules.contracts.parse_occ`),
+    or None when it is not an OCC option symbol."""
+    if not isinstance(symbol, str):
         return None
-    root, yy, mm, dd, right, strike = m.groups()
-    year = 2000 + int(yy)
-    return Contract(symbol.upper(), root, f"{year:04d}-{mm}-{dd}", right, int(strike) / 1000.0)
+    try:
+        root, expiration, kind, strike = parse_occ(symbol)
+    except ValueError:
+        return None
+    return Contract(symbol.strip().upper(), root, f"{expiration:%Y-%m-%d}", "C" if kind == "call" else "P", strike)
 
 
 @lru_cache(maxsize=8192)
 def contract_id(symbol: str) -> str:
     """A stable UUID per symbol, so ids agree across requests and server restarts."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"gammaride-offline/{symbol}"))
-
-
-def _ncdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def _npdf(x: float) -> float:
-    return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-
-
-def black_scholes(
-    spot: float, strike: float, years: float, vol: float, rate: float, call: bool
-) -> dict[str, float]:
-    """Price and greeks of a European option (theta per calendar day, vega and rho per 1%)."""
-    t = max(years, _MIN_T)
-    sq = math.sqrt(t)
-    d1 = (math.log(spot / strike) + (rate + 0.5 * vol * vol) * t) / (vol * sq)
-    d2 = d1 - vol * sq
-    disc = math.exp(-rate * t)
-    pdf = _npdf(d1)
-    if call:
-        price = spot * _ncdf(d1) - strike * disc * _ncdf(d2)
-        delta = _ncdf(d1)
-        theta = -spot * pdf * vol / (2 * sq) - rate * strike * disc * _ncdf(d2)
-        rho = strike * t * disc * _ncdf(d2)
-    else:
-        price = strike * disc * _ncdf(-d2) - spot * _ncdf(-d1)
-        delta = _ncdf(d1) - 1.0
-        theta = -spot * pdf * vol / (2 * sq) + rate * strike * disc * _ncdf(-d2)
-        rho = -strike * t * disc * _ncdf(-d2)
-    return {
-        "price": max(price, 0.0),
-        "delta": delta,
-        "gamma": pdf / (spot * vol * sq),
-        "theta": theta / 365.0,
-        "vega": spot * pdf * sq / 100.0,
-        "rho": rho / 100.0,
-    }
 
 
 def spread_quote(mid: float) -> tuple[float, float]:
@@ -141,23 +97,14 @@ class IVSource:
 class OptionBook:
     """Generates the chain and prices contracts of one underlying."""
 
-    def __init__(
-        self,
-        underlying: str,
-        schedule: Schedule,
-        iv: IVSource,
-        rate: float = 0.0,
-        strikes_each_side: int = 10,
-        strike_step: float = 1.0,
-        expirations: int = 5,
-    ) -> None:
+    def __init__(self, underlying: str, schedule: Schedule, chain: OptionChain) -> None:
         self.underlying = underlying.upper()
         self.schedule = schedule
-        self.iv = iv
-        self.rate = float(rate)
-        self.strikes_each_side = int(strikes_each_side)
-        self.strike_step = float(strike_step)
-        self.expirations = int(expirations)
+        self.iv = IVSource(chain.iv)
+        self.rate = float(chain.rate)
+        self.strikes_each_side = int(chain.strikes_each_side)
+        self.strike_step = float(chain.strike_step)
+        self.expirations = int(chain.expirations)
         self._chains: dict[tuple, list[Contract]] = {}
 
     def expiration_dates(self, now_ns: int) -> list[str]:
@@ -178,7 +125,8 @@ class OptionBook:
         cached = self._chains.get(key)
         if cached is None:  # the listing changes only when the money or the day moves
             cached = [
-                Contract(occ_symbol(self.underlying, exp, right, k), self.underlying, exp, right, k)
+                Contract(occ_symbol(self.underlying, exp, "call" if right == "C" else "put", k),
+                         self.underlying, exp, right, k)
                 for exp in key[0] for k in strikes for right in ("C", "P")
             ]
             if len(self._chains) > 256:
@@ -198,16 +146,26 @@ class OptionBook:
 
     def price(self, contract: Contract, now_ns: int, spot: float) -> dict[str, float]:
         """Mid, bid, ask, IV and greeks at ``now``; after expiry the intrinsic value."""
-        exp = self.expiry_ns(contract)
-        call = contract.right == "C"
+        return self.prices([contract], now_ns, spot)[0]
+
+    def prices(self, contracts: list[Contract], now_ns: int, spot: float) -> list[dict[str, float]]:
+        """:meth:`price` of each contract, the Black-Scholes part in one vectorized call."""
         vol = self.iv.at(now_ns)
-        if exp is None or now_ns >= exp:
-            intrinsic = max(0.0, spot - contract.strike) if call else max(0.0, contract.strike - spot)
-            greeks = {"price": intrinsic, "delta": 0.0, "gamma": 0.0, "theta": 0.0, "vega": 0.0, "rho": 0.0}
-        else:
-            greeks = black_scholes(spot, contract.strike, (exp - now_ns) / _YEAR_NS, vol, self.rate, call)
-        bid, ask = spread_quote(greeks["price"])
-        return {**greeks, "mid": greeks["price"], "bid": bid, "ask": ask, "iv": vol}
+        exp = np.array([self.expiry_ns(c) or 0 for c in contracts], dtype=np.int64)
+        strike = np.array([c.strike for c in contracts], dtype=float)
+        call = np.array([c.right == "C" for c in contracts], dtype=bool)
+        live = exp > now_ns
+        greeks = blackscholes.greeks(spot, strike, (exp - now_ns) / blackscholes.YEAR_NS, vol, call, self.rate)
+        # after expiry (or on a day that is no session): the intrinsic value, no greeks
+        greeks = {k: np.where(live, v, 0.0) for k, v in greeks.items()}
+        greeks["price"] = np.where(live, greeks["price"],
+                                   np.maximum(np.where(call, spot - strike, strike - spot), 0.0))
+        rows = [dict(zip(greeks, map(float, values), strict=True)) for values in zip(*greeks.values(), strict=True)]
+        for row in rows:
+            row["mid"] = row["price"]
+            row["bid"], row["ask"] = spread_quote(row["price"])
+            row["iv"] = vol
+        return rows
 
     def open_interest(self, contract: Contract, reference: float, as_of: str) -> int:
         """A plausible open interest, fixed for a contract and a date: a bell around

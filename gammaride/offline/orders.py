@@ -140,7 +140,7 @@ class Order:
 
 
 @dataclass
-class Position:
+class SimPosition:
     symbol: str
     asset_class: str
     qty: float  # signed: negative is short

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from gammaride.config import Settings
+from gammaride.config import NS_MIN, Settings
 from gammaride.rules import ivrank
 from gammaride.rules.costs import MULTIPLIER, CostModel, estimated_costs, round_trip
 from gammaride.rules.exits import (
@@ -27,10 +27,9 @@ from gammaride.rules.exits import (
 from gammaride.rules.gamma import REPLAY_REASON
 from gammaride.rules.risk import DayRisk, entry_block
 from gammaride.rules.session import expiry_and_hard_stop, session_close_minutes
-from gammaride.rules.setup import ExitPlan, ExitPolicy, calculate_setup, direction_sign, exit_levels
+from gammaride.rules.setup import ExitPlan, ExitPolicy, direction_sign, exit_levels, trade_setup
 from gammaride.rules.signals import SKIP_DATA, SKIP_RISK, compute_signals
 
-MINUTE_NS = 60_000_000_000
 SKIP_END_OF_DATA = "end of data before the exit"
 PNL_DELTA = "delta_estimate"
 
@@ -160,13 +159,13 @@ def replay(
     hold = settings.max_hold_minutes
 
     cand = np.flatnonzero(sig["signal"].to_numpy())
-    dec_ns = start_ns[cand] + MINUTE_NS
+    dec_ns = start_ns[cand] + NS_MIN
     midnight = bars.index[cand].normalize().asi8 if len(cand) else np.array([], dtype=np.int64)
-    dec_min = (dec_ns - midnight) // MINUTE_NS
+    dec_min = (dec_ns - midnight) // NS_MIN
     close_min = session_close_minutes(pd.DatetimeIndex(bars.index[cand].tz_localize(None).normalize()))
     same_day, stop_min = expiry_and_hard_stop(settings, symbol, dec_min, close_min)
-    stop_ns = midnight + stop_min * MINUTE_NS
-    hold_ns = dec_ns + hold * MINUTE_NS
+    stop_ns = midnight + stop_min * NS_MIN
+    hold_ns = dec_ns + hold * NS_MIN
     limit_ns = np.minimum(hold_ns, stop_ns)
     end_reason = np.where(hold_ns <= stop_ns, EXIT_TIME, EXIT_HARD_STOP).astype(object)
 
@@ -175,10 +174,10 @@ def replay(
     inside = pos < n
     pos_c = np.minimum(pos, max(n - 1, 0))
     bar_start = start_ns[pos_c]
-    valid = inside & (bar_start >= dec_ns[:, None]) & (bar_start + MINUTE_NS <= limit_ns[:, None])
+    valid = inside & (bar_start >= dec_ns[:, None]) & (bar_start + NS_MIN <= limit_ns[:, None])
     n_valid = valid.sum(axis=1)
     # Data ending before the position's clock runs out cannot be evaluated honestly.
-    last_end = start_ns[-1] + MINUTE_NS if n else 0
+    last_end = start_ns[-1] + NS_MIN if n else 0
     truncated = (n_valid == 0) | ((limit_ns > last_end) & (n_valid < hold))
 
     atr = sig["atr"].to_numpy()[cand]
@@ -190,7 +189,7 @@ def replay(
     ex = evaluate_exits(
         sign, tp, sl, opens[pos_c], highs[pos_c], lows[pos_c], closes[pos_c], n_valid, end_reason
     )
-    exit_ns = start_ns[pos_c[np.arange(len(cand)), np.maximum(ex.bar, 0)]] + MINUTE_NS
+    exit_ns = start_ns[pos_c[np.arange(len(cand)), np.maximum(ex.bar, 0)]] + NS_MIN
     ivp = sig["iv_percentile"].to_numpy()[cand]
 
     # Per-contract P&L of every candidate entry, so the risk gates book what it would cost.
@@ -320,7 +319,7 @@ def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_per_contract
           plans):
     """Walk the signals in time order with the scanner's own risk gates (positions, trades
     per day, daily loss limit) and size each entry with the scanner's
-    :func:`~gammaride.rules.setup.calculate_setup` from the equity at that moment (no
+    :func:`~gammaride.rules.setup.trade_setup` from the equity at that moment (no
     buying-power cap: replay has no account); the equity moves by each trade's net P&L."""
     m = len(cand)
     taken = np.zeros(m, dtype=bool)
@@ -346,7 +345,7 @@ def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_per_contract
             skip[j] = block
             continue
         taken[j] = True
-        contracts[j] = calculate_setup(direction[j], entry[j], atr[j], ivp[j], equity, settings,
+        contracts[j] = trade_setup(direction[j], entry[j], atr[j], ivp[j], equity, settings,
                                        plan=plans[j]).contracts
         pnl = net_per_contract[j] * contracts[j]
         heapq.heappush(open_exits, (int(exit_ns[j]), float(pnl)))

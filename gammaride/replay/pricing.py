@@ -36,7 +36,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from gammaride.config import ET, Settings
+from gammaride.config import ET, NS_DAY, Settings
+from gammaride.journal.schema import OPTION_PATH_COLUMNS
 from gammaride.rules import blackscholes
 from gammaride.rules.contracts import (
     CHAIN_COLUMNS,
@@ -159,14 +160,14 @@ class OptionPricer:
         parts = [(int(tid), self._paths[j]) for j, tid in zip(taken, trade_ids, strict=True) if j in self._paths]
         parts = [(tid, p) for tid, p in parts if len(p["minute"])]
         if not parts:
-            return pd.DataFrame(columns=PATH_COLUMNS)
+            return pd.DataFrame(columns=OPTION_PATH_COLUMNS)
         frame = pd.DataFrame({
             "trade_id": np.concatenate([np.full(len(p["minute"]), tid, dtype=np.int64) for tid, p in parts]),
             **{c: np.concatenate([p[c] for _, p in parts]) for c in parts[0][1] if c != "bar_time"},
         })
         frame.insert(2, "bar_time", pd.DatetimeIndex(np.concatenate([p["bar_time"] for _, p in parts]),
                                                      tz="UTC").tz_convert(ET))
-        return frame[PATH_COLUMNS]
+        return frame[OPTION_PATH_COLUMNS]
 
     # ------------------------------------------------------------------ pieces
     def _choose(self, direction, spot, dec, day, rv, settings, symbol, cost, closes_ns):
@@ -206,15 +207,12 @@ class OptionPricer:
         return np.where(np.isfinite(values) & (values > 0), values, FALLBACK_IV)
 
 
-PATH_COLUMNS = ["trade_id", "minute", "bar_time", "open", "high", "low", "close", "volume", "source"]
-
-
 def _session_iv(o_start, o_close, u_start, u_close, strike, call, expiry_ns, day, rv) -> float:
     """Median implied volatility of the contract's bars in the session, else ``rv``."""
     if not len(o_start):
         return float(rv)
     lo = pd.Timestamp(day).tz_localize(ET).value
-    same = (o_start >= lo) & (o_start < lo + 86_400 * 1_000_000_000)
+    same = (o_start >= lo) & (o_start < lo + NS_DAY)
     k = np.searchsorted(u_start, o_start[same])
     ok = (k < len(u_start)) & (u_start[np.minimum(k, len(u_start) - 1)] == o_start[same])
     if not ok.any():

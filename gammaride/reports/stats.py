@@ -3,6 +3,8 @@
 A win is a trade with positive dollar P&L; when a trade has no dollar P&L its
 R-multiple decides. Intervals are 95%: Wilson for win rates (honest at small n and
 near 0 or 1), a normal interval for means. Power from the trades' own spread of R.
+The formulas are statsmodels', imported inside the functions (it takes a second to
+load, and no command's start-up may pay for it).
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ def wilson_interval(wins: int, n: int, z: float = Z95) -> tuple[float, float]:
         return math.nan, math.nan
     from statsmodels.stats.proportion import proportion_confint
 
-    alpha = math.erfc(z / math.sqrt(2))  # two-sided: z = 1.96 gives 0.05
-    lo, hi = proportion_confint(wins, n, alpha=alpha, method="wilson")
+    lo, hi = proportion_confint(wins, n, alpha=alpha_of(z), method="wilson")
     return max(0.0, float(lo)), min(1.0, float(hi))
 
 
-def power(r_values: Sequence[float] | np.ndarray, edge: float = 0.1, alpha: float = 0.05,
-          target: float = 0.8) -> dict[str, Any]:
+def alpha_of(z: float) -> float:
+    """The two-sided level of a normal quantile: 1.96 gives 0.05."""
+    return math.erfc(z / math.sqrt(2))
+
+
+def edge_power(r_values: Sequence[float] | np.ndarray, edge: float = 0.1, alpha: float = 0.05,
+               target: float = 0.8) -> dict[str, Any]:
     """What these trades can tell apart from no edge, from their own spread of R.
 
     ``mde``: the smallest mean R per trade a two-sided test at ``alpha`` detects with
@@ -50,15 +56,18 @@ def power(r_values: Sequence[float] | np.ndarray, edge: float = 0.1, alpha: floa
     sd = float(v.std(ddof=1))
     solver = TTestPower()
     out["sd"] = sd
-    out["needed"] = float(math.ceil(solver.solve_power(effect_size=edge / sd, alpha=alpha, power=target,
-                                                       alternative="two-sided")))
+    if solver.power(effect_size=edge / sd, nobs=2, alpha=alpha, alternative="two-sided") >= target:
+        out["needed"] = 2.0  # a spread this small next to the edge: the fewest trades a t-test takes
+    else:
+        needed = solver.solve_power(effect_size=edge / sd, alpha=alpha, power=target, alternative="two-sided")
+        out["needed"] = float(math.ceil(needed)) if math.isfinite(needed) else math.nan
     out["mde"] = float(solver.solve_power(nobs=len(v), alpha=alpha, power=target,
                                           alternative="two-sided")) * sd
     return out
 
 
 def mean_interval(values: Sequence[float] | np.ndarray, z: float = Z95) -> tuple[float, float, float]:
-    """(mean, low, high): the mean with a normal 95% interval; NaNs ignored.
+    """(mean, low, high): the mean with a normal 95% interval (statsmodels); NaNs ignored.
 
     Bounds are NaN below two values, where no spread can be measured.
     """
@@ -69,8 +78,10 @@ def mean_interval(values: Sequence[float] | np.ndarray, z: float = Z95) -> tuple
     mean = float(v.mean())
     if len(v) < 2:
         return mean, math.nan, math.nan
-    half = z * float(v.std(ddof=1)) / math.sqrt(len(v))
-    return mean, mean - half, mean + half
+    from statsmodels.stats.weightstats import DescrStatsW
+
+    lo, hi = DescrStatsW(v).zconfint_mean(alpha=alpha_of(z))
+    return mean, float(lo), float(hi)
 
 
 def profit_factor(pnl: Sequence[float] | np.ndarray) -> float:

@@ -61,7 +61,7 @@ def parse_occ(symbol: str) -> tuple[str, pd.Timestamp, str, float]:
     return m["root"], exp, "call" if m["cp"] == "C" else "put", int(m["strike"]) / 1000.0
 
 
-def same_day_allowed(settings: Settings, symbol: str, decision_min: int, close_min: int) -> bool:
+def _same_day_allowed(settings: Settings, symbol: str, decision_min: int, close_min: int) -> bool:
     """Scalar form of :func:`gammaride.rules.session.same_day_allowed` (the one rule)."""
     return bool(session.same_day_allowed(settings, symbol, np.asarray([decision_min]), np.asarray([close_min]))[0])
 
@@ -90,7 +90,7 @@ def choose_expiration(
     if not exps:
         return None, "no expiration today or later in the chain"
     for exp in exps:
-        if exp > today or same_day_allowed(settings, symbol, dmin, close_min):
+        if exp > today or _same_day_allowed(settings, symbol, dmin, close_min):
             return exp, None
     return None, "today's expiry is past its cut-off and the chain has no later expiration"
 

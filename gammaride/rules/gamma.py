@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gammaride.config import ET
+from gammaride.rules import blackscholes
 from gammaride.rules.session import session_close_minutes
 
 GAMMA_COLUMNS = ["symbol", "expiration", "type", "strike", "iv", "gamma", "open_interest"]
@@ -35,9 +36,6 @@ REPLAY_REASON = "replay: historical open interest is not available from Alpaca"
 CONTRACT_SIZE = 100.0
 MOVE = 0.01  # exposure per 1% move of the underlying
 _YEAR_MIN = 365.0 * 24 * 60
-# Below one minute to expiry Black-Scholes degenerates; price it as one minute left
-# (the offline server does the same).
-_MIN_YEARS = 1.0 / _YEAR_MIN
 # IVs at or below this are placeholders (deep in the money), not volatilities.
 _MIN_IV = 1e-4
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -117,18 +115,6 @@ def compact_usd(x: float) -> str:
     return ("-" if x < 0 else "+" if x > 0 else "") + body
 
 
-def bs_gamma(spot, strike, years, iv) -> np.ndarray:
-    """Black-Scholes gamma (rate and dividend 0), broadcast over its arguments.
-
-    Over a week or less, rates and dividends move gamma by well under 1%.
-    """
-    spot = np.asarray(spot, dtype=float)
-    sq = np.asarray(iv, dtype=float) * np.sqrt(np.asarray(years, dtype=float))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d1 = np.log(spot / strike) / sq + 0.5 * sq
-        return np.exp(-0.5 * d1 * d1) / (_SQRT_2PI * spot * sq)
-
-
 def years_to_expiry(expiration: pd.Series | pd.DatetimeIndex, now: pd.Timestamp) -> np.ndarray:
     """Years (of 365 days) from ``now`` to each expiration's session close, ET (13:00 on
     early-close days)."""
@@ -145,7 +131,7 @@ def exposure_profile(spots, strike, years, iv, weight) -> np.ndarray:
     """Net exposure ($ per 1%) at each of ``spots``, with every contract's gamma recomputed
     from its IV there. ``weight`` = sign * open interest * 100 per contract.
 
-    :func:`bs_gamma` on the (spots x contracts) grid, rearranged so the grid costs one
+    :func:`gammaride.rules.blackscholes.gamma` on the (spots x contracts) grid, rearranged so the grid costs one
     subtraction, one exp and a matrix product: gamma * S**2 = S * pdf(d1) / (iv * sqrt(T)).
     """
     s = np.asarray(spots, dtype=float)
@@ -207,8 +193,8 @@ def measure(
     if not ok.any():
         return missing(spot, "; ".join(notes) or "no usable contracts")
 
-    t = np.maximum(years, _MIN_YEARS)
-    g = np.where(snap, gamma, bs_gamma(spot, strike, t, np.where(has_iv, iv, np.nan)))
+    t = np.maximum(years, blackscholes.MIN_YEARS)
+    g = np.where(snap, gamma, blackscholes.gamma(spot, strike, t, np.where(has_iv, iv, np.nan)))
     sign = np.where(call, 1.0, -1.0)
     per_contract = np.where(ok, sign * oi * g * CONTRACT_SIZE * spot * spot * MOVE, 0.0)
     calls = float(per_contract[call].sum())

@@ -20,14 +20,13 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from gammaride.config import ET, Settings
+from gammaride.config import ET, NS_DAY, Settings
 
 REGULAR_OPEN_MIN = 9 * 60 + 30
 REGULAR_CLOSE_MIN = 16 * 60
 CALENDAR = "XNYS"
 CALENDAR_START = "1990-01-01"
 _REFRESH_DAYS = 30  # rebuild when the cached table ends within this many days
-_NS_PER_DAY = 86_400_000_000_000
 
 
 def minute_of_day(t) -> int:
@@ -116,7 +115,7 @@ def _days(dates) -> np.ndarray:
     dates = pd.DatetimeIndex(dates)
     if dates.tz is not None:
         dates = dates.tz_localize(None)
-    return (dates.as_unit("ns").asi8 // _NS_PER_DAY).astype("datetime64[D]")
+    return (dates.as_unit("ns").asi8 // NS_DAY).astype("datetime64[D]")
 
 
 def session_close_minutes(dates: pd.DatetimeIndex) -> np.ndarray:
