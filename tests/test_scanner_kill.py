@@ -17,7 +17,7 @@ import pytest
 from gammaride.config import ET, Settings
 from gammaride.journal import Journal
 from gammaride.keys import Keys
-from gammaride.offline import OfflineAlpaca
+from gammaride.offline import DataPlan, OfflineAlpaca
 from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import SteppedClock
 from gammaride.scanner.loop import Scanner
@@ -239,7 +239,7 @@ def test_a_kill_right_after_a_reprice_fill_is_booked_from_its_intent_on_restart(
     restart books the trade from the reprice's intent, at the broker's price and
     quantity, and manages it to its exit; the unfilled first order is void."""
     path = tmp_path / "j.duckdb"
-    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, indicative_skew=0.03) as srv:
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, data=DataPlan(indicative_skew=0.03)) as srv:
         taken, release = _hold_the_reply(srv, r"gr-SPY-\d{12}-[CP]-r1")
         proc = _start_scan(srv, path)
         _kill_when(proc, taken, release)
