@@ -49,7 +49,7 @@ def test_block_4_sizes_against_the_options_buying_power_as_the_scanner_does():
     from gammaride.keys import Keys
     from gammaride.notebook.colab import print_setup
     from gammaride.offline import OfflineAlpaca
-    from gammaride.rules.setup import trade_setup
+    from gammaride.rules import setup as rules
     from gammaride.scanner.broker import OrderSpec
 
     s = Settings.load(env={})
@@ -64,8 +64,8 @@ def test_block_4_sizes_against_the_options_buying_power_as_the_scanner_does():
         conn.broker.submit_order(OrderSpec("SPY", shares, "buy", "market", client_order_id="by-hand"))
         acct = conn.broker.account()
         setup = calculate_setup(conn, cond)
-        scanner_rule = trade_setup(cond["direction"], cond["price"], cond["atr"], 0.5, acct.equity, s,
-                                   buying_power=acct.options_buying_power, premium=setup["premium"])
+        scanner_rule = rules.calculate_setup(cond["direction"], cond["price"], cond["atr"], 0.5, acct.equity, s,
+                                             buying_power=acct.options_buying_power, premium=setup["premium"])
         out: list[str] = []
         print_setup(setup, cond, out.append)
         sent = submit_order(conn, cond, setup, dry_run=False)

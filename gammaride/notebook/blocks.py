@@ -20,9 +20,10 @@ from gammaride.config import ET
 from gammaride.connection import Connection
 from gammaride.errors import BrokerError
 from gammaride.journal import Journal
+from gammaride.rules import setup as rules
 from gammaride.rules.contracts import choose_contract, marketable_limit
 from gammaride.rules.gamma import gate_block
-from gammaride.rules.setup import ExitPolicy, trade_setup
+from gammaride.rules.setup import ExitPolicy
 from gammaride.scanner.broker import OrderSpec
 from gammaride.scanner.gamma_source import GammaSource
 from gammaride.scanner.orders import (
@@ -95,7 +96,7 @@ def calculate_setup(
 ) -> dict[str, Any]:
     """``entry``, ``tp``, ``sl``, ``atr``, ``contracts``, ``iv_multiplier`` (0.8/1.0/1.5),
     ``phase``, ``tp_mult``, ``sl_mult`` for the conditions' direction, sized as the
-    scanner sizes (:func:`gammaride.rules.setup.trade_setup`): capped by
+    scanner sizes (:func:`gammaride.rules.setup.calculate_setup`): capped by
     ``max_contracts`` and by what the options buying power pays for the contract
     ``submit_order`` would buy, at its marketable limit (``contract``, ``premium``,
     ``buying_power``, ``affordable``, ``bp_capped``). ``contracts`` is 0 when the buying
@@ -110,7 +111,7 @@ def calculate_setup(
         except BrokerError:
             equity = s.starting_equity
     contract, premium = _contract_and_limit(conn, conditions, direction)
-    setup = trade_setup(direction, float(conditions["price"]), float(conditions["atr"]),
+    setup = rules.calculate_setup(direction, float(conditions["price"]), float(conditions["atr"]),
                         conditions.get("iv_percentile"), equity, s, policy,
                         buying_power=buying_power, premium=premium)
     return {**setup.as_dict(), "contract": contract}

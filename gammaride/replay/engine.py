@@ -27,7 +27,7 @@ from gammaride.rules.exits import (
 from gammaride.rules.gamma import REPLAY_REASON
 from gammaride.rules.risk import DayRisk, entry_block
 from gammaride.rules.session import expiry_and_hard_stop, session_close_minutes
-from gammaride.rules.setup import ExitPlan, ExitPolicy, direction_sign, exit_levels, trade_setup
+from gammaride.rules.setup import ExitPlan, ExitPolicy, calculate_setup, direction_sign, exit_levels
 from gammaride.rules.signals import SKIP_DATA, SKIP_RISK, compute_signals
 
 SKIP_END_OF_DATA = "end of data before the exit"
@@ -319,7 +319,7 @@ def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_per_contract
           plans):
     """Walk the signals in time order with the scanner's own risk gates (positions, trades
     per day, daily loss limit) and size each entry with the scanner's
-    :func:`~gammaride.rules.setup.trade_setup` from the equity at that moment (no
+    :func:`~gammaride.rules.setup.calculate_setup` from the equity at that moment (no
     buying-power cap: replay has no account); the equity moves by each trade's net P&L."""
     m = len(cand)
     taken = np.zeros(m, dtype=bool)
@@ -345,7 +345,7 @@ def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_per_contract
             skip[j] = block
             continue
         taken[j] = True
-        contracts[j] = trade_setup(direction[j], entry[j], atr[j], ivp[j], equity, settings,
+        contracts[j] = calculate_setup(direction[j], entry[j], atr[j], ivp[j], equity, settings,
                                        plan=plans[j]).contracts
         pnl = net_per_contract[j] * contracts[j]
         heapq.heappush(open_exits, (int(exit_ns[j]), float(pnl)))

@@ -1,5 +1,5 @@
 """Trade setup: exit levels (Phase 1 or 2), IV multiplier and position size, and the one
-:func:`trade_setup` that puts them together for the scanner, the notebook and replay.
+:func:`calculate_setup` that puts them together for the scanner, the notebook and replay.
 Pure. Exit levels and the policy lookup are vectorized (replay takes every signal at
 once); sizing is per trade, since each trade's equity follows from the trades before it."""
 
@@ -189,7 +189,7 @@ class Setup(ExitPlan):
         return {**dataclasses.asdict(self), "bp_capped": self.bp_capped}
 
 
-def trade_setup(
+def calculate_setup(
     direction: str,
     entry: float,
     atr: float,

@@ -34,7 +34,7 @@ from gammaride.rules.contracts import (
 from gammaride.rules.gamma import gate_block
 from gammaride.rules.risk import DayRisk, entry_block
 from gammaride.rules.session import session_close_minutes
-from gammaride.rules.setup import ExitPolicy, exit_plan, trade_setup
+from gammaride.rules.setup import ExitPolicy, calculate_setup, exit_plan
 from gammaride.rules.signals import (
     SKIP_DATA,
     SKIP_ERROR,
@@ -435,7 +435,7 @@ class Scanner:
             choice = None
             close_min = int(session_close_minutes(pd.DatetimeIndex([today]))[0])
             stop_min = hard_stop_minute(s, self.symbol, close_min, same_day=False)
-            setup = trade_setup(direction, entry, atr, ivp, equity, s, self.policy)
+            setup = calculate_setup(direction, entry, atr, ivp, equity, s, self.policy)
             qty = setup.contracts * 100 * s.replay_delta  # the shares that move like the contracts
             qty = int(max(1, min(qty, acct.buying_power // max(entry, 0.01))))
             premium = float("nan")
@@ -448,7 +448,7 @@ class Scanner:
             stop_min = choice.hard_stop_min
             # the order goes in at ask + pad: size against that, not the ask
             limit = marketable_limit("buy", choice.bid, choice.ask, root=self.symbol)
-            setup = trade_setup(direction, entry, atr, ivp, equity, s, self.policy, buying_power=bp, premium=limit)
+            setup = calculate_setup(direction, entry, atr, ivp, equity, s, self.policy, buying_power=bp, premium=limit)
             qty = setup.contracts
             if qty < 1:
                 return None, f"buying power ${bp:,.0f} cannot pay one contract at ${limit:.2f}"
