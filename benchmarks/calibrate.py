@@ -5,8 +5,12 @@
   published at ANY of 20 looks when calibrate is rerun as trades accumulate (each look a
   full ``calibrate_paths`` with the earlier looks on record, as ``gammaride calibrate``
   does through the journal's ``calibrations`` table).
-* Accuracy on planted regime-dependent edges: expectancy of the fitted multipliers on
-  unseen trades as a share of the brute-force best per regime, at 160 and 400 trades.
+* Accuracy on planted regime-dependent edges: expectancy of the fitted multipliers, and
+  of the exits in force (fitted when published, Phase 1 otherwise), on unseen trades as a
+  share of the brute-force best per regime, at 160 and 400 trades; beside them the
+  planted edge per trade, the power of a one-look z-test of it that knows the best exits
+  (the oracle), the power line's smallest detectable gain and what a one-look test of the
+  scored gain (not valid under reruns) would leave in force.
 * Speed: 10,000 journaled trades end to end (journal read to calibration.json), and the
   first-passage grid against a baseline that calls the exit rules once per grid point.
 
@@ -16,6 +20,7 @@ Run: python benchmarks/calibrate.py [--journals 100] [--seeds 40] [--trades 1000
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -32,7 +37,16 @@ from gammaride.calibration import (
     trade_paths_from_frames,
 )
 from gammaride.calibration.grid import simulate_one
-from gammaride.calibration.synthetic import REGIMES, synthetic_frames, true_surfaces, write_journal
+from gammaride.calibration.pipeline import _sessions as session_dates
+from gammaride.calibration.synthetic import (
+    REGIMES,
+    shaped_paths,
+    synthetic_frames,
+    true_surfaces,
+    unit_trades,
+    write_journal,
+)
+from gammaride.calibration.validate import SessionSums
 from gammaride.config import Settings
 from gammaride.journal import Journal
 
@@ -71,6 +85,35 @@ def false_publishes(settings: Settings, journals: int, trades: int, looks: int) 
     }
 
 
+def oracle(truth: dict, settings: Settings, n: int = 4000, seed: int = 4242) -> dict:
+    """The planted edge per trade and its spread: the true best exits of each regime
+    against Phase 1 on the same fresh paths (regimes equally mixed, as in the journals)."""
+    rng = np.random.default_rng(seed)
+    i1 = int(np.argmin(np.abs(TP_GRID - settings.tp_mult)))
+    j1 = int(np.argmin(np.abs(SL_GRID - settings.sl_mult)))
+    diffs = []
+    for name, params in REGIMES.items():
+        i, j = np.unravel_index(int(np.argmax(truth[name])), truth[name].shape)
+        g = simulate_grid(unit_trades(*shaped_paths(rng, n, params)))
+        diffs.append(g[:, i, j] - g[:, i1, j1])
+    d = np.concatenate(diffs)
+    return {"mean": float(d.mean()), "sd": float(d.std(ddof=1))}
+
+
+def z_power(edge: float, sd: float, n: int, z: float = 1.6449) -> float:
+    """Power of a one-look one-sided 5% z-test of a mean ``edge`` per trade over ``n`` trades."""
+    return float(0.5 * math.erfc(-(math.sqrt(n) * edge / sd - z) / math.sqrt(2)))
+
+
+def one_look_lower(r, aligned) -> float:
+    """A fresh one-look one-sided 95% lower bound of the scored improvement (session
+    clustered): what a test that ignores reruns would read."""
+    s = SessionSums.of(r.oos_values, session_dates(aligned)[r.oos_index])
+    if s.sessions < 2 or not s.session_var > 0:
+        return float("nan")
+    return s.mean - 1.6449 * math.sqrt(s.session_var * s.sessions) / s.trades
+
+
 def accuracy(settings: Settings, sizes: tuple[int, ...], seeds: int) -> dict:
     """Fitted multipliers' expectancy on unseen trades / brute-force best, per size."""
     truth = true_surfaces(4000)
@@ -89,23 +132,39 @@ def accuracy(settings: Settings, sizes: tuple[int, ...], seeds: int) -> dict:
         return float(np.mean(out))
 
     phase1 = value((), [settings.tp_mult], [settings.sl_mult]) / best
+    edge = oracle(truth, settings)
     rows = {}
     for n in sizes:
-        fitted, in_force, published = [], [], 0
+        fitted, in_force, one_look, published, detectable, scored = [], [], [], 0, [], []
         for seed in range(seeds):
             t, p, _ = synthetic_frames(seed=90_000 + seed, n=n)
-            r = calibrate_paths(trade_paths_from_frames(t, p), settings, n_boot=200)
+            aligned = trade_paths_from_frames(t, p)
+            r = calibrate_paths(aligned, settings, n_boot=200)
             v = value(r.edges, [b.tp_mult for b in r.buckets], [b.sl_mult for b in r.buckets])
             fitted.append(v / best)
             in_force.append(v / best if r.published else phase1)
+            leaves = any(b.phase == 2 for b in r.buckets)
+            one_look.append(v / best if leaves and one_look_lower(r, aligned) > 0 else phase1)
             published += r.published
+            detectable.append(r.power.detectable)
+            scored.append(r.oos_improvement)
+        power = z_power(edge["mean"], edge["sd"], n)
         rows[n] = {
             "fitted_mean": float(np.mean(fitted)),
             "fitted_p10": float(np.quantile(fitted, 0.1)),
             "in_force_mean": float(np.mean(in_force)),
+            "in_force_se": float(np.std(in_force, ddof=1) / np.sqrt(seeds)),
             "published": published / seeds,
+            "one_look_in_force": float(np.mean(one_look)),
+            "detectable": float(np.mean(detectable)),
+            "scored_gain": float(np.mean(scored)),
+            "oracle_power": power,
+            # the best a test with the oracle's power could leave in force, publishing
+            # the true best exits, or the exits the fit finds
+            "oracle_ceiling": power + (1 - power) * phase1,
+            "oracle_ceiling_fitted": power * float(np.mean(fitted)) + (1 - power) * phase1,
         }
-    return {"phase1": phase1, "rows": rows, "seeds": seeds}
+    return {"phase1": phase1, "rows": rows, "seeds": seeds, "edge": edge}
 
 
 def _time(fn, repeat: int) -> tuple[tuple[float, float], object]:
@@ -188,10 +247,22 @@ def main() -> None:
         a = accuracy(settings, (160, 400), args.seeds)
         print(f"accuracy on planted regime edges, {a['seeds']} journals a size "
               f"({time.perf_counter() - t0:.0f} s); Phase 1 reaches {a['phase1']:.1%} of the best:")
+        e = a["edge"]
+        print(f"  planted edge: the true best exits beat Phase 1 by {e['mean']:+.3f} ATR per "
+              f"trade, spread {e['sd']:.3f} per trade")
         for n, r in a["rows"].items():
             print(f"  {n} trades: fitted multipliers reach {r['fitted_mean']:.1%} of the best "
                   f"expectancy on unseen trades (10th percentile {r['fitted_p10']:.1%}); "
-                  f"published {r['published']:.0%}; exits in force {r['in_force_mean']:.1%}")
+                  f"published {r['published']:.0%}; exits in force {r['in_force_mean']:.1%} "
+                  f"(+/- {r['in_force_se']:.1%})")
+            print(f"    scored gain {r['scored_gain']:+.3f} ATR per trade; the power line's "
+                  f"smallest detectable gain {r['detectable']:+.3f} (mean)")
+            print(f"    a one-look 5% test of the same gain (not valid under reruns) would leave "
+                  f"{r['one_look_in_force']:.1%} in force")
+            print(f"    oracle: a one-look one-sided 5% z-test of the planted edge, best exits "
+                  f"known in advance, has {r['oracle_power']:.1%} power; in force at most "
+                  f"{r['oracle_ceiling']:.1%} publishing the true best, "
+                  f"{r['oracle_ceiling_fitted']:.1%} publishing the fitted exits")
 
 
 if __name__ == "__main__":

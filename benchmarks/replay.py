@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -36,7 +37,8 @@ import pandas as pd
 from gammaride.config import ET, Settings
 from gammaride.data.bars import load_bars, sample_bars
 from gammaride.journal import Journal
-from gammaride.replay.engine import IVChoice, run_replay
+from gammaride.journal.schema import MIGRATIONS, SCAN_COLUMNS
+from gammaride.replay.engine import IVChoice, replay, run_replay
 from gammaride.rules.session import session_table
 from gammaride.rules.setup import ExitPolicy
 
@@ -152,17 +154,89 @@ def gammaride_job(csv: Path, db: Path, s: Settings) -> int:
     return len(bars)
 
 
-def timed(job, csv: Path, folder: Path, tag: str, repeats: int, s: Settings) -> tuple[float, float, int]:
-    """Median wall and CPU seconds (all threads of this process) of ``job``, and its bars."""
-    walls, cpus, n = [], [], 0
+def phases(csv: Path, folder: Path, repeats: int, s: Settings) -> dict[str, float]:
+    """Median CPU seconds of each part of gammaride's job: load the bars, open a new journal
+    (its migrations), the rules alone (``replay``, pure), the journal writes and their commit
+    (``run_replay`` less its rules), close."""
+    parts: dict[str, list[float]] = {}
+    policy, iv = ExitPolicy.phase1(s), IVChoice("constant", IV)
     for k in range(repeats):
-        db = folder / f"{tag}_{k}.duckdb"
-        wall, cpu = time.perf_counter(), time.process_time()
-        n = job(csv, db, s)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
+        db = folder / f"phases_{k}.duckdb"
+        marks = [time.process_time()]
+        bars = load_bars([csv])
+        marks.append(time.process_time())
+        journal = Journal(db)
+        marks.append(time.process_time())
+        replay(bars, s, policy, iv)
+        marks.append(time.process_time())
+        run_replay(journal, bars, s, policy, iv, source=csv.name)
+        marks.append(time.process_time())
+        journal.close()
+        marks.append(time.process_time())
+        step = np.diff(marks)
+        step[3] -= step[2]  # run_replay runs the rules again before it writes
+        for name, value in zip(("load bars", "open a new journal", "rules", "journal writes + commit", "close"), step, strict=True):
+            parts.setdefault(name, []).append(value)
         db.unlink()
-    return statistics.median(walls), statistics.median(cpus), n
+    return {name: statistics.median(values) for name, values in parts.items()}
+
+
+def scan_write_costs(csv: Path, folder: Path, repeats: int, s: Settings) -> dict[str, float]:
+    """Median CPU seconds to write one year's scan rows (one per bar, as replay makes them)
+    into a new DuckDB file: the journal's ``scans`` table, the same columns without its
+    primary key, a table of only the columns replay fills, and of only those not text."""
+    scans = replay(load_bars([csv]), s, ExitPolicy.phase1(s), IVChoice("constant", IV)).scans.assign(run_id=1)
+    filled = [c for c in SCAN_COLUMNS if c in scans.columns]
+    quoted = ", ".join(f'"{c}"' for c in filled)
+    numbers = [c for c in filled if not isinstance(scans[c].dtype, pd.CategoricalDtype)]
+    quoted_numbers = ", ".join(f'"{c}"' for c in numbers)
+    shapes = {
+        f"the journal's scans table ({len(SCAN_COLUMNS)} columns, primary key)": "",
+        "the same columns, no primary key": "CREATE TABLE keyless AS SELECT * FROM scans LIMIT 0; "
+                                            "DROP TABLE scans; ALTER TABLE keyless RENAME TO scans",
+        f"only the {len(filled)} columns replay fills, no key": f"CREATE TABLE narrow AS SELECT {quoted} FROM scans "
+                                                               "LIMIT 0; DROP TABLE scans; ALTER TABLE narrow RENAME TO scans",
+        f"only its {len(numbers)} columns that are not text, no key": f"CREATE TABLE plain AS SELECT {quoted_numbers} "
+                                                                   "FROM scans LIMIT 0; DROP TABLE scans; "
+                                                                   "ALTER TABLE plain RENAME TO scans",
+    }
+    out: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for shape, sql in shapes.items():
+            db = folder / "shape.duckdb"
+            con = duckdb.connect(str(db))
+            con.execute("BEGIN")
+            for _, migrate in MIGRATIONS:
+                migrate(con)
+            for statement in filter(None, sql.split("; ")):
+                con.execute(statement)
+            con.execute("COMMIT")
+            cpu = time.process_time()
+            con.execute("BEGIN")
+            columns = numbers if "not text" in shape else filled
+            names = ", ".join(f'"{c}"' for c in columns)
+            con.register("incoming", scans[columns])
+            con.execute(f"INSERT INTO scans ({names}) SELECT {names} FROM incoming")
+            con.execute("COMMIT")
+            con.close()
+            out.setdefault(shape, []).append(time.process_time() - cpu)
+            db.unlink()
+    return {shape: statistics.median(values) for shape, values in out.items()}
+
+
+def timed(jobs: dict, csv: Path, folder: Path, repeats: int, s: Settings) -> tuple[dict, int]:
+    """Median wall and CPU seconds (all threads of this process) of each job, and the bars.
+    The jobs take turns, run by run, so a change in the shared machine's load falls on both."""
+    runs: dict[str, list[tuple[float, float]]] = {tag: [] for tag in jobs}
+    n = 0
+    for k in range(repeats):
+        for tag, job in jobs.items():
+            db = folder / f"{tag}_{k}.duckdb"
+            wall, cpu = time.perf_counter(), time.process_time()
+            n = job(csv, db, s)
+            runs[tag].append((time.perf_counter() - wall, time.process_time() - cpu))
+            db.unlink()
+    return {tag: tuple(statistics.median(r[i] for r in rs) for i in (0, 1)) for tag, rs in runs.items()}, n
 
 
 def child(warm: Path, csv: Path, db: Path) -> None:
@@ -203,6 +277,35 @@ def cli_seconds(csv: Path, db: Path, repeats: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
+# the same command line as a fresh process, with its CPU clock read after the imports it
+# needs and after the command: the rest of the process's CPU is interpreter start and exit
+_PARTS = """
+import json, sys, time
+import gammaride.commands.replay, gammaride.data.bars, gammaride.journal.store, gammaride.replay.engine
+imported = time.process_time()
+from gammaride.cli import main
+main(sys.argv[1:])
+print(json.dumps({"imports": imported, "job": time.process_time() - imported}))
+"""
+
+
+def cli_parts(csv: Path, db: Path, repeats: int) -> dict[str, float]:
+    """Median CPU seconds of a fresh ``gammaride replay CSV`` by part: interpreter start and
+    the imports, the command itself, interpreter exit (the process's CPU after the command)."""
+    parts: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        cpu = children_cpu()
+        done = subprocess.run([sys.executable, "-c", _PARTS, "replay", str(csv), "--journal", str(db),
+                               "--iv-percentile", str(IV), "--quiet"], check=True, capture_output=True, text=True)
+        total = children_cpu() - cpu
+        seen = json.loads(done.stdout.splitlines()[-1])
+        for name, value in (("start + imports", seen["imports"]), ("command", seen["job"]),
+                            ("exit", total - seen["imports"] - seen["job"])):
+            parts.setdefault(name, []).append(value)
+        db.unlink()
+    return {name: statistics.median(values) for name, values in parts.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -214,22 +317,30 @@ def main() -> None:
         return
 
     s = Settings.load(env={})
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         year = folder / "year.csv"
         write_years(year, 2023, 1)
         gammaride_job(year, folder / "warm.duckdb", s)  # imports and calendar, once
         reference_job(year, folder / "warm_ref.duckdb", s)
-        ref, ref_cpu, n = timed(reference_job, year, folder, "ref", args.repeats, s)
-        ours, ours_cpu, _ = timed(gammaride_job, year, folder, "ours", args.repeats, s)
+        medians, n = timed({"ref": reference_job, "ours": gammaride_job}, year, folder, args.repeats, s)
+        (ref, ref_cpu), (ours, ours_cpu) = medians["ref"], medians["ours"]
         print(f"one year: {n:,} bars; whole job in process, median of {args.repeats} (wall / CPU):")
         print(f"  reference (minimal, this file) {ref:.3f} s / {ref_cpu:.3f} s  {n / ref:,.0f} bars/s")
         print(f"  gammaride                      {ours:.3f} s / {ours_cpu:.3f} s  {n / ours:,.0f} bars/s")
         print(f"  ratio gammaride / reference    {ours / ref:.2f}x wall, {ours_cpu / ref_cpu:.2f}x CPU "
               f"(target <= {TARGETS['ratio']}x)")
+        parts = phases(year, folder, args.repeats, s)
+        print("  where gammaride's CPU goes: " + " | ".join(f"{k} {v:.3f} s" for k, v in parts.items()))
+        print("  writing the year's scan rows into DuckDB (CPU, median):")
+        for shape, cpu in scan_write_costs(year, folder, args.repeats, s).items():
+            print(f"    {shape:<52} {cpu:.3f} s")
         cli, cli_cpu = cli_seconds(year, folder / "cli.duckdb", max(3, args.repeats // 2))
         print(f"gammaride replay YEAR.csv as a fresh process: median {cli:.2f} s wall, {cli_cpu:.2f} s CPU "
               f"(target <= {TARGETS['cli_s']} s)")
+        parts = cli_parts(year, folder / "parts.duckdb", max(3, args.repeats // 2))
+        print("  where its CPU goes: " + " | ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
         if args.years > 1:
             one = in_child(year, year, folder / "one.duckdb")
             long = folder / "long.csv"

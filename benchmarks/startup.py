@@ -9,6 +9,7 @@ start in the same run, plus the top import offenders of one command line from
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -63,13 +64,16 @@ def main() -> None:
     print(f"bare interpreter start: median {bare:.3f} s wall, {bare_cpu:.3f} s CPU "
           f"({args.repeats} fresh processes each)")
     lines = [["--version"], ["--help"], *([name, "--help"] for name, _, _ in COMMANDS)]
-    worst = 0.0
+    worst = worst_cpu = 0.0
     for argv in lines:
         s, cpu = median_seconds([*GAMMARIDE, *argv], args.repeats)
-        worst = max(worst, s)
+        worst, worst_cpu = max(worst, s), max(worst_cpu, cpu)
         print(f"gammaride {' '.join(argv):<18} median {s:.3f} s wall ({s / bare:.1f}x bare), {cpu:.3f} s CPU")
-    verdict = "within" if worst <= TARGET_S else "ABOVE"
-    print(f"slowest: {worst:.3f} s wall, {verdict} the {TARGET_S} s target")
+    # wall time includes waiting for a core: on a shared machine CPU time is the steadier measure
+    for what, value in (("wall", worst), ("CPU", worst_cpu)):
+        verdict = "within" if value <= TARGET_S else "ABOVE"
+        print(f"slowest: {value:.3f} s {what}, {verdict} the {TARGET_S} s target")
+    print(f"load average while measured: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"\nslowest imports of 'gammaride {args.profile}' (cumulative / self ms):")
     for cumulative, own, name in import_offenders(args.profile.split(), args.top):
         print(f"  {cumulative:8.1f} {own:8.1f}  {name}")

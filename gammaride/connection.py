@@ -25,7 +25,7 @@ from gammaride.scanner.broker import AlpacaBroker
 from gammaride.scanner.clock import Clock, ScaledClock, SteppedClock, WallClock
 from gammaride.scanner.loop import Scanner
 from gammaride.scanner.market import MarketData
-from gammaride.scanner.positions import short_error
+from gammaride.scanner.record import short_error
 
 OFFLINE_START = "2013-10-07 09:30"
 

@@ -12,7 +12,7 @@ from gammaride.errors import BrokerError
 from gammaride.keys import Keys
 from gammaride.offline import OfflineAlpaca
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
-from gammaride.scanner.positions import submit_idempotent
+from gammaride.scanner.orders import submit_idempotent
 from tests.support import offline_broker
 
 
@@ -114,7 +114,7 @@ def test_faults_become_broker_errors_of_their_kind(srv):
 
 def test_an_unfilled_entry_is_cancelled_after_the_timeout(broker, srv):
     from gammaride.scanner.clock import SteppedClock
-    from gammaride.scanner.positions import cancel_and_settle, wait_for_fill
+    from gammaride.scanner.orders import cancel_and_settle, wait_for_fill
 
     clock = SteppedClock(srv.advance_to)
     clock.sync(broker.clock().timestamp)

@@ -19,7 +19,7 @@ from gammaride.calibration import (
     simulate_grid,
     trade_paths_from_frames,
 )
-from gammaride.calibration.fit import fit_buckets, quantile_edges, tercile_edges
+from gammaride.calibration.fit import auto_edges, fit_buckets, quantile_edges, tercile_edges
 from gammaride.calibration.grid import grid_exits, simulate_one
 from gammaride.calibration.looks import chain_alpha
 from gammaride.calibration.synthetic import (
@@ -33,6 +33,8 @@ from gammaride.calibration.validate import (
     SessionSums,
     bootstrap_mean_ci,
     confidence_sequence,
+    mixture_width,
+    one_sided_mixture,
     training_rows,
     walk_forward,
 )
@@ -175,6 +177,9 @@ def test_tercile_edges_and_manual_edges():
     # two volatility regimes with a break between them: the edge sits in the break
     regimes = np.r_[np.linspace(0.05, 0.08, 55), np.linspace(0.18, 0.25, 45)]
     assert quantile_edges(regimes, 2) == pytest.approx((0.13,))
+    # as many buckets (up to three) as give each the bucket minimum: 15 trades a bucket
+    atr = np.random.default_rng(0).uniform(0.05, 0.25, 200)
+    assert [len(auto_edges(atr[:n], 15)) + 1 for n in (29, 30, 44, 45, 200)] == [1, 2, 2, 3, 3]
     assert parse_edges("0.8,1.5") == (0.8, 1.5)
     assert parse_edges(None) is None
     for bad in ("1.5,0.8", "0.8,abc", "0,1", "nan"):
@@ -264,6 +269,21 @@ def test_confidence_sequence_is_wider_than_one_look_and_covers_the_mean():
     assert lo < 0.3 < hi and lo < b_lo and hi > b_hi
     assert 1.2 < (hi - lo) / (b_hi - b_lo) < 2.5  # the price of looking any number of times
     assert chain_alpha(1) == 0.025 and sum(chain_alpha(c) for c in range(1, 10_000)) < 0.05
+
+
+def test_the_one_sided_bound_is_crossed_by_driftless_sums_at_most_alpha():
+    """Brute force on 10,000 Gaussian random walks of 400 sessions: the chance that a sum of
+    mean-zero session results ever reaches the one-sided boundary stays under alpha, and
+    the boundary spends a good part of it (the two-sided one it replaces spent half)."""
+    alpha, k = 0.05, 400
+    bound = np.array([one_sided_mixture(s, alpha) for s in range(1, k + 1)])
+    walks = np.cumsum(np.random.default_rng(0).standard_normal((10_000, k)), axis=1)
+    crossed = (walks >= bound).any(axis=1).mean()
+    assert alpha / 3 < crossed <= alpha, crossed
+    sessions = np.arange(1, k + 1)
+    v = sessions + mixture_width(alpha)
+    two_sided = np.sqrt(v * np.log(v / (mixture_width(alpha) * alpha**2)))
+    assert (bound < two_sided).all()
 
 
 def test_fifty_trades_say_in_plain_words_that_they_cannot_test_yet(settings):

@@ -56,8 +56,8 @@ def test_lower_minimum_runs_and_explains_then_replay_keeps_phase1(real_journal, 
     header = next(line for line in lines if line.startswith("bucket"))
     for column in ("ATR range", "n", "Phase 1", "Phase 2", "OOS P1", "OOS P2", "95% interval"):
         assert column in header
-    rows = [line.split()[0] for line in lines[lines.index(header) + 1 :] if line.strip()][:2]
-    assert rows == ["all", "all"]  # 34 trades: one bucket for every ATR, then the total
+    rows = [line.split()[0] for line in lines[lines.index(header) + 1 :] if line.strip()][:3]
+    assert rows == ["low", "high", "all"]  # 34 trades: two buckets of about 15, then the total
     assert "NOT PUBLISHED (cannot test yet)" in out and "keep Phase 1" in out
     assert "Anytime-valid interval: cannot test yet" in out
     written = tmp_path / "calibration.json"

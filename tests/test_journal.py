@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from gammaride.errors import JournalError, JournalVersionError
-from gammaride.journal import Journal
+from gammaride.journal import Journal, store
 from gammaride.journal.schema import MIGRATIONS, SCHEMA_VERSION, m001_initial
 
 STABLE_SCAN_COLUMNS = [
@@ -53,12 +53,26 @@ def test_a_journal_from_a_newer_version_is_refused(tmp_path):
         Journal(path)
 
 
-def test_a_journal_at_the_first_schema_opens_and_upgrades_keeping_its_rows(tmp_path):
-    path = tmp_path / "old.duckdb"
+def _first_schema_journal(path):
+    """A journal as the first release wrote it (m001 only), open for more rows."""
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
     m001_initial(con)
     con.execute("INSERT INTO schema_migrations VALUES ('m001_initial', now())")
+    return con
+
+
+def _changed_by_hand(path, sql):
+    """A journal at the latest version, then ``sql`` run on it outside gammaride."""
+    Journal(path).close()
+    con = duckdb.connect(str(path))
+    con.execute(sql)
+    con.close()
+
+
+def test_a_journal_at_the_first_schema_opens_and_upgrades_keeping_its_rows(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = _first_schema_journal(path)
     con.execute(
         "INSERT INTO runs (run_id, mode, symbol, status, started_at, settings_json) VALUES "
         "(1, 'replay', 'SPY', 'completed', now(), '{}'), "
@@ -75,6 +89,45 @@ def test_a_journal_at_the_first_schema_opens_and_upgrades_keeping_its_rows(tmp_p
         assert runs.dry_run.tolist() == [False, True]
         trade = j.query("SELECT pnl_usd, gross_pnl_usd, pnl_source FROM trades").iloc[0]
         assert (trade.pnl_usd, trade.gross_pnl_usd, trade.pnl_source) == (12.5, 12.5, "delta_estimate")
+
+
+def test_a_journal_at_the_latest_version_opens_without_rebuilding_the_schema(tmp_path):
+    path = tmp_path / "j.duckdb"
+    Journal(path).close()
+    store._expected_schema.cache_clear()
+    with Journal(path) as j:
+        assert j.schema_version == SCHEMA_VERSION
+    assert store._expected_schema.cache_info().misses == 0
+
+
+def test_an_upgraded_journal_records_its_check_and_then_opens_without_one(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = _first_schema_journal(path)
+    con.close()
+    Journal(path).close()
+    con = duckdb.connect(str(path))
+    assert con.execute("SELECT version FROM schema_state").fetchall() == [(SCHEMA_VERSION,)]
+    con.close()
+    store._expected_schema.cache_clear()
+    Journal(path).close()
+    assert store._expected_schema.cache_info().misses == 0
+
+
+def test_a_column_added_by_hand_is_checked_once_then_opens_fast(tmp_path):
+    path = tmp_path / "j.duckdb"
+    _changed_by_hand(path, "ALTER TABLE trades ADD COLUMN my_note VARCHAR")
+    store._expected_schema.cache_clear()
+    Journal(path).close()  # the full check: nothing missing, the new shape recorded
+    assert store._expected_schema.cache_info().misses == 1
+    Journal(path).close()
+    assert store._expected_schema.cache_info().misses == 1
+
+
+def test_a_column_dropped_after_the_last_check_is_still_refused(tmp_path):
+    path = tmp_path / "j.duckdb"
+    _changed_by_hand(path, "ALTER TABLE trades DROP COLUMN mfe_atr")
+    with pytest.raises(JournalError, match="damaged: column.s. trades.mfe_atr missing"):
+        Journal(path)
 
 
 def test_a_foreign_duckdb_file_is_refused(tmp_path):

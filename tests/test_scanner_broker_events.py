@@ -14,7 +14,7 @@ from gammaride.journal import Journal
 from gammaride.offline import BrokerBehaviour, OfflineAlpaca
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec
 from gammaride.scanner.loop import Scanner
-from gammaride.scanner.positions import client_order_id
+from gammaride.scanner.orders import client_order_id
 from tests.support import offline_broker, offline_scanner
 
 # a quiet settings set: no new signal can enter beside the position under test
@@ -94,7 +94,7 @@ def test_an_itm_contract_held_through_the_close_is_exercised_and_its_shares_repo
     assert [(a["activity_type"], a["symbol"], a["qty"]) for a in acts] == [
         ("OPEXC", contract, "-1"), ("OPTRD", "SPY", "100")]
     assert acts[1]["price"] == "164" and acts[1]["net_amount"] == "-16400" and acts[0]["date"] == "2013-10-08"
-    assert sc.stats.adopted == 0 and not sc.positions  # the shares are not gammaride's trade
+    assert sc.stats.adopted == 0 and not sc.positions.open  # the shares are not gammaride's trade
     t = journal.query("SELECT * FROM trades").iloc[0]
     assert t["status"] == "closed" and t["exit_reason"] == "exercised"
     assert t["exit_price"] == pytest.approx(165.48) and t["exit_premium"] == pytest.approx(1.48)

@@ -16,7 +16,7 @@ import pytest
 
 from gammaride.config import ET
 from gammaride.journal import Journal
-from gammaride.offline import OfflineAlpaca
+from gammaride.offline import DataPlan, OfflineAlpaca
 from gammaride.scanner.loop import Scanner
 from tests.support import offline_scanner
 
@@ -215,6 +215,46 @@ def test_a_kill_right_after_the_exit_order_books_the_real_exit_on_restart(tmp_pa
             assert t["pnl_usd"] == pytest.approx((exit_.filled_avg_price - entry.filled_avg_price) * entry.filled_qty * 100)
             assert t["exit_time"] == pd.Timestamp(exit_.filled_ns, tz="UTC").tz_convert(ET)
             assert any(f"closed by its exit order {cid}-x1" in ln for ln in lines)
-            assert sc.stats.adopted == 0 and not sc.positions
-            assert sc._already_entered(cid)  # the decision was ordered: never entered again
+            assert sc.stats.adopted == 0 and not sc.positions.open
+            assert sc.entries.already_entered(cid)  # the decision was ordered: never entered again
         assert [o.client_order_id for o in srv.broker.orders.values() if o.side == "buy"] == [cid]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_kill_right_after_a_reprice_fill_is_booked_from_its_intent_on_restart(tmp_path):
+    """Indicative asks under the market: the entry's first limit rests unfilled and is
+    cancelled, its reprice (``-r1``) fills, and the run dies before it hears so. The
+    restart books the trade from the reprice's intent, at the broker's price and
+    quantity, and manages it to its exit; the unfilled first order is void."""
+    path = tmp_path / "j.duckdb"
+    with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, data=DataPlan(indicative_skew=0.03)) as srv:
+        taken, release = _hold_the_reply(srv, r"gr-SPY-\d{12}-[CP]-r1")
+        proc = _start_scan(srv, path)
+        _kill_when(proc, taken, release)
+        cid = "gr-SPY-201310071008-C"
+        first, reprice = srv.broker.by_client_id[cid], srv.broker.by_client_id[cid + "-r1"]
+        assert first.filled_qty == 0 and reprice.status == "filled"
+        assert {s: p.qty for s, p in srv.broker.positions.items()} == {reprice.symbol: reprice.filled_qty}
+        with Journal(path) as journal:
+            assert journal.query("SELECT count(*) AS n FROM trades")["n"].iloc[0] == 0
+            intents = journal.query("SELECT client_order_id, purpose FROM order_intents ORDER BY created_at")
+            assert intents.values.tolist() == [[cid, "entry"], [cid + "-r1", "entry_reprice"]]
+
+            sc, lines = _restarted_scanner(srv, journal)
+            sc.run(3)
+            assert any(ln.startswith(f"Booked entry {cid} from the broker's record: {reprice.symbol} "
+                                     f"x{reprice.filled_qty:g} at ${reprice.filled_avg_price:.2f}") for ln in lines)
+            assert not any("which this journal does not know" in ln for ln in lines)
+            assert sc.stats.adopted == 1
+            t = journal.query("SELECT * FROM trades WHERE client_order_id = ?", [cid]).iloc[0]
+            assert t["contracts"] == reprice.filled_qty and t["entry_premium"] == pytest.approx(reprice.filled_avg_price)
+            assert t["status"] == "closed" and t["exit_reason"] == "tp"  # as replay: TP on the 10:12 bar
+            fills = journal.query("SELECT order_id, price, qty FROM fills WHERE side = 'buy'")
+            assert fills.to_dict("records") == [{"order_id": reprice.id, "price": reprice.filled_avg_price,
+                                                 "qty": reprice.filled_qty}]
+            states = journal.query("SELECT client_order_id, state FROM order_intents WHERE purpose LIKE 'entry%' "
+                                   "ORDER BY created_at")
+            assert states.values.tolist() == [[cid, "void"], [cid + "-r1", "booked"]]
+        buys = [o.client_order_id for o in srv.broker.orders.values() if o.side == "buy"]
+        assert buys == [cid, cid + "-r1"]  # nothing bought again
+        assert not srv.broker.positions

@@ -17,7 +17,8 @@ from gammaride.offline import BrokerBehaviour, OfflineAlpaca
 from gammaride.reports import build_report_data
 from gammaride.scanner.broker import AlpacaBroker, OrderSpec, _request, bars_frame, cent
 from gammaride.scanner.loop import SKIP_DECIDED, Scanner
-from gammaride.scanner.positions import ExitDecision, Position, backstop_client_id
+from gammaride.scanner.orders import backstop_client_id
+from gammaride.scanner.positions import ExitDecision, Position
 from tests.support import offline_broker, offline_scanner
 
 TRADE_DAY = "2013-10-07 10:06:30"  # a 10:08 call that exits TP on the 10:12 bar
@@ -41,9 +42,10 @@ class RefusingExits(AlpacaBroker):
         return super().submit_order(spec)
 
 
-def scanner(srv: OfflineAlpaca, journal: Journal, broker_cls=AlpacaBroker, **kw) -> tuple[Scanner, list[str]]:
+def scanner(srv: OfflineAlpaca, journal: Journal, broker_cls=AlpacaBroker, settings: Settings | None = None,
+            **kw) -> tuple[Scanner, list[str]]:
     kw.setdefault("iv_percentile", 0.5)
-    return offline_scanner(srv, journal, broker=offline_broker(srv, broker_cls), **kw)
+    return offline_scanner(srv, journal, settings, offline_broker(srv, broker_cls), **kw)
 
 
 def step_now(sc: Scanner):
@@ -67,7 +69,7 @@ def test_a_failed_trade_write_still_manages_the_position_to_its_exit_and_fails_t
     assert sum(ln.startswith("✗ Error: journal write failed (write trade failed: disk full)") for ln in lines) == 2
     assert any(ln.startswith("Last scan done; managing 1 open position(s)") for ln in lines)
     assert sc.stats.exits == {"tp": 1}
-    assert not held and not open_orders and not sc.positions
+    assert not held and not open_orders and not sc.positions.open
     run = journal.query("SELECT status, summary_json FROM runs").iloc[0]
     assert run["status"] == "failed" and "journal writes failed (write trade failed: disk full)" in run["summary_json"]
     journal.close()
@@ -80,8 +82,8 @@ def test_a_bar_decided_twice_is_skipped_and_never_becomes_a_phantom_trade(tmp_pa
         sc.start()
         first = step_now(sc)
         assert first.row["trade_id"] is not None
-        pos = sc.positions[0]
-        sc._close(pos, ExitDecision("manual", sc._price_now(), sc.clock.now(), False))
+        pos = sc.positions.open[0]
+        sc.positions.close(pos, ExitDecision("manual", sc.positions.price_now(), sc.clock.now(), False))
         again = step_now(sc)  # the next bar is late: the same decision bar again
         assert again.row["skip_reason"] == SKIP_DECIDED and again.row.get("trade_id") is None
         # a new run (restart) at the same moment: the client id is journaled and known
@@ -89,7 +91,7 @@ def test_a_bar_decided_twice_is_skipped_and_never_becomes_a_phantom_trade(tmp_pa
         sc2.start()
         third = step_now(sc2)
         assert third.row["skip_reason"].startswith(SKIP_DECIDED + " (entry gr-SPY-201310081500-C")
-        assert not sc.positions and not sc2.positions and not srv.broker.positions
+        assert not sc.positions.open and not sc2.positions.open and not srv.broker.positions
     trades = journal.query("SELECT trade_id, status FROM trades")
     assert list(trades["status"]) == ["closed"]
     journal.close()
@@ -190,7 +192,7 @@ def test_an_adopted_position_gets_a_backstop(tmp_path):
         sc.start()
         stops = [o for o in conn.broker.orders("open") if o.type == "stop"]
         assert sc.stats.adopted == 1 and len(stops) == 1
-        pos = sc.positions[0]
+        pos = sc.positions.open[0]
         assert stops[0].client_order_id == pos.client_order_id + "-bs" and pos.backstop_id == stops[0].id
         assert stops[0].qty == pos.qty
         journal.close()
@@ -232,14 +234,14 @@ def test_hard_stop_exits_on_the_clock_without_waiting_for_the_bar(tmp_path):
         sc, _ = scanner(srv, journal)
         sc.start()
         step_now(sc)
-        pos = sc.positions[0]
+        pos = sc.positions.open[0]
         srv.advance(150)  # 15:02:35
         now = srv.now()
         pos.hard_stop = now.floor("min")  # 15:02: its bar (15:01-15:02) has not come in
-        bars = sc.fetch_bars(now)
+        bars = sc.market.fetch_bars(now)
         bars = bars[bars.index + pd.Timedelta(minutes=1) < pos.hard_stop]
-        sc._manage(bars, now)
-        assert not sc.positions and not srv.broker.positions
+        sc.positions.manage(bars, now)
+        assert not sc.positions.open and not srv.broker.positions
     t = journal.query("SELECT exit_reason, exit_time FROM trades").iloc[0]
     assert t["exit_reason"] == "hard_stop" and t["exit_time"] == now
     journal.close()
@@ -299,8 +301,8 @@ def test_partial_exit_fills_all_count_in_the_trades_pnl_and_fills(tmp_path):
     # a thin book: at most 3 contracts fill per check, and each exit price rests only 0.5 s
     with OfflineAlpaca(start=TRADE_DAY, speed=0, seed=7, behaviour=BrokerBehaviour(partial_fill_max=3)) as srv:
         journal = Journal(tmp_path / "j.duckdb")
-        sc, lines = scanner(srv, journal, exit_timeout_seconds=0.5)
-        sc.settings = Settings.load(env={}, reprice_seconds=0.5)
+        sc, lines = scanner(srv, journal, settings=Settings.load(env={}, reprice_seconds=0.5),
+                            exit_timeout_seconds=0.5)
         sc.run(8)
         assert not srv.broker.positions
         sells = [f for f in srv.broker.fills if f.side == "sell"]
@@ -329,12 +331,12 @@ def test_a_bracket_leg_filling_while_cancelled_is_booked_not_sold_again(tmp_path
         # a time exit just before the boundary where the TP leg fills (the 10:12 bar)
         now = srv.advance_to("2013-10-07 10:12:59.9")
         sc.clock.sync(now)
-        closed = sc._close(sc.positions[0], ExitDecision("time", sc._price_now(), now, False))
+        closed = sc.positions.close(sc.positions.open[0], ExitDecision("time", sc.positions.price_now(), now, False))
         held = {k: p.qty for k, p in srv.broker.positions.items()}
         exits = [o for o in srv.broker.orders.values() if "-x" in o.client_order_id]
         legs = {o.type: o.status for o in srv.broker.orders.values() if o.parent is not None}
     assert not held and not exits  # flat, and no second sell that would have gone short
-    assert closed and not sc.positions
+    assert closed and not sc.positions.open
     assert legs == {"limit": "filled", "stop": "canceled"}
     t = journal.query("SELECT exit_reason FROM trades").iloc[0]
     assert t["exit_reason"] == "tp"
@@ -377,11 +379,11 @@ def test_the_backstop_waits_until_the_entry_order_is_final(tmp_path):
                        sl=169.0, tp_mult=2, sl_mult=1, hold_until=now + pd.Timedelta(minutes=20),
                        hard_stop=now + pd.Timedelta(hours=4), entry_premium=bought.filled_avg_price, delta=0.9,
                        client_order_id=cid, entry_order_id=rest.id)
-        sc.positions.append(pos)
-        sc._watch_broker()
+        sc.positions.open.append(pos)
+        sc.positions.watch_broker()
         assert pos.backstop_id is None and pos.entry_order_id == rest.id  # not final: no stop yet
         sc.broker.cancel_order(rest.id)
-        sc._watch_broker()
+        sc.positions.watch_broker()
         stops = [o for o in srv.broker.orders.values() if o.type == "stop"]
     assert pos.entry_order_id is None and len(stops) == 1 and stops[0].status == "new"
     assert pos.backstop_id == stops[0].id and stops[0].qty == 2
@@ -403,7 +405,7 @@ def test_an_intent_the_broker_never_received_is_void_and_does_not_block_the_deci
         sc, lines = scanner(srv, journal)
         sc.start()
         assert journal.query("SELECT state FROM order_intents")["state"].tolist() == ["void"]
-        assert not sc._already_entered(cid)
+        assert not sc.entries.already_entered(cid)
         srv.advance_to("2013-10-08 15:00:05")
         outcome = step_now(sc)
         assert outcome.row["trade_id"] is not None  # the 15:00 signal is traded once, now

@@ -11,12 +11,11 @@ from gammaride.errors import BrokerError, CredentialsError
 from gammaride.keys import Keys, find_keys, mask
 from gammaride.rules.risk import DayRisk, entry_block
 from gammaride.scanner.clock import ScaledClock, SteppedClock, next_scan_time
+from gammaride.scanner.orders import client_order_id, is_ours
 from gammaride.scanner.positions import (
     Position,
     check_bars,
     check_price,
-    client_order_id,
-    is_ours,
     record_path,
     trade_metrics,
 )

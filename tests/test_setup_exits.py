@@ -4,7 +4,13 @@ import pytest
 from gammaride.config import Settings
 from gammaride.rules.exits import evaluate_exits, excursions
 from gammaride.rules.session import expiry_and_hard_stop
-from gammaride.rules.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
+from gammaride.rules.setup import (
+    ExitPolicy,
+    calculate_setup,
+    exit_levels,
+    iv_multiplier,
+    position_size,
+)
 
 S = Settings.load(env={})
 
@@ -35,6 +41,21 @@ def test_position_size(equity, atr, mult, expected):
 def test_position_size_capped_by_buying_power():
     assert int(position_size(100_000, 1.25, 1.0, S, buying_power=1_000, premium=3.0)) == 3
     assert int(position_size(100_000, 1.25, 1.0, S, buying_power=100, premium=3.0)) == 0
+
+
+def test_calculate_setup_is_levels_and_size_with_each_cap_named():
+    s = calculate_setup("put", 350.0, 1.25, 0.6, 100_000, S)  # IV high: 1.5x -> 12, capped at 10
+    assert (s.tp, s.sl, s.tp_mult, s.sl_mult, s.phase, s.atr_bucket) == (347.5, 351.25, 2.0, 1.0, 1, "all")
+    assert (s.iv_multiplier, s.sized_contracts, s.contracts, s.capped, s.affordable, s.bp_capped) == \
+        (1.5, 12, 10, True, None, False)
+    bp = calculate_setup("call", 350.0, 1.25, 0.4, 100_000, S, buying_power=1_000, premium=3.0)
+    assert (bp.sized_contracts, bp.contracts, bp.affordable, bp.capped, bp.bp_capped) == (8, 3, 3, False, True)
+    assert calculate_setup("call", 350.0, 1.25, 0.4, 100_000, S, buying_power=100, premium=3.0).contracts == 0
+    # a buying power the account did not report caps nothing; an unknown IV is the mid multiplier
+    unknown = calculate_setup("call", 350.0, 1.25, None, 100_000, S, buying_power=float("nan"), premium=3.0)
+    assert (unknown.contracts, unknown.affordable, unknown.iv_multiplier) == (8, None, 1.0)
+    fitted = ExitPolicy(2, (1.0,), (1.5, 3.0), (0.5, 1.0), ("low", "high"))
+    assert calculate_setup("call", 350.0, 1.25, 0.4, 100_000, S, fitted).as_dict()["atr_bucket"] == "high"
 
 
 def test_phase2_lookup_by_atr_bucket():

@@ -5,9 +5,10 @@ another (the same objective and settings, each earlier sequence a prefix of the 
 the normal case of rerunning as trades accumulate) form one *chain* and share one
 confidence sequence, which is valid at every length at once. A look whose sequence does
 not extend an earlier chain (trades replayed into the past, other settings, the other
-objective) starts a new chain. Chain ``c`` tests at level ``ALPHA / (c (c + 1))``; these
-levels sum to ``ALPHA``, so by the union bound the chance that any look ever publishes on
-a journal without an edge stays at or below ``ALPHA`` (alpha spending over recorded looks).
+objective) starts a new chain. Chain ``c`` publishes only when its lower bound, one-sided
+at level ``ALPHA / (c (c + 1))``, clears zero; these levels sum to ``ALPHA``, so by the
+union bound the chance that any look ever publishes on a journal without an edge stays at
+or below ``ALPHA`` (alpha spending over recorded looks).
 Looks that could not test (too few scored sessions) spend nothing.
 """
 
@@ -31,7 +32,7 @@ class Look:
 
     look: int  # 1 = the first look at this journal
     chain: int | None  # None: it could not test, so it spent nothing
-    alpha: float | None  # the chain's level (two-sided) when it tested
+    alpha: float | None  # the chain's one-sided level (of the lower bound) when it tested
     sequence_key: str  # objective and settings that define the scored sequence
     sessions: int  # scored sessions
     digest: str | None  # digest of the whole scored sequence

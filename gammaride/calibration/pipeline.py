@@ -566,8 +566,9 @@ def _verdict(r: CalibrationResult, fits: list[BucketFit], min_bucket: int, n: in
             f"out of sample ({r.oos_n} trades in {r.oos_sessions} sessions, each scored "
             f"by a fit on earlier sessions only{left}) Phase 2 earned {_money(r.oos_phase2, u)} {per} "
             f"against {_money(r.oos_phase1, u)} for Phase 1 on the same trades: "
-            f"{_money(r.oos_improvement, u)}{rel}; anytime-valid {1 - r.level:.1%} interval "
-            f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] (look {look} at this journal, test chain "
+            f"{_money(r.oos_improvement, u)}{rel}; anytime-valid interval "
+            f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] (each bound holds at {1 - r.level:.1%} at "
+            f"every journal length at once; look {look} at this journal, test chain "
             f"{chain}: valid however often calibrate is rerun)"
         )
         head = "NOT PUBLISHED"
@@ -677,7 +678,7 @@ def _document(
             },
             "exits": "the exit rules of gammaride.rules.exits on each trade's recorded path",
             "surface": f"per-bucket WLS of mean outcome on a degree-{DEGREE} polynomial in tp, sl (inverse-variance weights)",
-            "buckets": "up to three ATR quantile buckets, each with at least twice the bucket minimum",
+            "buckets": "up to three ATR quantile buckets, as many as give each the bucket minimum",
             "shrinkage": f"toward Phase 1 by n / (n + {min_bucket}); buckets under {min_bucket} trades keep Phase 1",
             "validation": (
                 f"prequential by session ({folds} fits): each session scored by a fit on earlier "
@@ -685,13 +686,13 @@ def _document(
                 f"every session for {EVERY_SESSION} sessions, then every {REFIT_GROWTH - 1:.0%} growth"
             ),
             "interval": (
-                "anytime-valid normal-mixture confidence sequence on session sums (Howard et al. "
+                "anytime-valid one-sided normal-mixture bounds on session sums (Howard et al. "
                 f"2021; Waudby-Smith et al. 2024), tuned for {CS_TARGET_SESSIONS} sessions; "
                 f"bucket and ci95 figures: one-look session bootstrap-t, {n_boot} draws, seed {seed}"
             ),
             "publish_rule": (
-                "the anytime-valid interval of the improvement above zero, from at least "
-                f"{MIN_OOS_SESSIONS} scored sessions; test chain c runs at level "
+                "the anytime-valid lower bound of the improvement above zero, from at least "
+                f"{MIN_OOS_SESSIONS} scored sessions; test chain c runs at one-sided level "
                 f"{ALPHA:g} / (c (c + 1))"
             ),
         },

@@ -10,9 +10,10 @@ place in the journal, so a session's score does not change when later trades are
 every rerun sees the same sequence, only longer.
 
 **Anytime-valid interval.** The mean improvement per trade gets a confidence sequence: the
-normal-mixture boundary of Howard, Ramdas, McAuliffe and Sekhon (2021, "Time-uniform,
-nonparametric, nonasymptotic confidence sequences", Annals of Statistics 49(2)) applied
-with the estimated variance of the session sums, as in the asymptotic confidence
+one-sided normal-mixture boundary of Howard, Ramdas, McAuliffe and Sekhon (2021,
+"Time-uniform, nonparametric, nonasymptotic confidence sequences", Annals of Statistics
+49(2)) on each side (publishing reads only the lower bound, so only that side is paid
+for), applied with the estimated variance of the session sums, as in the asymptotic confidence
 sequences of Waudby-Smith, Arnold, Wu, Howard and Ramdas (2024, "Time-uniform central
 limit theory and asymptotic confidence sequences", Annals of Statistics 52(6)). It holds
 at every number of sessions at once, so looking again after each new session does not
@@ -188,18 +189,48 @@ class SessionSums:
 
 
 def cs_half_width(session_var: float, sessions: float, trades: float, alpha: float) -> float:
-    """Half width of the two-sided (1 - alpha) normal-mixture confidence sequence for a
-    mean per trade after ``sessions`` sessions and ``trades`` trades (Howard et al. 2021,
-    mixture precision set for :data:`CS_TARGET_SESSIONS` sessions)."""
-    la = -2.0 * math.log(alpha)
-    k0 = CS_TARGET_SESSIONS / (la + math.log(1.0 + la))
+    """Distance from the mean per trade to the one-sided (1 - alpha) anytime-valid bound
+    after ``sessions`` sessions and ``trades`` trades: the one-sided normal-mixture
+    boundary of Howard et al. (2021) (a half-normal mixture over the tilt, so that only
+    the side the publish decision reads is paid for), in units of the session sums'
+    spread, with the mixture's width tuned for :data:`CS_TARGET_SESSIONS` sessions."""
+    return math.sqrt(session_var) * one_sided_mixture(sessions, alpha) / trades
+
+
+def mixture_width(alpha: float) -> float:
+    """The mixture's width (in sessions) that makes the boundary tightest near
+    :data:`CS_TARGET_SESSIONS` sessions (Howard et al.'s closed form for the two-sided
+    boundary at ``2 alpha``, which the one-sided boundary approaches)."""
+    la = -2.0 * math.log(2.0 * alpha)
+    return CS_TARGET_SESSIONS / (la + math.log(1.0 + la))
+
+
+def one_sided_mixture(sessions: float, alpha: float) -> float:
+    """The boundary ``s`` (in standard deviations of one session's sum) at which the
+    half-normal mixture martingale ``2 sqrt(k0 / v) exp(s^2 / 2v) Phi(s / sqrt(v))``,
+    ``v = sessions + k0``, reaches ``1 / alpha``; by Ville's inequality a sum of
+    mean-zero session results crosses it at some length with probability at most alpha."""
+    k0 = mixture_width(alpha)
     v = sessions + k0
-    return math.sqrt(session_var * v * math.log(v / (k0 * alpha**2))) / trades
+    target = -math.log(alpha)
+
+    def excess(s: float) -> float:
+        phi = 0.5 * math.erfc(-s / math.sqrt(2.0 * v))
+        return math.log(2.0) + 0.5 * math.log(k0 / v) + s * s / (2.0 * v) + math.log(phi) - target
+
+    # the two-sided boundary at alpha bounds the root from above (Phi <= 1 there costs
+    # at most log 2), and the excess at 0 is negative: bisect between them
+    lo, hi = 0.0, math.sqrt(v * math.log(v / (k0 * alpha**2)))
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if excess(mid) < 0 else (lo, mid)
+    return hi
 
 
 def confidence_sequence(s: SessionSums, alpha: float) -> tuple[float, float]:
-    """(low, high) of the anytime-valid interval for the mean per trade; a zero spread is
-    a zero width."""
+    """(low, high) anytime-valid bounds for the mean per trade, each one-sided at level
+    ``alpha`` (together a two-sided ``1 - 2 alpha`` interval); a zero spread is a zero
+    width. Publishing reads only ``low``."""
     var = s.session_var
     if not math.isfinite(var):
         return (float("nan"), float("nan"))

@@ -70,9 +70,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cache_arguments(history)
 
 
-def run(args: argparse.Namespace) -> int:
+class _Silent:
+    """The progress steps when nothing is drawn (quiet, JSON, not a terminal): tqdm is not
+    even imported."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _steps(show: bool):
+    if not show:
+        return _Silent()
     from tqdm import tqdm
 
+    return tqdm(total=3, desc="replay", unit="step", leave=False)
+
+
+def run(args: argparse.Namespace) -> int:
     from gammaride.data.bars import load_bars, load_daily, sample_paths
     from gammaride.replay.engine import IVChoice, run_replay
     from gammaride.rules.gamma import REPLAY_REASON
@@ -107,11 +127,11 @@ def run(args: argparse.Namespace) -> int:
             iv = IVChoice("proxy", daily=history.daily)
         pricer = OptionPricer(CachedOptionBars(fetcher.cache, fetcher), history.daily)
         source = f"Alpaca {settings.symbol} {args.start} .. {args.end} ({fetcher.feed}, cache {fetcher.cache.root})"
-        steps = tqdm(total=3, desc="replay", disable=not show, unit="step", leave=False)
+        steps = _steps(show)
         steps.update()
     else:
         paths = [Path(p) for p in args.bars] or sample_paths()
-        steps = tqdm(total=3, desc="replay", disable=not show, unit="step", leave=False)
+        steps = _steps(show)
         steps.set_postfix_str(f"loading {len(paths)} file(s)")
         bars = load_bars(paths, label=args.label)
         source = ", ".join(p.name for p in paths) if args.bars else "bundled sample"

@@ -35,27 +35,25 @@ def load_bars(paths: str | Path | Iterable[str | Path], label: str | None = None
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    frames = []
-    sources = []
-    for p in paths:
-        frame = _load_one(Path(p), label)
-        frames.append(frame)
-        sources.append(np.full(len(frame), str(p), dtype=object))
+    paths = [str(p) for p in paths]
+    frames = [_load_one(Path(p), label) for p in paths]
     if not frames:
         raise BarsFileError("(no files)", "no bars files were given", "pass at least one file")
-    bars = pd.concat(frames) if len(frames) > 1 else frames[0]
-    if len(frames) > 1:
-        src = np.concatenate(sources)
-        order = np.argsort(bars.index.asi8, kind="stable")
-        bars, src = bars.iloc[order], src[order]
-        dup = bars.index.duplicated()
-        if dup.any():
-            i = int(np.argmax(dup))
-            raise BarsFileError(
-                src[i],
-                f"bar {bars.index[i]} also appears in {src[i - 1]}",
-                "pass each session once (remove the overlapping file)",
-            )
+    if len(frames) == 1:
+        return frames[0]
+    bars = pd.concat(frames)
+    # each bar's file, as an index into ``paths``
+    src = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+    order = np.argsort(bars.index.asi8, kind="stable")
+    bars, src = bars.iloc[order], src[order]
+    dup = bars.index.duplicated()
+    if dup.any():
+        i = int(np.argmax(dup))
+        raise BarsFileError(
+            paths[src[i]],
+            f"bar {bars.index[i]} also appears in {paths[src[i - 1]]}",
+            "pass each session once (remove the overlapping file)",
+        )
     return bars
 
 

@@ -338,6 +338,21 @@ def m009_scan_gamma(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE scans ADD COLUMN {col} {kind}")
 
 
+def m010_schema_state(con: duckdb.DuckDBPyConnection) -> None:
+    """The schema this journal last passed its full check with (a digest of its tables and
+    columns, at its migration version): a journal that still matches it opens with one
+    query instead of rebuilding every migration to compare."""
+    con.execute(
+        """
+        CREATE TABLE schema_state (
+            version      INTEGER NOT NULL,       -- migrations applied when it was checked
+            fingerprint  VARCHAR NOT NULL,       -- md5 of the sorted table.column names
+            checked_at   TIMESTAMPTZ NOT NULL
+        )
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m001_initial", m001_initial),
     ("m002_order_intents", m002_order_intents),
@@ -348,6 +363,7 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m007_calibrations", m007_calibrations),
     ("m008_scan_skip_code", m008_scan_skip_code),
     ("m009_scan_gamma", m009_scan_gamma),
+    ("m010_schema_state", m010_schema_state),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

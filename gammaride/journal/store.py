@@ -47,6 +47,8 @@ from gammaride.journal.schema import (
     TRADE_COLUMNS,
 )
 
+_KNOWN_NAMES = sorted(name for name, _ in MIGRATIONS)
+
 # A run made with --dry-run (orders simulated, nothing sent): the ``runs.dry_run`` column
 # (m003, backfilled from settings_json). SQL over ``runs r``.
 DRY_RUN_SQL = "coalesce(r.dry_run, false)"
@@ -70,6 +72,20 @@ def _columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     return con.execute(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
     ).fetchall()
+
+
+# A digest of every table and column: what a journal is compared with on open.
+_FINGERPRINT_SQL = (
+    "SELECT md5(coalesce(string_agg(table_name || '.' || column_name, ',' ORDER BY table_name, column_name), "
+    "'')) FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'main'"
+)
+# The one query of a journal at the latest version: its migrations, the fingerprint its
+# last full check recorded (m010) and its fingerprint now.
+_CURRENT_SQL = (
+    "SELECT (SELECT list(name ORDER BY name) FROM schema_migrations), "
+    "(SELECT max(fingerprint) FROM schema_state WHERE version = ?), "
+    f"({_FINGERPRINT_SQL})"
+)
 
 
 def _check_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
@@ -143,6 +159,8 @@ class Journal:
         # write takes a fraction of a second, so a short wait; a writer must not lose a scan
         self.lock_wait = float(lock_wait) if lock_wait is not None else (60.0 if self.shared else 15.0)
         self._con: duckdb.DuckDBPyConnection | None = None
+        # a file that does not exist yet is a new journal: nothing to ask it before migrating
+        self._new = self.path == ":memory:" or not Path(self.path).exists()
         if read_only and self.path != ":memory:":
             self._snapshot()
             return
@@ -150,12 +168,13 @@ class Journal:
         self._checked(lambda: self._migrate(read_only))
 
     def _checked(self, migrate) -> None:
-        """Migrate and check the schema under one hold (no reader between two migrations);
-        a failure lets go of the file and says what to do."""
+        """Migrate and check the schema under one hold (no reader between two migrations),
+        unless the journal is at the latest version and its tables and columns are those
+        its last full check recorded; a failure lets go of the file and says what to do."""
         try:
             with self._held():
-                migrate()
-                _check_schema(self.con, self.path)
+                if not self._schema_current():
+                    migrate()
         except duckdb.Error as exc:
             self._release()
             raise JournalError(
@@ -224,7 +243,21 @@ class Journal:
             self._con.close()
             self._con = None
 
+    def _schema_current(self) -> bool:
+        """One query: every migration applied and the tables and columns unchanged since
+        the last full check (m010 records it). Anything else (an older or newer journal,
+        a table dropped or added by hand) takes the full path: migrate and check."""
+        if self._new:
+            return False
+        try:
+            applied, recorded, now = self.con.execute(_CURRENT_SQL, [SCHEMA_VERSION]).fetchall()[0]
+        except duckdb.CatalogException:  # before m010, or not a journal
+            return False
+        return recorded is not None and recorded == now and applied == _KNOWN_NAMES
+
     def _pending(self) -> bool:
+        if self._schema_current():
+            return False
         tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "schema_migrations" not in tables:
             return False  # _migrate says what this file is
@@ -291,6 +324,17 @@ class Journal:
 
     # schema ---------------------------------------------------------------------
     def _migrate(self, read_only: bool) -> None:
+        """Apply the pending migrations, check the schema and record the check (m010), all
+        in one transaction: a new journal is made in one commit, and one that fails the
+        check (or a migration) is left as it was."""
+        if read_only:
+            self._upgrade(read_only)
+            return
+        with self.transaction():
+            self._upgrade(read_only)
+        self._new = False
+
+    def _upgrade(self, read_only: bool) -> None:
         tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "schema_migrations" not in tables:
             if tables and not read_only:
@@ -313,10 +357,19 @@ class Journal:
                 "upgrade gammaride (pip install -U gammaride) to open it"
             )
         pending = [(n, fn) for n, fn in MIGRATIONS if n not in applied]
+        if read_only:
+            if pending:
+                raise JournalError(f"journal {self.path} has schema version {len(applied)} and needs an "
+                                   "upgrade; run the command again (a writing open upgrades it)")
+            _check_schema(self.con, self.path)
+            return
         for name, fn in pending:
-            with self.transaction():
-                fn(self.con)
-                self.con.execute("INSERT INTO schema_migrations VALUES (?, ?)", [name, _now()])
+            fn(self.con)
+            self.con.execute("INSERT INTO schema_migrations VALUES (?, ?)", [name, _now()])
+        if applied:  # a new journal holds what the migrations just made: nothing to check
+            _check_schema(self.con, self.path)
+        self.con.execute("DELETE FROM schema_state")
+        self.con.execute(f"INSERT INTO schema_state SELECT ?, ({_FINGERPRINT_SQL}), ?", [SCHEMA_VERSION, _now()])
 
     @property
     @_holding
@@ -369,8 +422,10 @@ class Journal:
     def _insert_frame(self, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
         if frame.empty:
             return
-        missing = [c for c in columns if c not in frame.columns]
-        data = frame.assign(**{c: None for c in missing})[columns]
+        # only the columns the frame has: the table's default (NULL) fills the others
+        # without scanning a column of Python Nones per row
+        columns = [c for c in columns if c in frame.columns]
+        data = frame[columns]
         # pandas 3 infers a 'str' dtype that older DuckDB releases cannot scan; object can.
         text = [c for c in columns if pd.api.types.is_string_dtype(data[c].dtype) and data[c].dtype != object]
         if text:

@@ -10,24 +10,23 @@ mapping DESIGN.md promises, so a Colab cell can print or inspect it.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from gammaride.config import ET
 from gammaride.connection import Connection
 from gammaride.errors import BrokerError
 from gammaride.journal import Journal
+from gammaride.rules import setup as rules
 from gammaride.rules.contracts import choose_contract, marketable_limit
 from gammaride.rules.gamma import gate_block
-from gammaride.rules.setup import ExitPolicy, exit_levels, iv_multiplier, position_size
+from gammaride.rules.setup import ExitPolicy
 from gammaride.scanner.broker import OrderSpec
 from gammaride.scanner.gamma_source import GammaSource
-from gammaride.scanner.positions import (
+from gammaride.scanner.orders import (
     cancel_and_settle,
     client_order_id,
     order_row,
@@ -95,29 +94,39 @@ def calculate_setup(
     conn: Connection, conditions: dict[str, Any], policy: ExitPolicy | None = None,
     equity: float | None = None,
 ) -> dict[str, Any]:
-    """``entry``, ``tp``, ``sl``, ``atr``, ``contracts`` (int >= 1), ``iv_multiplier``
-    (0.8/1.0/1.5), ``phase``, ``tp_mult``, ``sl_mult`` for the conditions' direction."""
+    """``entry``, ``tp``, ``sl``, ``atr``, ``contracts``, ``iv_multiplier`` (0.8/1.0/1.5),
+    ``phase``, ``tp_mult``, ``sl_mult`` for the conditions' direction, sized as the
+    scanner sizes (:func:`gammaride.rules.setup.calculate_setup`): capped by
+    ``max_contracts`` and by what the options buying power pays for the contract
+    ``submit_order`` would buy, at its marketable limit (``contract``, ``premium``,
+    ``buying_power``, ``affordable``, ``bp_capped``). ``contracts`` is 0 when the buying
+    power cannot pay for one contract."""
     s = conn.settings
-    policy = policy or ExitPolicy.phase1(s)
     direction = conditions.get("direction") or "call"
-    atr, entry = float(conditions["atr"]), float(conditions["price"])
-    tp_mult, sl_mult, label = (np.asarray(v, dtype=object).reshape(-1)[0] for v in policy.lookup(atr))
-    tp, sl = exit_levels(direction, entry, atr, tp_mult, sl_mult)
+    buying_power = None
     if equity is None:
         try:
-            equity = conn.broker.account().equity
+            acct = conn.broker.account()
+            equity, buying_power = acct.equity, acct.options_buying_power
         except BrokerError:
             equity = s.starting_equity
-    mult = float(iv_multiplier(conditions.get("iv_percentile", float("nan")), s))
-    contracts = int(position_size(equity, atr, mult, s))
-    # the sizing rule without the cap: Block 4 says when max_contracts cut it
-    sized = int(position_size(equity, atr, mult, dataclasses.replace(s, max_contracts=10_000)))
-    return {
-        "entry": entry, "tp": float(tp), "sl": float(sl), "atr": atr, "contracts": max(1, contracts),
-        "sized_contracts": max(1, sized), "max_contracts": s.max_contracts,
-        "iv_multiplier": mult, "phase": policy.phase, "tp_mult": float(tp_mult), "sl_mult": float(sl_mult),
-        "atr_bucket": str(label), "direction": direction,
-    }
+    contract, premium = _contract_and_limit(conn, conditions, direction)
+    setup = rules.calculate_setup(direction, float(conditions["price"]), float(conditions["atr"]),
+                        conditions.get("iv_percentile"), equity, s, policy,
+                        buying_power=buying_power, premium=premium)
+    return {**setup.as_dict(), "contract": contract}
+
+
+def _contract_and_limit(conn: Connection, conditions: dict[str, Any], direction: str) -> tuple[str | None, float | None]:
+    """The contract ``submit_order`` would buy and its marketable limit (None, None without one)."""
+    chain = conditions.get("chain")
+    if chain is None or "decision_time" not in conditions:
+        return None, None
+    choice, _ = choose_contract(chain, direction, float(conditions["price"]), conditions["decision_time"],
+                                conn.settings)
+    if choice is None:
+        return None, None
+    return choice.symbol, float(marketable_limit("buy", choice.bid, choice.ask, root=conn.settings.symbol))
 
 
 _sim_counter = 0
@@ -145,6 +154,9 @@ def submit_order(
     if direction not in ("call", "put"):
         return {"status": "error", "order_id": None, "timestamp": now, "contracts": 0,
                 "message": "no direction: there is no signal to trade"}
+    if int(setup.get("contracts") or 0) < 1:
+        return {"status": "error", "order_id": None, "timestamp": now, "contracts": 0,
+                "message": "no contracts: the options buying power cannot pay for one (Block 4)"}
     choice, why = (choose_contract(chain, direction, setup["entry"], conditions["decision_time"], conn.settings)
                    if chain is not None else (None, "no option chain"))
     if choice is None:

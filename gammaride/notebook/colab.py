@@ -346,9 +346,16 @@ def print_setup(setup: Mapping[str, Any] | None, cond: Mapping[str, Any], out: O
     out(f"✓ ATR(14) ${setup['atr']:.2f} · entry ${setup['entry']:.2f} (the underlying at the decision)")
     out(f"✓ {direction}: TP ${setup['tp']:.2f} ({setup['tp_mult']:.1f} ATR) · SL ${setup['sl']:.2f} "
         f"({setup['sl_mult']:.1f} ATR)")
-    out(f"✓ contracts {setup['contracts']} (1% of equity per ATR move, IV multiplier {setup['iv_multiplier']:.1f}x)")
-    if setup.get("sized_contracts", 0) > setup["contracts"]:
+    if setup["contracts"] < 1:
+        out(f"✗ contracts 0: options buying power ${setup['buying_power']:,.2f} cannot pay one "
+            f"{setup.get('contract')} at ${setup['premium']:.2f}")
+    else:
+        out(f"✓ contracts {setup['contracts']} (1% of equity per ATR move, IV multiplier {setup['iv_multiplier']:.1f}x)")
+    if setup.get("capped", setup.get("sized_contracts", 0) > setup["contracts"]):
         out(f"✓ capped by max_contracts {setup.get('max_contracts')}: the sizing rule gives {setup['sized_contracts']}")
+    if setup.get("bp_capped") and setup["contracts"] >= 1:
+        out(f"✓ capped by options buying power ${setup['buying_power']:,.2f}: {setup['affordable']} x "
+            f"{setup.get('contract')} at ${setup['premium']:.2f}")
     if setup["phase"] == 1:
         out("✓ phase 1: fixed exits until 50 trades calibrate them (Block 7)")
     else:

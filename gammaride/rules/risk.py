@@ -1,5 +1,5 @@
 """Risk limits before an entry: open positions, trades per day, daily loss kill switch
-(contracts against buying power are capped by ``setup.position_size``). Pure: the loop
+(contracts against buying power are capped by ``setup.calculate_setup``). Pure: the loop
 passes in the day's state."""
 
 from __future__ import annotations

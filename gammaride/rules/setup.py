@@ -1,7 +1,12 @@
-"""Trade setup: exit levels (Phase 1 or 2), IV multiplier and position size. Pure, vectorized."""
+"""Trade setup: exit levels (Phase 1 or 2), IV multiplier and position size, and the one
+:func:`calculate_setup` that puts them together for the scanner, the notebook and replay.
+Pure. Exit levels and the policy lookup are vectorized (replay takes every signal at
+once); sizing is per trade, since each trade's equity follows from the trades before it."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,36 +93,134 @@ def exit_levels(
     return tp, sl
 
 
-def iv_multiplier(iv_percentile: np.ndarray | float, settings: Settings) -> np.ndarray:
-    """0.8 below 0.30, 1.0 for 0.30-0.50, 1.5 above 0.50 (defaults). Unknown IV: 1.0."""
-    iv = np.asarray(iv_percentile, dtype=float)
-    return np.where(
-        ~np.isfinite(iv),
-        settings.iv_mult_mid,
-        np.where(
-            iv < settings.iv_threshold,
-            settings.iv_mult_low,
-            np.where(iv > settings.iv_band_high, settings.iv_mult_high, settings.iv_mult_mid),
-        ),
-    )
+def iv_multiplier(iv_percentile: np.ndarray | float | None, settings: Settings) -> np.ndarray | float:
+    """0.8 below 0.30, 1.0 for 0.30-0.50, 1.5 above 0.50 (defaults). Unknown IV: 1.0.
+    One IV gives a float, an array of them an array."""
+    if np.ndim(iv_percentile):
+        return np.array([iv_multiplier(v, settings) for v in np.asarray(iv_percentile, dtype=float).ravel()])
+    iv = float("nan") if iv_percentile is None else float(iv_percentile)
+    if not math.isfinite(iv):
+        return settings.iv_mult_mid
+    if iv < settings.iv_threshold:
+        return settings.iv_mult_low
+    return settings.iv_mult_high if iv > settings.iv_band_high else settings.iv_mult_mid
 
 
-def position_size(
-    equity: np.ndarray | float,
-    atr: np.ndarray | float,
-    iv_mult: np.ndarray | float,
-    settings: Settings,
-    buying_power: float | None = None,
-    premium: float | None = None,
-) -> np.ndarray:
+def uncapped_size(equity: float, atr: float, iv_mult: float, settings: Settings) -> float:
+    """The sizing rule alone: ``max(1, floor((equity * 1%) / (ATR * 100) * iv_mult))``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = np.float64(equity) * settings.risk_per_trade / (np.float64(atr) * 100.0)
+        raw = np.floor(base * np.float64(iv_mult))
+    return 1.0 if np.isnan(raw) else float(max(1.0, raw))
+
+
+def capped_size(sized: float, settings: Settings, buying_power: float | None = None,
+                premium: float | None = None) -> int:
+    """``sized`` capped by max_contracts and, when given, by the buying power at ``premium``;
+    0 only when the buying power cannot pay for one contract."""
+    contracts = min(sized, settings.max_contracts)
+    if buying_power is not None and premium is not None and premium > 0:
+        contracts = min(contracts, affordable_contracts(buying_power, premium))
+    return int(contracts)
+
+
+def position_size(equity: float, atr: float, iv_mult: float, settings: Settings,
+                  buying_power: float | None = None, premium: float | None = None) -> int:
     """``max(1, floor((equity * 1%) / (ATR * 100) * iv_mult))``, capped by max_contracts
     and, when given, by what the options buying power pays for at ``premium`` a share.
     Returns 0 only when buying power cannot pay for one contract.
     """
-    base = np.asarray(equity, dtype=float) * settings.risk_per_trade / (np.asarray(atr, dtype=float) * 100.0)
-    raw = np.floor(base * np.asarray(iv_mult, dtype=float))
-    contracts = np.minimum(np.maximum(1, np.where(np.isnan(raw), 1.0, raw)), settings.max_contracts)
-    if buying_power is not None and premium is not None and premium > 0:
-        affordable = np.floor(buying_power / (premium * 100.0))
-        contracts = np.minimum(contracts, np.maximum(affordable, 0))
-    return contracts.astype(np.int64)
+    return capped_size(uncapped_size(equity, atr, iv_mult, settings), settings, buying_power, premium)
+
+
+def affordable_contracts(buying_power: float, premium: float) -> int:
+    """Whole contracts ``buying_power`` pays for at ``premium`` a share (100 shares each)."""
+    return int(max(np.floor(buying_power / (premium * 100.0)), 0))
+
+
+@dataclass(frozen=True)
+class ExitPlan:
+    """One trade's TP and SL levels (underlying prices) and the multipliers behind them."""
+
+    tp: float
+    sl: float
+    tp_mult: float
+    sl_mult: float
+    atr_bucket: str
+    phase: int
+
+
+def exit_plan(direction: str, entry: float, atr: float, policy: ExitPolicy) -> ExitPlan:
+    """TP/SL of one trade from the exit policy's multipliers for its ATR bucket."""
+    tp_mult, sl_mult, bucket = (np.asarray(v, dtype=object).reshape(-1)[0] for v in policy.lookup(atr))
+    tp, sl = exit_levels(direction, entry, atr, tp_mult, sl_mult)
+    return ExitPlan(float(tp), float(sl), float(tp_mult), float(sl_mult), str(bucket), policy.phase)
+
+
+@dataclass(frozen=True)
+class Setup(ExitPlan):
+    """One trade's setup: its exit plan (levels from the exit policy) and its size.
+
+    ``sized_contracts`` is the sizing rule alone; ``contracts`` is what is bought, after
+    ``max_contracts`` (``capped``) and, when a premium was given, after what the buying
+    power pays for (``affordable``; ``bp_capped``). ``contracts`` is 0 only when the
+    buying power cannot pay for one contract.
+    """
+
+    direction: str
+    entry: float  # the underlying at the decision
+    atr: float
+    iv_multiplier: float
+    equity: float
+    sized_contracts: int
+    max_contracts: int
+    contracts: int
+    capped: bool  # max_contracts cut the size
+    buying_power: float | None = None
+    premium: float | None = None  # the price a share the contracts are bought at
+    affordable: int | None = None  # contracts the buying power pays for at ``premium``
+
+    @property
+    def bp_capped(self) -> bool:
+        """The buying power, not the rule or max_contracts, set the size."""
+        return self.affordable is not None and self.affordable < min(self.sized_contracts, self.max_contracts)
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "bp_capped": self.bp_capped}
+
+
+def calculate_setup(
+    direction: str,
+    entry: float,
+    atr: float,
+    iv_percentile: float | None,
+    equity: float,
+    settings: Settings,
+    policy: ExitPolicy | None = None,
+    *,
+    buying_power: float | None = None,
+    premium: float | None = None,
+    plan: ExitPlan | None = None,
+) -> Setup:
+    """The setup of a ``direction`` trade decided at ``entry`` with this ``atr``: TP/SL
+    from ``policy`` (Phase 1 by default), contracts from 1% of ``equity`` per ATR move
+    times the IV multiplier, capped by ``max_contracts`` and, with a ``premium`` (a
+    share), by what ``buying_power`` pays for. Pure: the scanner, the notebook and
+    replay size with it. ``plan``: the levels when the caller holds them already (replay
+    works them out for every signal at once with :func:`exit_levels`)."""
+    plan = plan or exit_plan(direction, entry, atr, policy or ExitPolicy.phase1(settings))
+    mult = float(iv_multiplier(iv_percentile, settings))
+    sized = uncapped_size(equity, atr, mult, settings)
+    # an unknown buying power (missing from the account) caps nothing
+    priced = (buying_power is not None and premium is not None and bool(np.isfinite(buying_power))
+              and bool(np.isfinite(premium)) and premium > 0)
+    return Setup(
+        **vars(plan), direction=str(direction), entry=float(entry), atr=float(atr),
+        iv_multiplier=mult, equity=float(equity),
+        sized_contracts=int(min(sized, np.iinfo(np.int32).max)), max_contracts=int(settings.max_contracts),
+        contracts=capped_size(sized, settings, buying_power if priced else None, premium if priced else None),
+        capped=sized > settings.max_contracts,
+        buying_power=float(buying_power) if buying_power is not None else None,
+        premium=float(premium) if premium is not None else None,
+        affordable=affordable_contracts(buying_power, premium) if priced else None,
+    )

@@ -23,6 +23,12 @@ from gammaride.errors import BrokerError
 from gammaride.rules.contracts import marketable_limit, to_tick
 from gammaride.scanner.broker import Broker, OptionQuote, OrderInfo, OrderSpec
 from gammaride.scanner.clock import Clock
+from gammaride.scanner.orders import (
+    cancel_and_settle,
+    reprice_client_id,
+    submit_idempotent,
+    wait_for_fill,
+)
 
 
 @dataclass
@@ -44,14 +50,6 @@ class Execution:
         if q <= 0:
             return math.nan
         return float(sum(o.filled_qty * o.filled_avg_price for o in self.orders if o.filled_qty > 0) / q)
-
-
-def slippage_per_contract(side: str, fill_price: float, quote_price: float) -> float:
-    """USD per contract paid past the quote (+ is worse for us): a buy above the ask, a
-    sell below the bid."""
-    if not (np.isfinite(fill_price) and np.isfinite(quote_price)):
-        return math.nan
-    return round((fill_price - quote_price if side == "buy" else quote_price - fill_price) * 100.0, 6)
 
 
 def step_limit(side: str, quote: OptionQuote, step: int, settings: Settings, root: str) -> float:
@@ -102,8 +100,6 @@ def fill_marketable(
     holds a fresh quote. ``submit(spec, step)`` sends one order (default: idempotently,
     straight to the broker; the scanner journals an intent first).
     """
-    from gammaride.scanner.positions import cancel_and_settle, submit_idempotent, wait_for_fill
-
     get_quote = quote or (lambda: broker.option_quote(contract))
     send = submit or (lambda spec, step: submit_idempotent(broker, spec))
     out = Execution()
@@ -119,7 +115,7 @@ def fill_marketable(
             out.reason = problem
             break
         limit = step_limit(side, q, k, settings, root)
-        cid = client_order_id if k == 0 else f"{client_order_id}-r{k}"
+        cid = reprice_client_id(client_order_id, k)
         spec = OrderSpec(contract, remaining, side, "limit", limit_price=limit, client_order_id=cid)
         try:
             sent = send(spec, k)

@@ -20,7 +20,7 @@ from gammaride.config import ET, Settings
 from gammaride.errors import BrokerError
 from gammaride.rules.contracts import parse_occ
 from gammaride.rules.gamma import GAMMA_COLUMNS, GammaExposure, measure, missing
-from gammaride.scanner.positions import short_error
+from gammaride.scanner.record import short_error
 
 REFETCH_MINUTES = 15
 
