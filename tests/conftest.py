@@ -37,8 +37,9 @@ def pytest_collection_finish(session):
             if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
     if lost:
         session.config.issue_config_time_warning(pytest.PytestConfigWarning(
-            f"--dist loadgroup did not group {len(lost)} tests such as {lost[0]}: this pytest-xdist "
-            "cannot mark this pytest's node ids (pytest-xdist issue 1386); install pytest<9.2"), stacklevel=2)
+            f"--dist loadgroup did not group {len(lost)} tests such as {lost[0]}: xdist did not mark "
+            "their node ids (pytest 9.2 and pytest-xdist 3.8, pytest-xdist issue 1386: install "
+            "pytest<9.2; or a grouping hook that ran after xdist's)"), stacklevel=2)
 
 
 @pytest.fixture(scope="session", autouse=True)
