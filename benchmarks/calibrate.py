@@ -22,11 +22,14 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests.synthetic
 
 from gammaride.calibration import (
     SL_GRID,
@@ -38,7 +41,10 @@ from gammaride.calibration import (
 )
 from gammaride.calibration.grid import simulate_one
 from gammaride.calibration.pipeline import _sessions as session_dates
-from gammaride.calibration.synthetic import (
+from gammaride.calibration.validate import SessionSums
+from gammaride.config import Settings
+from gammaride.journal import Journal
+from tests.synthetic import (  # test support, not part of the installed package
     REGIMES,
     shaped_paths,
     synthetic_frames,
@@ -46,9 +52,6 @@ from gammaride.calibration.synthetic import (
     unit_trades,
     write_journal,
 )
-from gammaride.calibration.validate import SessionSums
-from gammaride.config import Settings
-from gammaride.journal import Journal
 
 
 def false_publishes(settings: Settings, journals: int, trades: int, looks: int) -> dict:

@@ -22,13 +22,6 @@ from gammaride.calibration import (
 from gammaride.calibration.fit import auto_edges, fit_buckets, quantile_edges, tercile_edges
 from gammaride.calibration.grid import grid_exits, simulate_one
 from gammaride.calibration.looks import chain_alpha
-from gammaride.calibration.synthetic import (
-    noise_paths,
-    priced_frames,
-    synthetic_frames,
-    true_surfaces,
-    write_journal,
-)
 from gammaride.calibration.validate import (
     SessionSums,
     bootstrap_mean_ci,
@@ -41,6 +34,13 @@ from gammaride.calibration.validate import (
 from gammaride.config import ET
 from gammaride.errors import CalibrationError
 from gammaride.journal import Journal
+from tests.synthetic import (
+    noise_paths,
+    priced_frames,
+    synthetic_frames,
+    true_surfaces,
+    write_journal,
+)
 from tests.test_calibration_synth import best_point, replay_journal, value_at
 
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from gammaride.calibration.synthetic import synthetic_frames, write_journal
 from gammaride.cli import main
 from gammaride.journal import Journal
+from tests.synthetic import synthetic_frames, write_journal
 from tests.test_calibration_synth import replay_journal
 
 

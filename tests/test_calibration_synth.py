@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from gammaride.calibration.grid import SL_GRID, TP_GRID, simulate_grid
-from gammaride.calibration.synthetic import (
+from tests.synthetic import (
     HOLD,
     noise_paths,
     priced_frames,
