@@ -2,6 +2,8 @@
 
 Targets: build_report_data + render_report in <= 5 s, the HTML file <= 2 MB.
 The baseline is what the SQL aggregation avoids: pulling every scan row into pandas.
+The charts' baseline is the same report with its charts laid out by matplotlib's
+constrained layout (what the charts used before they measured their own margins).
 
     python benchmarks/report.py [--trades 10000] [--scans 500000] [--repeat 5]
 """
@@ -9,6 +11,7 @@ The baseline is what the SQL aggregation avoids: pulling every scan row into pan
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
@@ -19,7 +22,7 @@ import pandas as pd
 
 from gammaride.config import ET
 from gammaride.journal import Journal
-from gammaride.reports import build_report_data, render_report
+from gammaride.reports import build_report_data, charts, render_report
 
 SKIPS = np.array(
     ["outside window", "volume 0.7x < 2.0x", "volume 1.3x < 2.0x", "volume 1.9x < 2.0x",
@@ -99,6 +102,30 @@ def synthesize(path: Path, n_trades: int, n_scans: int, seed: int = 7) -> None:
                           occurred_at=decision[k * 37].to_pydatetime())
 
 
+@contextlib.contextmanager
+def constrained_layout():
+    """The charts laid out by matplotlib's constrained layout instead of their measured margins."""
+    from matplotlib.figure import Figure
+
+    figure, fit = charts._figure, charts._fit
+
+    def constrained(width, height, nrows=1, sharex=False):
+        fig = Figure(figsize=(width, height), layout="constrained")
+        return fig, (fig.subplots(nrows, 1, sharex=sharex) if nrows > 1 else [fig.subplots()])
+
+    charts._figure, charts._fit = constrained, lambda fig: None
+    try:
+        yield
+    finally:
+        charts._figure, charts._fit = figure, fit
+
+
+def cpu_time(fn) -> float:
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
+
+
 def timed(fn, repeat: int) -> tuple[float, object]:
     times, result = [], None
     for _ in range(repeat):
@@ -126,6 +153,12 @@ def main() -> None:
             t_render, html = timed(lambda: render_report(data), args.repeat)
             t_total, _ = timed(lambda: render_report(build_report_data(j)), args.repeat)
             t_pull, frame = timed(lambda: j.query("SELECT * FROM scans"), args.repeat)
+        fitted, constrained = [], []
+        for _ in range(args.repeat):  # taking turns, so both see the same machine load
+            fitted.append(cpu_time(lambda: render_report(data)))
+            with constrained_layout():
+                constrained.append(cpu_time(lambda: render_report(data)))
+        t_fitted, t_constrained = statistics.median(fitted), statistics.median(constrained)
         size = len(html.encode("utf-8"))
         n = data["fills"]["summary"]["n"] + data["backtest"]["summary"]["n"]
         print(f"report of {n:,} trades, {data['funnel']['stages'][0]['n']:,} scans "
@@ -138,6 +171,8 @@ def main() -> None:
               f"{'OK' if size <= 2e6 else 'OVER'}")
         print(f"baseline: pulling all {len(frame):,} scan rows into pandas {t_pull:.3f} s; "
               f"the whole report takes {t_total / t_pull:.2f}x that")
+        print(f"charts: render_report CPU with measured margins {t_fitted:.3f} s, with constrained "
+              f"layout {t_constrained:.3f} s: {t_constrained / t_fitted:.2f}x less")
 
 
 if __name__ == "__main__":
