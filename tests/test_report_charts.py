@@ -79,3 +79,33 @@ def test_no_trades_means_no_chart():
     assert charts.equity_chart({"usd": [], "dd_usd": [], "r": [], "dd_r": []}) is None
     assert charts.r_histogram([]) is None
     assert charts.excursion_chart({"mfe": [np.nan], "mae": [np.nan], "win": [False], "levels": []}) is None
+
+
+def test_measured_margins_hold_every_label_and_waste_little_room():
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    sessions = [f"{d:%Y-%m-%d}" for d in pd.bdate_range("2026-01-01", periods=40)]
+    for layout, rotation in (("wide", 0), ("narrow", 30)):
+        with rc_context(charts._RC):
+            fig, (top, bottom) = charts._figure(charts.LAYOUTS[layout], 4.6, nrows=2, sharex=True)
+            top.plot([0, 40], [-175_000, 1_250_000])  # wide dollar tick labels
+            top.set_ylabel("cumulative ($)")
+            bottom.plot([0, 40], [-3.0, 2.0])
+            bottom.set_ylabel("cumulative (R)")
+            charts._session_axis(bottom, sessions, charts.LAYOUTS[layout])
+            for label in bottom.get_xticklabels():
+                label.set_rotation(rotation)
+                label.set_horizontalalignment("right" if rotation else "center")
+            bottom.set_xlabel("session (trading days with trades: 40)")
+            charts._fit(fig)
+            renderer = FigureCanvasAgg(fig).get_renderer()
+            page = fig.bbox
+            boxes = [ax.get_tightbbox(renderer) for ax in (top, bottom)]
+        for box in boxes:  # nothing drawn outside the figure: no clipped label
+            assert box.x0 >= page.x0 and box.y0 >= page.y0, (layout, box, page)
+            assert box.x1 <= page.x1 + 0.5 and box.y1 <= page.y1 + 0.5, (layout, box, page)
+        assert boxes[0].y0 > boxes[1].y1  # the stacked axes' labels never meet
+        near = 0.1 * fig.dpi  # and no more room than they need: within 0.1 inch of each edge
+        assert min(b.x0 for b in boxes) - page.x0 < near and page.x1 - max(b.x1 for b in boxes) < near
+        assert boxes[1].y0 - page.y0 < near and page.y1 - boxes[0].y1 < near, (layout, boxes)

@@ -65,17 +65,18 @@ def _text_size(text: str, size: float) -> tuple[float, float]:
     return w, h
 
 
-def _tick_labels(axis: Any) -> tuple[list[str], list[float]]:
+def _tick_labels(axis: Any) -> tuple[list[str], list[float], str]:
     """The major tick labels the axis will draw inside its view, with their positions as
-    fractions of the axis length."""
+    fractions of the axis length, and the offset or scale it prints at its end ("1e6")."""
     locs = np.asarray(axis.get_majorticklocs(), dtype=float)
-    labels = axis.get_major_formatter().format_ticks(locs)  # all of them: fixed labels go by index
+    formatter = axis.get_major_formatter()
+    labels = formatter.format_ticks(locs)  # all of them: fixed labels go by index
     lo, hi = axis.get_view_interval()
     span = (hi - lo) or 1.0
     tol = abs(span) * 1e-9
     lo_, hi_ = min(lo, hi) - tol, max(lo, hi) + tol
     shown = [(t, (v - lo) / span) for v, t in zip(locs, labels, strict=True) if lo_ <= v <= hi_ and t]
-    return [t for t, _ in shown], [f for _, f in shown]
+    return [t for t, _ in shown], [f for _, f in shown], formatter.get_offset()
 
 
 def _fit(fig: Any) -> None:
@@ -95,15 +96,17 @@ def _fit(fig: Any) -> None:
     y_room = rcParams["ytick.major.size"] + rcParams["ytick.major.pad"]
     x_room = rcParams["xtick.major.size"] + rcParams["xtick.major.pad"]
     left = 0.0
+    above = []  # room above each axes: a y offset such as "1e6" sits over its top end
     for ax in axes:
-        labels, _ = _tick_labels(ax.yaxis)
+        labels, _, offset = _tick_labels(ax.yaxis)
+        above.append(line + pad if offset else 0.0)
         need = max((_text_size(t, tick_size)[0] for t in labels), default=0.0) + y_room
         label = ax.yaxis.label
         if label.get_visible() and label.get_text():
             need += _text_size(label.get_text(), label.get_size())[1] + ax.yaxis.labelpad
         left = max(left, need)
     bottom_ax = axes[-1]
-    labels, fracs = _tick_labels(bottom_ax.xaxis)
+    labels, fracs, _ = _tick_labels(bottom_ax.xaxis)
     ticks = bottom_ax.xaxis.majorTicks
     rotation = math.radians(ticks[0].label1.get_rotation()) if labels else 0.0
     widths = [_text_size(t, tick_size)[0] for t in labels]
@@ -112,7 +115,7 @@ def _fit(fig: Any) -> None:
     xlabel = bottom_ax.xaxis.label
     if xlabel.get_visible() and xlabel.get_text():
         bottom += _text_size(xlabel.get_text(), xlabel.get_size())[1] + bottom_ax.xaxis.labelpad
-    left, right, bottom, top = pad + left, pad, pad + bottom, pad + line / 2
+    left, right, bottom, top = pad + left, pad, pad + bottom, pad + max(line / 2, above[0])
     for _ in range(2):  # x tick labels may stick out past the axes' ends
         length = fw - left - right
         for w, f in zip(widths, fracs, strict=True):
@@ -121,7 +124,7 @@ def _fit(fig: Any) -> None:
             else:
                 left = max(left, pad + w / 2 - f * length)
                 right = max(right, pad + w / 2 - (1 - f) * length)
-    gap = 2 * line  # between stacked axes: the half labels at their ends and some air
+    gap = 2 * line + max(above[1:], default=0.0)  # the half labels at the ends, some air
     height = (fh - top - bottom - (len(axes) - 1) * gap) / len(axes)
     fig.subplots_adjust(left=left / fw, right=1 - right / fw, bottom=bottom / fh, top=1 - top / fh,
                         hspace=gap / height)
