@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -8,15 +10,18 @@ import pytest
 
 from gammaride.config import Settings
 from gammaride.data.bars import sample_bars
+from gammaride.journal import Journal
 
 SHARED_MARKET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "market"
+AFTERNOON = "pm_afternoon"  # the session-scoped recorded afternoon (its tests share a worker)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Under parallel workers (``-n auto --dist loadgroup``) the tests that share a
     module-scoped fixture (a recorded scanner session, the demo, a rendered report) run
-    on one worker, so that fixture is built once; every other test goes to any worker.
+    on one worker, so that fixture is built once, and so do the tests of every module that
+    reads the session-scoped recorded afternoon; every other test goes to any worker.
     First among the hooks: xdist's own reads the groups when it runs, and this file is
     registered before it (so, without ``tryfirst``, called after it)."""
     if not config.pluginmanager.hasplugin("xdist"):
@@ -24,7 +29,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         defs = info.name2fixturedefs if info is not None else {}
-        if any(d and d[-1].scope == "module" for d in defs.values()):
+        if AFTERNOON in defs:  # one recorded afternoon for every module that reads it
+            item.add_marker(pytest.mark.xdist_group(AFTERNOON))
+        elif any(d and d[-1].scope == "module" for d in defs.values()):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
@@ -106,3 +113,41 @@ def full_disk(tmp_path):
 def read_only_dir(tmp_path):
     """A read-only file system: nothing can be created in it, not even by root."""
     yield from _tmpfs(tmp_path / "ro", "ro,size=4k")
+
+
+@dataclass(frozen=True)
+class Afternoon:
+    """A recorded 55-scan offline afternoon: the scanner (its run id, outcomes and counters),
+    the lines it printed, the server's request log and orders, and the closed journal file."""
+
+    scanner: object
+    lines: list
+    log: list
+    server_orders: list
+    journal_path: Path
+
+    def journal(self, folder: Path) -> Journal:
+        """The afternoon's journal as a private copy in ``folder`` (a test may write to it)."""
+        copy = folder / self.journal_path.name
+        shutil.copyfile(self.journal_path, copy)
+        return Journal(copy)
+
+
+@pytest.fixture(scope="session")
+def pm_afternoon(tmp_path_factory) -> Afternoon:
+    """The 2013-10-10 afternoon (a 2% gap up) scanned 55 times from 14:59:30 on the bundled
+    sample, recorded once for the run: every module that checks that afternoon reads it
+    instead of scanning it again. The debug block is on at the standard volume bar (debug
+    lowers it to 1.5x by default), so it only prints: the decisions are those of debug off."""
+    from gammaride.offline import OfflineAlpaca
+    from tests.support import offline_scanner
+
+    path = tmp_path_factory.mktemp("afternoon") / "pm.duckdb"
+    with OfflineAlpaca(start="2013-10-10 14:59:30", speed=0, seed=7) as srv:
+        journal = Journal(path)
+        sc, lines = offline_scanner(srv, journal, Settings.load(env={}, debug=True, debug_vol_threshold=2.0),
+                                     iv_percentile=0.5)
+        sc.run(55)
+        log, orders = list(srv.request_log), list(srv.broker.orders.values())
+    journal.close()
+    return Afternoon(sc, lines, log, orders, path)

@@ -15,6 +15,8 @@ from .test_report_browser import CHROMIUM, chromium, console_lines
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "gammaride-demo"
+    out.mkdir()  # a folder that already holds a file of the user's, which the demo must keep
+    (out / "my_journal.duckdb").write_text("precious")
     capture = pytest.MonkeyPatch()
     lines: list[str] = []
     capture.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
@@ -67,11 +69,11 @@ def test_demo_shows_a_priced_replay_of_the_offline_servers_history(demo):
     assert (out / "history" / "stocks" / "SPY" / "1Min").is_dir()
 
 
-def test_demo_never_deletes_files_it_did_not_write(tmp_path, capsys):
-    keep = tmp_path / "my_journal.duckdb"
-    keep.write_text("precious")
-    assert main(["demo", "--out", str(tmp_path), "--scans", "1"]) == 0
-    assert keep.read_text() == "precious" and (tmp_path / "report.html").exists()
+def test_demo_never_deletes_files_it_did_not_write(demo, capsys):
+    code, _, _, out = demo
+    keep = out / "my_journal.duckdb"
+    assert code == 0
+    assert keep.read_text() == "precious" and (out / "report.html").exists()
     assert main(["demo", "--out", str(keep)]) == 2
     assert "is a file; give a folder" in capsys.readouterr().err
 

@@ -39,11 +39,14 @@ def session(tmp_path, start, scans, name="j", faults=None, **settings):
 
 
 @pytest.fixture(scope="module")
-def pm(tmp_path_factory):
-    """A 55-scan afternoon (2013-10-10, a 2% gap up) with the debug block on."""
-    out = session(tmp_path_factory.mktemp("gamma"), "2013-10-10 14:59:30", 55, debug=True)
-    yield out
-    out[1].close()
+def pm(tmp_path_factory, pm_afternoon):
+    """A 55-scan afternoon (2013-10-10, a 2% gap up) with the debug block on (at the standard
+    volume bar: the first entry is at the second scan)."""
+    sc = pm_afternoon.scanner
+    journal = pm_afternoon.journal(tmp_path_factory.mktemp("gamma"))
+    scans = journal.query("SELECT * FROM scans WHERE run_id = ? ORDER BY scan_no", [sc.run_id])
+    yield sc, journal, pm_afternoon.lines, pm_afternoon.log, scans
+    journal.close()
 
 
 def test_a_55_scan_session_journals_the_measure_on_every_in_window_scan(pm):
@@ -68,7 +71,7 @@ def test_scan_lines_unchanged_and_the_debug_block_prints_regime_net_and_distance
                       r"( \| ATR: \$\d+\.\d\d \| TP: \$\d+\.\d\d \| SL: \$\d+\.\d\d)?"
                       r" \| (✓ SUBMITTED|Status: SKIPPED \(.+\))$")
     assert len(scan_lines) == 55 and all(seed.match(ln) for ln in scan_lines)
-    assert scan_lines[0].endswith("✓ SUBMITTED") and not any("gamma" in ln for ln in scan_lines)
+    assert scan_lines[1].endswith("✓ SUBMITTED") and not any("gamma" in ln for ln in scan_lines)
     blocks = [ln for ln in "\n".join(lines).splitlines() if ln.startswith("    dealer gamma: ")]
     assert len(blocks) == 55
     first = scans.iloc[0]

@@ -49,10 +49,12 @@ def both_touch(bars: pd.DataFrame, trade: pd.Series) -> bool:
 
 
 @pytest.fixture(scope="module")
-def pm_session(tmp_path_factory, sample):
-    tmp = tmp_path_factory.mktemp("pm")
-    sc, journal, lines, log, orders = run_session(tmp, "2013-10-10 14:59:30", 55)
-    yield sc, journal, lines, log, orders
+def pm_session(tmp_path_factory, pm_afternoon):
+    """The recorded 55-scan afternoon; its debug block is printed under each scan line, as
+    extra indented lines, and changes no decision."""
+    pm = pm_afternoon
+    journal = pm.journal(tmp_path_factory.mktemp("pm"))
+    yield pm.scanner, journal, pm.lines, pm.log, pm.server_orders
     journal.close()
 
 
