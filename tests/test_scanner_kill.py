@@ -148,7 +148,11 @@ def _hold_the_reply(srv: OfflineAlpaca, wanted: str) -> tuple[threading.Event, t
     return taken, release
 
 
-def _kill_when(proc: subprocess.Popen, taken: threading.Event, release: threading.Event) -> None:
+def _kill_at_order(srv: OfflineAlpaca, journal: Path, wanted: str) -> None:
+    """Run a scan in a child process and SIGKILL it once the broker has taken (and
+    filled) the first order whose client id matches ``wanted``, before its reply."""
+    taken, release = _hold_the_reply(srv, wanted)
+    proc = _start_scan(srv, journal)
     assert taken.wait(60), proc.stderr.read() if proc.poll() is not None else "no such order sent"
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
@@ -165,9 +169,7 @@ def _restarted_scanner(srv, journal: Journal) -> tuple[Scanner, list[str]]:
 def test_a_kill_right_after_the_entry_order_is_booked_from_the_brokers_fill_on_restart(tmp_path):
     path = tmp_path / "j.duckdb"
     with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
-        taken, release = _hold_the_reply(srv, r"gr-SPY-\d{12}-[CP]")
-        proc = _start_scan(srv, path)
-        _kill_when(proc, taken, release)
+        _kill_at_order(srv, path, r"gr-SPY-\d{12}-[CP]")
         entry = next(o for o in srv.broker.orders.values() if o.client_order_id == "gr-SPY-201310071008-C")
         assert entry.status == "filled" and list(srv.broker.positions) == ["SPY131007C00168000"]
         with Journal(path) as journal:  # the order is known although its trade never was
@@ -197,9 +199,7 @@ def test_a_kill_right_after_the_entry_order_is_booked_from_the_brokers_fill_on_r
 def test_a_kill_right_after_the_exit_order_books_the_real_exit_on_restart(tmp_path):
     path = tmp_path / "j.duckdb"
     with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0) as srv:
-        taken, release = _hold_the_reply(srv, r"gr-SPY-\d{12}-[CP]-x1")
-        proc = _start_scan(srv, path)
-        _kill_when(proc, taken, release)
+        _kill_at_order(srv, path, r"gr-SPY-\d{12}-[CP]-x1")
         cid = "gr-SPY-201310071008-C"
         entry = srv.broker.by_client_id[cid]
         exit_ = srv.broker.by_client_id[cid + "-x1"]
@@ -228,9 +228,7 @@ def test_a_kill_right_after_a_reprice_fill_is_booked_from_its_intent_on_restart(
     quantity, and manages it to its exit; the unfilled first order is void."""
     path = tmp_path / "j.duckdb"
     with OfflineAlpaca(start="2013-10-07 10:06:30", speed=0, data=DataPlan(indicative_skew=0.03)) as srv:
-        taken, release = _hold_the_reply(srv, r"gr-SPY-\d{12}-[CP]-r1")
-        proc = _start_scan(srv, path)
-        _kill_when(proc, taken, release)
+        _kill_at_order(srv, path, r"gr-SPY-\d{12}-[CP]-r1")
         cid = "gr-SPY-201310071008-C"
         first, reprice = srv.broker.by_client_id[cid], srv.broker.by_client_id[cid + "-r1"]
         assert first.filled_qty == 0 and reprice.status == "filled"
