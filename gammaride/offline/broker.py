@@ -51,11 +51,6 @@ _CUTOFF_BEFORE_CLOSE_NS = {True: 30 * NS_MIN, False: 45 * NS_MIN}
 _EXERCISE_THRESHOLD = 0.01
 
 
-def liquidation_before_close_ns(root: str) -> int:
-    """How long before the close Alpaca starts liquidating expiring positions in ``root``."""
-    return _LIQUIDATION_BEFORE_CLOSE_NS[root.upper() in BROAD_BASED_ETFS]
-
-
 class SimBroker:
     """SimAccount state and order handling of the offline server (not thread-safe: the server
     holds one lock around every request)."""
@@ -109,10 +104,6 @@ class SimBroker:
         self.created_ns = now_ns
 
     # ------------------------------------------------------------------ prices
-    def _contract(self, symbol: str) -> Contract | None:
-        c = contract_of(symbol)
-        return c if c is not None and c.root == self.book.underlying else None
-
     def option_quote(self, contract: Contract, now_ns: int) -> dict[str, float]:
         return self.book.price(contract, now_ns, self.tape.price_at(now_ns))
 
