@@ -109,16 +109,6 @@ def find_keys(env: Mapping[str, str] | None = None, colab: bool = True) -> Keys 
     return None
 
 
-def require_keys(env: Mapping[str, str] | None = None, colab: bool = True) -> Keys:
-    keys = find_keys(env, colab)
-    if keys is None:
-        raise CredentialsError(
-            "no Alpaca keys found; set ALPACA_API_KEY and ALPACA_SECRET_KEY (or Colab secrets "
-            "of those names), or run with --offline"
-        )
-    return keys
-
-
 def redact(text: str, *secrets: str | None) -> str:
     """``text`` with every given secret replaced, for messages built from server replies."""
     for s in secrets:
