@@ -108,7 +108,9 @@ def connect(
     """
     settings = settings or Settings.load()
     if url is not None:  # '' too: an empty --url is a mistake, not "no URL"
-        url = check_offline_url(url)
+        # an offline server on this machine: the requests carry the Alpaca keys from the
+        # environment, which must not go to any other host
+        url = safe_url(url)
     if keys is None and not offline:
         keys = find_keys(env)
     if url and keys is None:  # also with offline: --url names the offline server to use
@@ -140,13 +142,6 @@ def connect(
                           notes=[f"OFFLINE: running against the server at {url}; no real orders"])
     broker = AlpacaBroker(keys, paper=not live, feed=settings.feed, option_feed=settings.option_feed, timeout=timeout)
     return Connection(broker, WallClock(), "live" if live else "paper", settings)
-
-
-def check_offline_url(url: str) -> str:
-    """``--url`` is for an offline server on this machine: the requests carry the Alpaca
-    keys from the environment, which must not go to any other host. Returns the URL as
-    rebuilt from its checked parts."""
-    return safe_url(url)
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):

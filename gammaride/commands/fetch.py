@@ -51,13 +51,11 @@ def make_fetcher(args: argparse.Namespace):
     """A Fetcher over the cache with the keys found (none needed while the cache suffices)."""
     from gammaride.data.cache import BarCache
     from gammaride.data.fetch import Fetcher
-    from gammaride.keys import find_keys
+    from gammaride.keys import find_keys, safe_url
 
     keys = find_keys()
     if args.url:
-        from gammaride.connection import check_offline_url
-
-        check_offline_url(args.url)
+        safe_url(args.url)  # the keys go to --url: loopback only
         if keys is None:
             from gammaride.offline import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
 
