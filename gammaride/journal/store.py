@@ -196,6 +196,8 @@ class Journal:
             self._checked(lambda: self._migrate(False))
             self._release()
             self._attach_source()
+        if not self._schema_current():  # a damaged or newer journal is refused before it is copied
+            self._checked(lambda: self._migrate(True))
         # the copy is a private temporary file attached read-only: a write through a reader
         # fails as it would on the journal itself, instead of vanishing with a memory copy
         tmp = tempfile.mkdtemp(prefix="gammaride-read-")
