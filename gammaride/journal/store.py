@@ -43,6 +43,7 @@ from gammaride.journal.schema import (
     OPTION_PATH_COLUMNS,
     PATH_COLUMNS,
     SCAN_COLUMNS,
+    SCAN_VOCABULARIES,
     SCHEMA_VERSION,
     TRADE_COLUMNS,
 )
@@ -432,10 +433,15 @@ class Journal:
             data = data.astype({c: object for c in text})
         name = f"_incoming_{table}"
         self.con.register(name, data)
+        # one thread: appending a frame in parallel splits it into pieces DuckDB then merges
+        # in order, which costs more CPU and more time than the append itself
+        threads = self.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+        self.con.execute("SET threads = 1")
         try:
             quoted = ", ".join(f'"{c}"' for c in columns)
             self.con.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM {name}")
         finally:
+            self.con.execute(f"SET threads = {int(threads)}")
             self.con.unregister(name)
 
     def write_scans(self, scans: pd.DataFrame) -> None:
@@ -468,6 +474,13 @@ class Journal:
         self.con.execute(f"INSERT INTO {table} ({quoted}) VALUES ({marks})", [_plain(row[c]) for c in cols])
 
     def write_scan(self, row: Mapping[str, Any]) -> None:
+        for column, words in SCAN_VOCABULARIES.items():
+            value = _plain(row.get(column))  # NaN, NaT: missing
+            if value is not None and value not in words:
+                raise JournalError(
+                    f"scan not journaled: {column} {value!r} is not one of {', '.join(words)}; "
+                    "write a value from its vocabulary (gammaride.journal.schema.SCAN_VOCABULARIES)"
+                )
         self._insert_row("scans", {k: row.get(k) for k in SCAN_COLUMNS if k in row})
 
     def write_trade(self, row: Mapping[str, Any]) -> None:

@@ -32,6 +32,8 @@ SKIP_ORDER = "order"          # the entry was not placed (account, contract or o
 SKIP_ERROR = "error"          # the scan failed
 SKIP_CODES = (SKIP_WINDOW, SKIP_WARMUP_CODE, SKIP_VOLUME, SKIP_IV, SKIP_DIRECTION, SKIP_GAMMA,
               SKIP_RISK, SKIP_DATA, SKIP_MARKET, SKIP_ORDER, SKIP_ERROR)
+WINDOWS = ("am", "pm")            # ``scans.window``: the morning and afternoon hedging windows
+DIRECTIONS = ("call", "put")      # ``scans.direction``: the option a signal buys
 
 
 def wilder_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
@@ -144,14 +146,14 @@ def compute_signals(
         {
             "decision_time": decision_time,
             "in_window": in_window,
-            "window": _categorical(np.where(am, 0, np.where(pm, 1, -1)), ("am", "pm"), idx),
+            "window": _categorical(np.where(am, 0, np.where(pm, 1, -1)), WINDOWS, idx),
             "volume": volume,
             "avg_volume": avg_volume,
             "vol_ratio": vol_ratio,
             "vol_spike": vol_spike,
             "price": close,
             "price_change": price_change,
-            "direction": _categorical(np.where(up, 0, np.where(down, 1, -1)), ("call", "put"), idx),
+            "direction": _categorical(np.where(up, 0, np.where(down, 1, -1)), DIRECTIONS, idx),
             "atr": atr,
             "iv_percentile": iv,
             "iv_ok": iv_ok,
