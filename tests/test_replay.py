@@ -167,3 +167,15 @@ def test_iv_proxy_uses_only_earlier_sessions(sample):
     assert sources[pd.Timestamp("2023-08-03").date()] == "none"
     day = r.scans[r.scans.decision_time.dt.year == 2023]
     assert day.loc[day.in_window & day.vol_spike, "skip_reason"].str.contains("--iv-percentile").all()
+
+
+@pytest.mark.parametrize("unit", ["ns", "us"])
+def test_regular_hours_ends_a_half_day_at_its_early_close_whatever_the_time_unit(unit):
+    from gammaride.rules.session import regular_hours
+
+    # 2023-11-24, the day after Thanksgiving, closed at 13:00; pandas 3 makes microsecond indexes
+    idx = pd.date_range("2023-11-24 04:00", "2023-11-27 20:00", freq="min", tz=ET).as_unit(unit)
+    kept = regular_hours(pd.DataFrame({"close": np.arange(len(idx), dtype=float)}, index=idx)).index
+    half, monday = kept[kept.day == 24], kept[kept.day == 27]
+    assert (str(half[0].time()), str(half[-1].time()), len(half)) == ("09:30:00", "12:59:00", 210)
+    assert (str(monday[0].time()), str(monday[-1].time()), len(monday)) == ("09:30:00", "15:59:00", 390)
