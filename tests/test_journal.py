@@ -250,3 +250,21 @@ def test_a_live_scan_outside_a_vocabulary_is_refused_naming_the_value(tmp_path):
         with pytest.raises(JournalError, match="skip_code 'stale' is not one of window, warmup, volume"):
             j.write_scan({"run_id": run, "scan_no": 2, "symbol": "SPY", "skip_code": "stale"})
         assert j.con.execute("SELECT scan_no, direction, skip_code FROM scans").fetchall() == [(1, None, "volume")]
+
+
+def test_frames_with_text_of_every_kind_are_written_as_given(tmp_path):
+    # pandas 3 'str', object with missing values, all-None object, and an object column
+    # mixing numbers and text (Arrow cannot type it: DuckDB's own scan of the frame takes it)
+    entry = pd.Timestamp("2024-03-01 10:00", tz="America/New_York")
+    trades = pd.DataFrame({
+        "trade_id": [1, 2], "run_id": [1, 1], "symbol": pd.array(["SPY", "SPY"], dtype="str"),
+        "direction": ["call", "put"], "status": "closed", "entry_time": [entry, entry],
+        "entry_price": [500.0, 501.0], "contract_symbol": pd.Series(["SPY240301C00500000", None], dtype=object),
+        "client_order_id": pd.Series([None, None], dtype=object),
+        "atr_bucket": pd.Series(["low", 2], dtype=object),
+    })
+    with Journal(tmp_path / "j.duckdb") as j:
+        j.write_trades(trades)
+        got = j.con.execute("SELECT symbol, direction, contract_symbol, client_order_id, atr_bucket "
+                            "FROM trades ORDER BY trade_id").fetchall()
+    assert got == [("SPY", "call", "SPY240301C00500000", None, "low"), ("SPY", "put", None, None, "2")]

@@ -33,6 +33,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from gammaride.config import ET
 from gammaride.errors import JournalError, JournalVersionError
@@ -439,10 +440,10 @@ class Journal:
         # without scanning a column of Python Nones per row
         columns = [c for c in columns if c in frame.columns]
         data = frame[columns]
-        # pandas 3 infers a 'str' dtype that older DuckDB releases cannot scan; object can.
-        text = [c for c in columns if pd.api.types.is_string_dtype(data[c].dtype) and data[c].dtype != object]
+        text = [c for c in columns if pd.api.types.is_string_dtype(data[c].dtype)
+                and not isinstance(data[c].dtype, pd.CategoricalDtype)]
         if text:
-            data = data.astype({c: object for c in text})
+            data = _scannable(data, text)
         name = f"_incoming_{table}"
         self.con.register(name, data)
         # one thread: appending a frame in parallel splits it into pieces DuckDB then merges
@@ -805,6 +806,17 @@ def _kind_summary(closed: pd.DataFrame) -> dict[str, Any]:
         "avg_r": float(closed["r_multiple"].mean()) if n else None,
         "pnl_sources": {str(k): int(v) for k, v in closed["pnl_source"].value_counts().sort_index().items()},
     }
+
+def _scannable(data: pd.DataFrame, text: list[str]) -> pd.DataFrame | pa.Table:
+    """A frame with text columns as DuckDB scans it cheapest: an Arrow table (pandas 3's
+    'str' columns are Arrow already; DuckDB reads Arrow strings without sampling Python
+    objects for their type), else object columns (older DuckDB releases cannot scan
+    pandas 3's 'str')."""
+    try:
+        return pa.Table.from_pandas(data, preserve_index=False)
+    except pa.ArrowException:  # a column Arrow cannot type (mixed objects): DuckDB's own scan
+        return data.astype({c: object for c in text if data[c].dtype != object})
+
 
 def _plain(value: Any) -> Any:
     """numpy scalars and NaN to what DuckDB's parameter binding takes."""
