@@ -179,3 +179,21 @@ def test_regular_hours_ends_a_half_day_at_its_early_close_whatever_the_time_unit
     half, monday = kept[kept.day == 24], kept[kept.day == 27]
     assert (str(half[0].time()), str(half[-1].time()), len(half)) == ("09:30:00", "12:59:00", 210)
     assert (str(monday[0].time()), str(monday[-1].time()), len(monday)) == ("09:30:00", "15:59:00", 390)
+
+
+def test_bars_with_utc_offsets_in_every_shape_read_as_the_instants_they_name(tmp_path):
+    from gammaride.data.bars import load_bars
+    from gammaride.errors import BarsFileError
+
+    stamps = ["2024-03-08T14:30:00Z", "2024-03-08 09:31:00-0500", "2024-03-08T09:32:00.000-05:00",
+              " 2024-03-11T09:30:00-04:00 ", "2024-03-11T09:31-04"]
+    rows = "".join(f"{t},1,2,0.5,1.5,10\n" for t in stamps)
+    (tmp_path / "bars.csv").write_text("timestamp,open,high,low,close,volume\n" + rows)
+    got = load_bars(tmp_path / "bars.csv").index
+    want = pd.DatetimeIndex(pd.to_datetime(pd.Series(stamps).str.strip(), format="ISO8601", utc=True))
+    assert got.equals(want.tz_convert(ET).as_unit("ns")) and [t.minute for t in got] == [30, 31, 32, 30, 31]
+    # one naive time among times with offsets is still refused, naming both
+    (tmp_path / "mixed.csv").write_text("timestamp,open,high,low,close,volume\n" + rows
+                                        + "2024-03-11 09:32:00,1,2,0.5,1.5,10\n")
+    with pytest.raises(BarsFileError, match="has no UTC offset but"):
+        load_bars(tmp_path / "mixed.csv")
