@@ -1,5 +1,3 @@
-import sys
+from gammaride.cli import run
 
-from gammaride.cli import main
-
-sys.exit(main())
+run()

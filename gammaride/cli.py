@@ -10,6 +10,7 @@ statsmodels or alpaca-py."""
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import importlib.util
 import os
@@ -113,6 +114,19 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args.command, text, code)
 
 
+def run() -> NoReturn:
+    """The ``gammaride`` console script and ``python -m gammaride``: ``main()``, then the
+    process ends. Everything the command opened is closed by then, so the interpreter's final
+    garbage collection would only walk the millions of objects pandas, pyarrow and DuckDB
+    allocated at import, all about to be freed with the process: 0.2 s of CPU on every
+    command. Freezing them first skips that walk (``benchmarks/startup.py`` measures it).
+    Only objects caught in reference cycles are left to the operating system: what the
+    command wrote (journal, report, output) is closed and flushed before ``main`` returns."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 def _fail(command: str, message: str, code: int) -> int:
     """Print the error as exactly one line on stderr; return its exit code."""
     print(f"gammaride {command}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
@@ -138,4 +152,4 @@ def unexpected_error(exc: BaseException) -> tuple[str, int]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -45,3 +45,19 @@ def test_help_and_version_import_no_heavy_library(argv):
 def test_a_command_help_imports_only_its_own_command_module():
     commands = {m for m in imported_by("report", "--help") if m.startswith("gammaride.commands.")}
     assert commands == {"gammaride.commands._common", "gammaride.commands.report"}
+
+
+def test_the_script_and_python_m_end_through_run_with_the_commands_exit_code(tmp_path):
+    """``gammaride.cli.run`` ends every command (it spares the interpreter's final collection):
+    the installed script and ``python -m gammaride`` both go through it, and the exit code
+    and the one-line error are still the command's."""
+    from importlib.metadata import entry_points
+
+    assert [ep.value for ep in entry_points(group="console_scripts", name="gammaride")] == ["gammaride.cli:run"]
+    missing = tmp_path / "missing.duckdb"
+    done = subprocess.run([sys.executable, "-m", "gammaride", "journal", "--journal", str(missing)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4
+    assert done.stderr.splitlines() == [f"gammaride journal: error: journal {missing} does not exist; run "
+                                        "'gammaride demo' or 'gammaride replay' first, or pass --journal PATH"]
+    assert not missing.exists()
