@@ -378,9 +378,10 @@ def m011_scan_vocabularies(con: duckdb.DuckDBPyConnection) -> None:
     third cheaper. SQL reads them as text (``WHERE skip_code = 'volume'``, ``LIKE``, ``||``,
     ``coalesce`` with a string); a value outside the vocabulary is refused on insert. Values
     an older journal already holds join its vocabulary, so nothing it holds is lost."""
-    for column, words in SCAN_VOCABULARIES.items():
-        held = con.execute(f'SELECT DISTINCT "{column}" FROM scans WHERE "{column}" IS NOT NULL').fetchall()
-        kind = enum_type([*words, *(str(r[0]) for r in held)])
+    columns = list(SCAN_VOCABULARIES)
+    held = con.execute("SELECT " + ", ".join(f'list(DISTINCT "{c}")' for c in columns) + " FROM scans").fetchall()[0]
+    for column, values in zip(columns, held, strict=True):
+        kind = enum_type([*SCAN_VOCABULARIES[column], *(str(v) for v in values or [] if v is not None)])
         con.execute(f'ALTER TABLE scans ALTER COLUMN "{column}" TYPE {kind}')
 
 
