@@ -268,3 +268,16 @@ def test_frames_with_text_of_every_kind_are_written_as_given(tmp_path):
         got = j.con.execute("SELECT symbol, direction, contract_symbol, client_order_id, atr_bucket "
                             "FROM trades ORDER BY trade_id").fetchall()
     assert got == [("SPY", "call", "SPY240301C00500000", None, "low"), ("SPY", "put", None, None, "2")]
+
+
+def test_a_frame_refused_inside_a_transaction_says_why_and_leaves_the_journal_as_it_was(tmp_path):
+    with Journal(tmp_path / "j.duckdb") as j:
+        threads = j.con.execute("SELECT current_setting('threads')").fetchall()
+        scans = pd.DataFrame({"run_id": [1, 1], "scan_no": [1, 1], "symbol": ["SPY", "SPY"]})
+        with pytest.raises(duckdb.ConstraintException, match="(?i)duplicate key"), j.transaction():
+            j.start_run("replay", "SPY")
+            j.write_scans(scans)
+        assert j.con.execute("SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM scans)").fetchall() == [(0, 0)]
+        assert j.con.execute("SELECT current_setting('threads')").fetchall() == threads
+        j.write_scans(scans.iloc[:1])  # the journal takes the next frame
+        assert j.con.execute("SELECT count(*) FROM scans").fetchall() == [(1,)]

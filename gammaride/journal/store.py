@@ -23,7 +23,7 @@ import tempfile
 import time
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from functools import lru_cache
@@ -163,6 +163,7 @@ class Journal:
                 ) from None
         self._depth = 0
         self._holds = 0
+        self._after_rollback: list[Callable[[], None]] = []  # what an aborted transaction refused
         # shared: hold the file only while writing (a running scanner); readers may open it between
         self.shared = bool(shared) and not read_only and self.path != ":memory:"
         # how long to wait for a file another process holds: a reader's copy or a scan's
@@ -328,9 +329,17 @@ class Journal:
             except BaseException:
                 self._depth = 0
                 self.con.execute("ROLLBACK")
+                self._tidy_after_abort()
                 raise
             self._depth = 0
-            self.con.execute("COMMIT")
+            try:
+                self.con.execute("COMMIT")  # fails, and rolls back, when a statement failed
+            finally:
+                self._tidy_after_abort()
+
+    def _tidy_after_abort(self) -> None:
+        while self._after_rollback:
+            self._after_rollback.pop(0)()
 
     # schema ---------------------------------------------------------------------
     def _migrate(self, read_only: bool) -> None:
@@ -448,14 +457,25 @@ class Journal:
         self.con.register(name, data)
         # one thread: appending a frame in parallel splits it into pieces DuckDB then merges
         # in order, which costs more CPU and more time than the append itself
-        threads = self.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+        threads = int(self.con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+        def tidy() -> None:
+            self.con.execute(f"SET threads = {threads}")
+            self.con.unregister(name)
+
         self.con.execute("SET threads = 1")
         try:
             quoted = ", ".join(f'"{c}"' for c in columns)
             self.con.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM {name}")
-        finally:
-            self.con.execute(f"SET threads = {int(threads)}")
-            self.con.unregister(name)
+        except duckdb.Error:
+            # a failed statement aborts the open transaction, which refuses any statement
+            # until its rollback: tidy up after it, and let the insert's own error through
+            if self._depth:
+                self._after_rollback.append(tidy)
+            else:
+                tidy()
+            raise
+        tidy()
 
     def write_scans(self, scans: pd.DataFrame) -> None:
         self._insert_frame("scans", scans, SCAN_COLUMNS)
