@@ -27,13 +27,7 @@ from gammaride.rules.exits import (
 from gammaride.rules.gamma import REPLAY_REASON
 from gammaride.rules.risk import DayRisk, entry_block
 from gammaride.rules.session import expiry_and_hard_stop, session_close_minutes
-from gammaride.rules.setup import (
-    ExitPolicy,
-    direction_sign,
-    exit_levels,
-    iv_multiplier,
-    position_size,
-)
+from gammaride.rules.setup import ExitPlan, ExitPolicy, calculate_setup, direction_sign, exit_levels
 from gammaride.rules.signals import SKIP_DATA, SKIP_RISK, compute_signals
 
 SKIP_END_OF_DATA = "end of data before the exit"
@@ -219,7 +213,10 @@ def replay(
         by_options = np.zeros(len(cand), dtype=bool)
         net_pc = estimated_costs(delta_gross, np.ones(len(cand)), costs).net_usd
 
-    accepted, skip = _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_pc, atr, ivp)
+    plans = [ExitPlan(float(tp[j]), float(sl[j]), float(tp_mult[j]), float(sl_mult[j]), str(bucket[j]), policy.phase)
+             for j in range(len(cand))]
+    accepted, skip = _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_pc, direction, entry, atr, ivp,
+                           plans)
     k = np.flatnonzero(accepted["taken"])
     ids = np.arange(first_trade_id, first_trade_id + len(k))
     trade_ids = np.zeros(n, dtype=np.int64)
@@ -318,11 +315,11 @@ def replay(
                         costs=costs)
 
 
-def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_per_contract, atr, ivp):
+def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_per_contract, direction, entry, atr, ivp,
+          plans):
     """Walk the signals in time order with the scanner's own risk gates (positions, trades
-    per day, daily loss limit) and size each entry with the sizing rule the scanner's
-    :func:`~gammaride.rules.setup.calculate_setup` applies
-    (:func:`~gammaride.rules.setup.position_size`) from the equity at that moment (no
+    per day, daily loss limit) and size each entry with the scanner's
+    :func:`~gammaride.rules.setup.calculate_setup` from the equity at that moment (no
     buying-power cap: replay has no account); the equity moves by each trade's net P&L."""
     m = len(cand)
     taken = np.zeros(m, dtype=bool)
@@ -348,7 +345,8 @@ def _book(settings, cand, dec_ns, midnight, exit_ns, truncated, net_per_contract
             skip[j] = block
             continue
         taken[j] = True
-        contracts[j] = position_size(equity, atr[j], iv_multiplier(ivp[j], settings), settings)
+        contracts[j] = calculate_setup(direction[j], entry[j], atr[j], ivp[j], equity, settings,
+                                       plan=plans[j]).contracts
         pnl = net_per_contract[j] * contracts[j]
         heapq.heappush(open_exits, (int(exit_ns[j]), float(pnl)))
         risk.trades += 1
