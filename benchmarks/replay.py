@@ -280,14 +280,17 @@ def cli_seconds(csv: Path, db: Path, repeats: int) -> tuple[float, float]:
 
 
 # the same command line as a fresh process, with its CPU clock read after the imports it
-# needs and after the command: the rest of the process's CPU is interpreter start and exit
+# needs and after the command: the rest of the process's CPU is interpreter start and exit,
+# which ends as gammaride.cli.run ends every command (the heap frozen first)
 _PARTS = """
-import json, sys, time
+import gc, json, sys, time
 import gammaride.commands.replay, gammaride.data.bars, gammaride.journal.store, gammaride.replay.engine
 imported = time.process_time()
 from gammaride.cli import main
-main(sys.argv[1:])
+code = main(sys.argv[1:])
 print(json.dumps({"imports": imported, "job": time.process_time() - imported}))
+gc.freeze()
+sys.exit(code)
 """
 
 
