@@ -183,8 +183,9 @@ def phases(csv: Path, folder: Path, repeats: int, s: Settings) -> dict[str, floa
 
 def scan_write_costs(csv: Path, folder: Path, repeats: int, s: Settings) -> dict[str, float]:
     """Median CPU seconds to write one year's scan rows (one per bar, as replay makes them)
-    into a new DuckDB file: the journal's ``scans`` table, the same columns without its
-    primary key, a table of only the columns replay fills, and of only those not text."""
+    into a new DuckDB file, appended on one thread as the journal does: the journal's
+    ``scans`` table, the same columns without its primary key, a table of only the columns
+    replay fills, and of only those not text."""
     scans = replay(load_bars([csv]), s, ExitPolicy.phase1(s), IVChoice("constant", IV)).scans.assign(run_id=1)
     filled = [c for c in SCAN_COLUMNS if c in scans.columns]
     quoted = ", ".join(f'"{c}"' for c in filled)
@@ -211,6 +212,7 @@ def scan_write_costs(csv: Path, folder: Path, repeats: int, s: Settings) -> dict
             for statement in filter(None, sql.split("; ")):
                 con.execute(statement)
             con.execute("COMMIT")
+            con.execute("SET threads = 1")  # as the journal appends a frame (Journal._insert_frame)
             cpu = time.process_time()
             con.execute("BEGIN")
             columns = numbers if "not text" in shape else filled
@@ -278,14 +280,17 @@ def cli_seconds(csv: Path, db: Path, repeats: int) -> tuple[float, float]:
 
 
 # the same command line as a fresh process, with its CPU clock read after the imports it
-# needs and after the command: the rest of the process's CPU is interpreter start and exit
+# needs and after the command: the rest of the process's CPU is interpreter start and exit,
+# which ends as gammaride.cli.run ends every command (the heap frozen first)
 _PARTS = """
-import json, sys, time
+import gc, json, sys, time
 import gammaride.commands.replay, gammaride.data.bars, gammaride.journal.store, gammaride.replay.engine
 imported = time.process_time()
 from gammaride.cli import main
-main(sys.argv[1:])
+code = main(sys.argv[1:])
 print(json.dumps({"imports": imported, "job": time.process_time() - imported}))
+gc.freeze()
+sys.exit(code)
 """
 
 

@@ -4,7 +4,15 @@ import pytest
 
 from gammaride.errors import JournalError, JournalVersionError
 from gammaride.journal import Journal, store
-from gammaride.journal.schema import MIGRATIONS, SCHEMA_VERSION, m001_initial
+from gammaride.journal.schema import (
+    MIGRATIONS,
+    SCAN_VOCABULARIES,
+    SCHEMA_VERSION,
+    enum_type,
+    m001_initial,
+)
+from gammaride.rules.gamma import GATES
+from gammaride.rules.signals import SKIP_CODES
 
 STABLE_SCAN_COLUMNS = [
     "run_id", "decision_time", "symbol", "in_window", "window", "volume", "avg_volume",
@@ -191,3 +199,85 @@ def test_a_frame_can_be_written_right_after_a_single_value_read(tmp_path):
         }))
         assert j.schema_version == SCHEMA_VERSION and j.fingerprint()
         assert len(j.trade_paths([tid])) == 1 and run == 1
+
+
+def _scan_types(con):
+    return dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                            "WHERE table_name = 'scans'").fetchall())
+
+
+def test_fixed_vocabulary_scan_columns_are_enums_of_the_rules_own_codes(tmp_path):
+    with Journal(tmp_path / "j.duckdb") as j:
+        types = _scan_types(j.con)
+        for column, words in SCAN_VOCABULARIES.items():
+            assert types[column] == enum_type(words)
+        assert SCAN_VOCABULARIES["skip_code"] == SKIP_CODES and SCAN_VOCABULARIES["gamma_gate"] == GATES
+        assert types["skip_reason"] == "VARCHAR" and types["symbol"] == "VARCHAR"  # open texts stay text
+
+
+def test_an_old_journal_s_scans_upgrade_to_enums_keeping_every_text_and_the_key(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = _first_schema_journal(path)
+    con.execute("INSERT INTO runs (run_id, mode, symbol, status, started_at) VALUES (1, 'paper', 'SPY', 'completed', now())")
+    # 'auto' and 'rv' were written by releases before today's vocabularies
+    con.execute(
+        "INSERT INTO scans (run_id, scan_no, symbol, \"window\", direction, iv_source, skip_reason) VALUES "
+        "(1, 1, 'SPY', 'am', 'put', 'auto', NULL), (1, 2, 'SPY', 'pm', NULL, 'rv', 'volume 1.3x < 2.0x'), "
+        "(1, 3, 'SPY', NULL, 'call', NULL, 'outside window')"
+    )
+    con.close()
+    with Journal(path) as j:
+        rows = j.con.execute('SELECT "window", direction, iv_source, skip_reason FROM scans ORDER BY scan_no').fetchall()
+        assert rows == [("am", "put", "auto", None), ("pm", None, "rv", "volume 1.3x < 2.0x"),
+                        (None, "call", None, "outside window")]
+        assert _scan_types(j.con)["iv_source"].startswith("ENUM(") and "'auto'" in _scan_types(j.con)["iv_source"]
+        # users' SQL reads them as text
+        assert j.con.execute("SELECT count(*) FROM scans WHERE iv_source = 'auto' OR direction LIKE 'ca%'"
+                             ).fetchall() == [(2,)]
+        assert j.con.execute("SELECT count(*) FROM scans WHERE skip_code = 'volume'").fetchall() == [(0,)]
+        assert j.con.execute("SELECT string_agg(coalesce(\"window\", 'none') || '/' || direction, ',' "
+                             "ORDER BY scan_no) FROM scans").fetchall() == [("am/put,none/call",)]
+        j.write_scan({"run_id": 1, "scan_no": 4, "symbol": "SPY", "window": "am", "skip_code": "volume"})
+        with pytest.raises(duckdb.ConstraintException, match="Duplicate key"):
+            j.write_scan({"run_id": 1, "scan_no": 4, "symbol": "SPY"})
+
+
+def test_a_live_scan_outside_a_vocabulary_is_refused_naming_the_value(tmp_path):
+    with Journal(tmp_path / "j.duckdb") as j:
+        run = j.start_run("paper", "SPY")
+        j.write_scan({"run_id": run, "scan_no": 1, "symbol": "SPY", "direction": float("nan"),
+                      "skip_code": "volume", "iv_source": "iv_history", "gamma_gate": "short_only"})
+        with pytest.raises(JournalError, match="skip_code 'stale' is not one of window, warmup, volume"):
+            j.write_scan({"run_id": run, "scan_no": 2, "symbol": "SPY", "skip_code": "stale"})
+        assert j.con.execute("SELECT scan_no, direction, skip_code FROM scans").fetchall() == [(1, None, "volume")]
+
+
+def test_frames_with_text_of_every_kind_are_written_as_given(tmp_path):
+    # pandas 3 'str', object with missing values, all-None object, and an object column
+    # mixing numbers and text (Arrow cannot type it: DuckDB's own scan of the frame takes it)
+    entry = pd.Timestamp("2024-03-01 10:00", tz="America/New_York")
+    trades = pd.DataFrame({
+        "trade_id": [1, 2], "run_id": [1, 1], "symbol": pd.array(["SPY", "SPY"], dtype="str"),
+        "direction": ["call", "put"], "status": "closed", "entry_time": [entry, entry],
+        "entry_price": [500.0, 501.0], "contract_symbol": pd.Series(["SPY240301C00500000", None], dtype=object),
+        "client_order_id": pd.Series([None, None], dtype=object),
+        "atr_bucket": pd.Series(["low", 2], dtype=object),
+    })
+    with Journal(tmp_path / "j.duckdb") as j:
+        j.write_trades(trades)
+        got = j.con.execute("SELECT symbol, direction, contract_symbol, client_order_id, atr_bucket "
+                            "FROM trades ORDER BY trade_id").fetchall()
+    assert got == [("SPY", "call", "SPY240301C00500000", None, "low"), ("SPY", "put", None, None, "2")]
+
+
+def test_a_frame_refused_inside_a_transaction_says_why_and_leaves_the_journal_as_it_was(tmp_path):
+    with Journal(tmp_path / "j.duckdb") as j:
+        threads = j.con.execute("SELECT current_setting('threads')").fetchall()
+        scans = pd.DataFrame({"run_id": [1, 1], "scan_no": [1, 1], "symbol": ["SPY", "SPY"]})
+        with pytest.raises(duckdb.ConstraintException, match="(?i)duplicate key"), j.transaction():
+            j.start_run("replay", "SPY")
+            j.write_scans(scans)
+        assert j.con.execute("SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM scans)").fetchall() == [(0, 0)]
+        assert j.con.execute("SELECT current_setting('threads')").fetchall() == threads
+        j.write_scans(scans.iloc[:1])  # the journal takes the next frame
+        assert j.con.execute("SELECT count(*) FROM scans").fetchall() == [(1,)]

@@ -167,3 +167,33 @@ def test_iv_proxy_uses_only_earlier_sessions(sample):
     assert sources[pd.Timestamp("2023-08-03").date()] == "none"
     day = r.scans[r.scans.decision_time.dt.year == 2023]
     assert day.loc[day.in_window & day.vol_spike, "skip_reason"].str.contains("--iv-percentile").all()
+
+
+@pytest.mark.parametrize("unit", ["ns", "us"])
+def test_regular_hours_ends_a_half_day_at_its_early_close_whatever_the_time_unit(unit):
+    from gammaride.rules.session import regular_hours
+
+    # 2023-11-24, the day after Thanksgiving, closed at 13:00; pandas 3 makes microsecond indexes
+    idx = pd.date_range("2023-11-24 04:00", "2023-11-27 20:00", freq="min", tz=ET).as_unit(unit)
+    kept = regular_hours(pd.DataFrame({"close": np.arange(len(idx), dtype=float)}, index=idx)).index
+    half, monday = kept[kept.day == 24], kept[kept.day == 27]
+    assert (str(half[0].time()), str(half[-1].time()), len(half)) == ("09:30:00", "12:59:00", 210)
+    assert (str(monday[0].time()), str(monday[-1].time()), len(monday)) == ("09:30:00", "15:59:00", 390)
+
+
+def test_bars_with_utc_offsets_in_every_shape_read_as_the_instants_they_name(tmp_path):
+    from gammaride.data.bars import load_bars
+    from gammaride.errors import BarsFileError
+
+    stamps = ["2024-03-08T14:30:00Z", "2024-03-08 09:31:00-0500", "2024-03-08T09:32:00.000-05:00",
+              " 2024-03-11T09:30:00-04:00 ", "2024-03-11T09:31-04"]
+    rows = "".join(f"{t},1,2,0.5,1.5,10\n" for t in stamps)
+    (tmp_path / "bars.csv").write_text("timestamp,open,high,low,close,volume\n" + rows)
+    got = load_bars(tmp_path / "bars.csv").index
+    want = pd.DatetimeIndex(pd.to_datetime(pd.Series(stamps).str.strip(), format="ISO8601", utc=True))
+    assert got.equals(want.tz_convert(ET).as_unit("ns")) and [t.minute for t in got] == [30, 31, 32, 30, 31]
+    # one naive time among times with offsets is still refused, naming both
+    (tmp_path / "mixed.csv").write_text("timestamp,open,high,low,close,volume\n" + rows
+                                        + "2024-03-11 09:32:00,1,2,0.5,1.5,10\n")
+    with pytest.raises(BarsFileError, match="has no UTC offset but"):
+        load_bars(tmp_path / "mixed.csv")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from gammaride.config import ET
 from gammaride.errors import BarsFileError
@@ -254,6 +255,10 @@ def _parse_times(column: pd.Series, path: Path, rows: np.ndarray) -> pd.Datetime
             return ts.tz_convert(ET).as_unit("ns")
         return _localize(ts, path).as_unit("ns")
     text = column.astype("str").str.strip()
+    aware = _all_with_offsets(text)
+    if aware is not None:
+        _refuse_missing((aware < _FIRST) | (aware > _LAST), column, path, rows)
+        return aware.tz_convert(ET)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "Discarding nonzero nanoseconds"
         parsed = pd.DatetimeIndex(pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce"))
@@ -270,6 +275,20 @@ def _parse_times(column: pd.Series, path: Path, rows: np.ndarray) -> pd.Datetime
             int(rows[i]),
         )
     return _localize(parsed.tz_localize(None), path).as_unit("ns")
+
+
+def _all_with_offsets(text: pd.Series) -> pd.DatetimeIndex | None:
+    """The times in UTC when every string is an ISO 8601 time with a UTC offset or Z (as
+    Alpaca exports them), read by Arrow's parser in one vectorized pass; else None, and
+    the general parse below reads (or refuses) them. Arrow reads the same instants pandas
+    does and refuses a naive time, a missing value and anything pandas refuses."""
+    try:
+        utc = pa.array(text.array).cast(pa.timestamp("ns", tz="UTC"))
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    if utc.null_count:
+        return None
+    return pd.DatetimeIndex(utc.cast(pa.int64()).to_numpy().view("datetime64[ns]")).tz_localize("UTC")
 
 
 def _has_offset(text: pd.Series) -> np.ndarray:

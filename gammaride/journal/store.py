@@ -23,7 +23,7 @@ import tempfile
 import time
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from functools import lru_cache
@@ -33,6 +33,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from gammaride.config import ET
 from gammaride.errors import JournalError, JournalVersionError
@@ -43,6 +44,7 @@ from gammaride.journal.schema import (
     OPTION_PATH_COLUMNS,
     PATH_COLUMNS,
     SCAN_COLUMNS,
+    SCAN_VOCABULARIES,
     SCHEMA_VERSION,
     TRADE_COLUMNS,
 )
@@ -85,6 +87,14 @@ _CURRENT_SQL = (
     "SELECT (SELECT list(name ORDER BY name) FROM schema_migrations), "
     "(SELECT max(fingerprint) FROM schema_state WHERE version = ?), "
     f"({_FINGERPRINT_SQL})"
+)
+
+
+# The tables and views of the journal file itself. (``information_schema.tables`` lists
+# every attached database's, and its first read in a process costs about 10 ms.)
+_TABLES_SQL = (
+    "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() UNION ALL "
+    "SELECT view_name FROM duckdb_views() WHERE database_name = current_database() AND NOT internal"
 )
 
 
@@ -153,6 +163,7 @@ class Journal:
                 ) from None
         self._depth = 0
         self._holds = 0
+        self._after_rollback: list[Callable[[], None]] = []  # what an aborted transaction refused
         # shared: hold the file only while writing (a running scanner); readers may open it between
         self.shared = bool(shared) and not read_only and self.path != ":memory:"
         # how long to wait for a file another process holds: a reader's copy or a scan's
@@ -275,7 +286,7 @@ class Journal:
     def _pending(self) -> bool:
         if self._schema_current():
             return False
-        tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = {r[0] for r in self.con.execute(_TABLES_SQL).fetchall()}
         if "schema_migrations" not in tables:
             return False  # _migrate says what this file is
         applied = {r[0] for r in self.con.execute("SELECT name FROM schema_migrations").fetchall()}
@@ -335,9 +346,17 @@ class Journal:
             except BaseException:
                 self._depth = 0
                 self.con.execute("ROLLBACK")
+                self._tidy_after_abort()
                 raise
             self._depth = 0
-            self.con.execute("COMMIT")
+            try:
+                self.con.execute("COMMIT")  # fails, and rolls back, when a statement failed
+            finally:
+                self._tidy_after_abort()
+
+    def _tidy_after_abort(self) -> None:
+        while self._after_rollback:
+            self._after_rollback.pop(0)()
 
     # schema ---------------------------------------------------------------------
     def _migrate(self, read_only: bool) -> None:
@@ -352,7 +371,7 @@ class Journal:
         self._new = False
 
     def _upgrade(self, read_only: bool) -> None:
-        tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = {r[0] for r in self.con.execute(_TABLES_SQL).fetchall()}
         if "schema_migrations" not in tables:
             if tables and not read_only:
                 raise JournalError(
@@ -380,9 +399,13 @@ class Journal:
                                    "upgrade; run the command again (a writing open upgrades it)")
             _check_schema(self.con, self.path)
             return
+        ran = []
         for name, fn in pending:
             fn(self.con)
-            self.con.execute("INSERT INTO schema_migrations VALUES (?, ?)", [name, _now()])
+            ran += [name, _now()]
+        if ran:  # one statement for all of them (one each costs about a millisecond)
+            marks = ", ".join("(?, ?)" for _ in pending)
+            self.con.execute(f"INSERT INTO schema_migrations VALUES {marks}", ran)
         if applied:  # a new journal holds what the migrations just made: nothing to check
             _check_schema(self.con, self.path)
         self.con.execute("DELETE FROM schema_state")
@@ -443,17 +466,33 @@ class Journal:
         # without scanning a column of Python Nones per row
         columns = [c for c in columns if c in frame.columns]
         data = frame[columns]
-        # pandas 3 infers a 'str' dtype that older DuckDB releases cannot scan; object can.
-        text = [c for c in columns if pd.api.types.is_string_dtype(data[c].dtype) and data[c].dtype != object]
+        text = [c for c in columns if pd.api.types.is_string_dtype(data[c].dtype)
+                and not isinstance(data[c].dtype, pd.CategoricalDtype)]
         if text:
-            data = data.astype({c: object for c in text})
+            data = _scannable(data, text)
         name = f"_incoming_{table}"
         self.con.register(name, data)
+        # one thread: appending a frame in parallel splits it into pieces DuckDB then merges
+        # in order, which costs more CPU and more time than the append itself
+        threads = int(self.con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+        def tidy() -> None:
+            self.con.execute(f"SET threads = {threads}")
+            self.con.unregister(name)
+
+        self.con.execute("SET threads = 1")
         try:
             quoted = ", ".join(f'"{c}"' for c in columns)
             self.con.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM {name}")
-        finally:
-            self.con.unregister(name)
+        except duckdb.Error:
+            # a failed statement aborts the open transaction, which refuses any statement
+            # until its rollback: tidy up after it, and let the insert's own error through
+            if self._depth:
+                self._after_rollback.append(tidy)
+            else:
+                tidy()
+            raise
+        tidy()
 
     def write_scans(self, scans: pd.DataFrame) -> None:
         self._insert_frame("scans", scans, SCAN_COLUMNS)
@@ -485,6 +524,13 @@ class Journal:
         self.con.execute(f"INSERT INTO {table} ({quoted}) VALUES ({marks})", [_plain(row[c]) for c in cols])
 
     def write_scan(self, row: Mapping[str, Any]) -> None:
+        for column, words in SCAN_VOCABULARIES.items():
+            value = _plain(row.get(column))  # NaN, NaT: missing
+            if value is not None and value not in words:
+                raise JournalError(
+                    f"scan not journaled: {column} {value!r} is not one of {', '.join(words)}; "
+                    "write a value from its vocabulary (gammaride.journal.schema.SCAN_VOCABULARIES)"
+                )
         self._insert_row("scans", {k: row.get(k) for k in SCAN_COLUMNS if k in row})
 
     def write_trade(self, row: Mapping[str, Any]) -> None:
@@ -797,6 +843,17 @@ def _kind_summary(closed: pd.DataFrame) -> dict[str, Any]:
         "avg_r": float(closed["r_multiple"].mean()) if n else None,
         "pnl_sources": {str(k): int(v) for k, v in closed["pnl_source"].value_counts().sort_index().items()},
     }
+
+def _scannable(data: pd.DataFrame, text: list[str]) -> pd.DataFrame | pa.Table:
+    """A frame with text columns as DuckDB scans it cheapest: an Arrow table (pandas 3's
+    'str' columns are Arrow already; DuckDB reads Arrow strings without sampling Python
+    objects for their type), else object columns (older DuckDB releases cannot scan
+    pandas 3's 'str')."""
+    try:
+        return pa.Table.from_pandas(data, preserve_index=False)
+    except pa.ArrowException:  # a column Arrow cannot type (mixed objects): DuckDB's own scan
+        return data.astype({c: object for c in text if data[c].dtype != object})
+
 
 def _plain(value: Any) -> Any:
     """numpy scalars and NaN to what DuckDB's parameter binding takes."""

@@ -18,18 +18,18 @@ interest and ``now``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-from gammaride.config import ET
+from gammaride.config import ET, Settings
 from gammaride.rules import blackscholes
 from gammaride.rules.session import session_close_minutes
 
 GAMMA_COLUMNS = ["symbol", "expiration", "type", "strike", "iv", "gamma", "open_interest"]
-GATES = ("off", "short_only")
+GATES: tuple[str, ...] = next(f for f in fields(Settings) if f.name == "gamma_gate").metadata["choices"]
 REGIME_SHORT = "short"
 REGIME_LONG = "long"
 REPLAY_REASON = "replay: historical open interest is not available from Alpaca"

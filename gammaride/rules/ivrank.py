@@ -16,6 +16,7 @@ SOURCE_PROXY = "rv_proxy"
 SOURCE_HISTORY = "iv_history"
 SOURCE_OFF = "off"
 SOURCE_NONE = "none"
+SOURCES = (SOURCE_CONSTANT, SOURCE_PROXY, SOURCE_HISTORY, SOURCE_OFF, SOURCE_NONE)  # ``scans.iv_source``
 MAX_GAP_DAYS = 5  # longest calendar gap between sessions (a long weekend plus a closure)
 
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from gammaride.config import ET, NS_DAY, Settings
+from gammaride.config import ET, NS_DAY, NS_MIN, Settings
 
 REGULAR_OPEN_MIN = 9 * 60 + 30
 REGULAR_CLOSE_MIN = 16 * 60
@@ -249,8 +249,10 @@ def regular_hours(bars: pd.DataFrame) -> pd.DataFrame:
     idx = bars.index
     if not len(idx):
         return bars
-    minute = np.asarray(idx.hour * 60 + idx.minute)
-    days, inverse = np.unique(idx.tz_localize(None).normalize().asi8, return_inverse=True)
-    close = session_close_minutes(pd.DatetimeIndex(days))[inverse.ravel()]
+    # New York wall-clock nanoseconds, converted once: the minute of day and the date from them
+    local = (idx.tz_localize(None) if idx.tz is not None else idx).as_unit("ns").asi8
+    minute = (local % NS_DAY) // NS_MIN
+    days, inverse = np.unique(local // NS_DAY, return_inverse=True)
+    close = session_close_minutes(pd.DatetimeIndex(days.astype("datetime64[D]")))[inverse.ravel()]
     keep = (minute >= REGULAR_OPEN_MIN) & (minute < np.minimum(close, REGULAR_CLOSE_MIN))
     return bars if keep.all() else bars[keep]

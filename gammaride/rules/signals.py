@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gammaride.config import Settings
+from gammaride.config import NS_DAY, NS_MIN, Settings
 from gammaride.rules.session import session_close_minutes, window_masks
 
 SKIP_OUTSIDE_WINDOW = "outside window"
@@ -32,6 +32,8 @@ SKIP_ORDER = "order"          # the entry was not placed (account, contract or o
 SKIP_ERROR = "error"          # the scan failed
 SKIP_CODES = (SKIP_WINDOW, SKIP_WARMUP_CODE, SKIP_VOLUME, SKIP_IV, SKIP_DIRECTION, SKIP_GAMMA,
               SKIP_RISK, SKIP_DATA, SKIP_MARKET, SKIP_ORDER, SKIP_ERROR)
+WINDOWS = ("am", "pm")            # ``scans.window``: the morning and afternoon hedging windows
+DIRECTIONS = ("call", "put")      # ``scans.direction``: the option a signal buys
 
 
 def wilder_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
@@ -81,10 +83,12 @@ def compute_signals(
     volume = bars["volume"].to_numpy(dtype=np.float64)
 
     decision_time = idx + pd.Timedelta(minutes=1)
-    decision_min = np.asarray(decision_time.hour * 60 + decision_time.minute)
-    session_dates = idx.tz_localize(None).normalize() if n else pd.DatetimeIndex([])
-    uniq, inverse = np.unique(session_dates.asi8, return_inverse=True)
-    close_min = session_close_minutes(pd.DatetimeIndex(uniq))[inverse] if n else np.array([])
+    # New York wall clock of each bar's start, in nanoseconds, converted once; the decision
+    # minute is a minute later (a DST jump falls at 02:00, far from any window)
+    local = (idx.tz_localize(None) if idx.tz is not None else idx).as_unit("ns").asi8
+    decision_min = ((local + NS_MIN) % NS_DAY) // NS_MIN
+    uniq, inverse = np.unique(local // NS_DAY, return_inverse=True)
+    close_min = session_close_minutes(pd.DatetimeIndex(uniq.astype("datetime64[D]")))[inverse] if n else np.array([])
     am, pm = window_masks(settings, decision_min, close_min)
     in_window = am | pm
 
@@ -144,14 +148,14 @@ def compute_signals(
         {
             "decision_time": decision_time,
             "in_window": in_window,
-            "window": _categorical(np.where(am, 0, np.where(pm, 1, -1)), ("am", "pm"), idx),
+            "window": _categorical(np.where(am, 0, np.where(pm, 1, -1)), WINDOWS, idx),
             "volume": volume,
             "avg_volume": avg_volume,
             "vol_ratio": vol_ratio,
             "vol_spike": vol_spike,
             "price": close,
             "price_change": price_change,
-            "direction": _categorical(np.where(up, 0, np.where(down, 1, -1)), ("call", "put"), idx),
+            "direction": _categorical(np.where(up, 0, np.where(down, 1, -1)), DIRECTIONS, idx),
             "atr": atr,
             "iv_percentile": iv,
             "iv_ok": iv_ok,
