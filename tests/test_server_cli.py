@@ -34,13 +34,19 @@ def test_serve_rejects_a_missing_bars_file(capsys, tmp_path):
     assert "does not exist" in capsys.readouterr().err
 
 
+# how a script's background job (`gammaride serve &`) starts it: with SIGINT ignored
+_AS_A_BACKGROUND_JOB = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                        "from gammaride.cli import run; run()")
+
+
 def test_serve_runs_in_the_foreground_until_interrupted(tmp_path):
+    """Ctrl-C (SIGINT) stops it, even started as a background job that inherits SIGINT ignored."""
     csv = tmp_path / "bars.csv"
     rows = ["timestamp,open,high,low,close,volume"]
     rows += [f"2013-10-07 09:{30 + i:02d},{100 + i},{100.5 + i},{99.5 + i},{100.2 + i},{1000 + i}" for i in range(10)]
     csv.write_text("\n".join(rows) + "\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gammaride", "serve", "--port", "0", "--speed", "0",
+        [sys.executable, "-c", _AS_A_BACKGROUND_JOB, "serve", "--port", "0", "--speed", "0",
          "--start", "2013-10-07 09:35", "--bars", str(csv)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

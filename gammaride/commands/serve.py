@@ -12,6 +12,9 @@ Example: gammaride serve --port 8765 --speed 60 --start "2013-10-07 09:30"
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,11 +133,25 @@ def run(args: argparse.Namespace) -> int:
     if history is not None:
         print(f"  history: {history.dates[0]} .. {history.dates[-1]} ({len(history.dates)} sessions) for "
               f"gammaride fetch/replay --alpaca --url {srv.url}", flush=True)
+    # Ctrl-C (SIGINT) stops it even when it was started as a script's background job, which
+    # inherits SIGINT ignored: as the scanner does, the command says how it is stopped
+    restore = _stop_on_ctrl_c()
     try:
         srv.serve_forever()
     except KeyboardInterrupt:
         print("stopped", flush=True)
+    finally:
+        restore()
     return 0
+
+
+def _stop_on_ctrl_c() -> Callable[[], None]:
+    """Make SIGINT raise KeyboardInterrupt in this (main) thread; returns what puts the
+    previous handler back. Elsewhere than the main thread, signals are not ours to set."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def _read_iv(value: str) -> float | pd.Series:
