@@ -243,16 +243,23 @@ def expiry_and_hard_stop(
     return same_day, hard_stop_minutes(settings, symbol, close_min, same_day)
 
 
+def session_minutes(idx: pd.DatetimeIndex, later: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per bar of ``idx`` (New York time): the minute of day ``later`` minutes after its
+    start, and the close of its session (minutes of day). The wall clock is converted once
+    and the minute and date read from it by integer math (a DST jump falls at 02:00, far
+    from any session)."""
+    local = (idx.tz_localize(None) if idx.tz is not None else idx).as_unit("ns").asi8
+    minute = ((local + later * NS_MIN) % NS_DAY) // NS_MIN
+    days, inverse = np.unique(local // NS_DAY, return_inverse=True)
+    close = session_close_minutes(pd.DatetimeIndex(days.astype("datetime64[D]")))[inverse.ravel()]
+    return minute, close
+
+
 def regular_hours(bars: pd.DataFrame) -> pd.DataFrame:
     """Keep bars starting at or after 09:30 ET and before the session's close (16:00, or
     the early close of a half day); pre/post-market bars never enter a lookback."""
-    idx = bars.index
-    if not len(idx):
+    if not len(bars):
         return bars
-    # New York wall-clock nanoseconds, converted once: the minute of day and the date from them
-    local = (idx.tz_localize(None) if idx.tz is not None else idx).as_unit("ns").asi8
-    minute = (local % NS_DAY) // NS_MIN
-    days, inverse = np.unique(local // NS_DAY, return_inverse=True)
-    close = session_close_minutes(pd.DatetimeIndex(days.astype("datetime64[D]")))[inverse.ravel()]
+    minute, close = session_minutes(bars.index)
     keep = (minute >= REGULAR_OPEN_MIN) & (minute < np.minimum(close, REGULAR_CLOSE_MIN))
     return bars if keep.all() else bars[keep]

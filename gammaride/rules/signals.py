@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gammaride.config import NS_DAY, NS_MIN, Settings
-from gammaride.rules.session import session_close_minutes, window_masks
+from gammaride.config import Settings
+from gammaride.rules.session import session_minutes, window_masks
 
 SKIP_OUTSIDE_WINDOW = "outside window"
 SKIP_WARMUP = "warming up"
@@ -83,12 +83,7 @@ def compute_signals(
     volume = bars["volume"].to_numpy(dtype=np.float64)
 
     decision_time = idx + pd.Timedelta(minutes=1)
-    # New York wall clock of each bar's start, in nanoseconds, converted once; the decision
-    # minute is a minute later (a DST jump falls at 02:00, far from any window)
-    local = (idx.tz_localize(None) if idx.tz is not None else idx).as_unit("ns").asi8
-    decision_min = ((local + NS_MIN) % NS_DAY) // NS_MIN
-    uniq, inverse = np.unique(local // NS_DAY, return_inverse=True)
-    close_min = session_close_minutes(pd.DatetimeIndex(uniq.astype("datetime64[D]")))[inverse] if n else np.array([])
+    decision_min, close_min = session_minutes(idx, later=1)  # a decision is a minute after the bar's start
     am, pm = window_masks(settings, decision_min, close_min)
     in_window = am | pm
 
