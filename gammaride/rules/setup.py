@@ -108,10 +108,6 @@ def iv_multiplier(iv_percentile: np.ndarray | float | None, settings: Settings) 
 
 def uncapped_size(equity: float, atr: float, iv_mult: float, settings: Settings) -> float:
     """The sizing rule alone: ``max(1, floor((equity * 1%) / (ATR * 100) * iv_mult))``."""
-    if atr > 0:  # the usual case in plain floats (the same IEEE operations, no errstate)
-        size = float(equity) * settings.risk_per_trade / (float(atr) * 100.0) * float(iv_mult)
-        if math.isfinite(size):
-            return float(max(1.0, math.floor(size)))
     with np.errstate(divide="ignore", invalid="ignore"):
         base = np.float64(equity) * settings.risk_per_trade / (np.float64(atr) * 100.0)
         raw = np.floor(base * np.float64(iv_mult))
